@@ -1,0 +1,276 @@
+//! The command line: serve (the default), migrate, and the operator's admin commands.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use tollgate::{
+    Env,
+    api::Page,
+    auth::password::Password,
+    clock::{Clock, SystemClock},
+    config::Config,
+    tenancy::{Email, Slug, admin, parse_display_name, plans, tenants},
+};
+
+use crate::server::{self, ServerSettings};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate-server",
+    version,
+    about = "Tollgate: the gate in front of paid AI workloads"
+)]
+pub struct Cli {
+    /// The database: a file path (`file:` prefix allowed) or `:memory:`.
+    #[arg(
+        long,
+        env = "TOLLGATE_DATABASE_URL",
+        default_value = "tollgate.db",
+        global = true
+    )]
+    pub database: String,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "TOLLGATE_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// The HS256 secret for access tokens (32+ characters). Without it a throwaway secret is
+    /// generated and every token dies with the process.
+    #[arg(
+        long,
+        env = "TOLLGATE_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(
+        long,
+        env = "TOLLGATE_ADDRESS",
+        default_value = "127.0.0.1:8787",
+        global = true
+    )]
+    pub address: SocketAddr,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "TOLLGATE_THREADS", global = true)]
+    pub threads: Option<usize>,
+    /// Seconds between cron runs.
+    #[arg(
+        long,
+        env = "TOLLGATE_CRON_INTERVAL",
+        default_value_t = 60,
+        global = true
+    )]
+    pub cron_interval: u64,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a platform admin (signs in at /api/v1/admin/login).
+    CreatePlatformAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "TOLLGATE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Create a tenant with its owner.
+    CreateTenant {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "FREE")]
+        plan: String,
+        #[arg(long)]
+        owner_email: String,
+        #[arg(long, default_value = "Owner")]
+        owner_name: String,
+        #[arg(long, env = "TOLLGATE_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: String,
+    },
+    /// List tenants, newest first.
+    ListTenants {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Suspend a tenant (by id or slug): its users and keys are refused until reinstated.
+    SuspendTenant { tenant: String },
+    /// Reinstate a suspended tenant.
+    ReactivateTenant { tenant: String },
+}
+
+impl Cli {
+    /// The shared configuration: `TOLLGATE_*` variables, with the secret flag on top.
+    pub fn config(&self) -> Result<Config, tollgate::config::ConfigError> {
+        let secret = self.jwt_secret.clone();
+        Config::from_lookup(move |name| match name {
+            "TOLLGATE_JWT_SECRET" => secret.clone(),
+            _ => std::env::var(name).ok(),
+        })
+    }
+
+    /// The database path the embedded adapter opens.
+    pub fn database_path(&self) -> Result<String, String> {
+        let url = self.database.trim();
+        if url.starts_with("libsql://") || url.starts_with("http://") || url.starts_with("https://")
+        {
+            return Err(format!(
+                "{url}: remote libSQL databases are reached through the Hrana adapter, not yet part of this build; use a file path"
+            ));
+        }
+        Ok(url.strip_prefix("file:").unwrap_or(url).to_owned())
+    }
+}
+
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs the chosen command to completion.
+pub fn run(cli: Cli) -> CliResult {
+    let config = cli.config()?;
+    let path = cli.database_path()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let db = runtime.block_on(server::open_database(&path, SystemClock.now()))?;
+    match cli.command {
+        None | Some(Command::Serve) => serve(cli.serve, config, db, &runtime),
+        Some(Command::Migrate) => {
+            println!("{path}: schema is current");
+            Ok(())
+        }
+        Some(Command::Admin(command)) => {
+            let env = Env::new(Box::new(db), Box::new(SystemClock), config);
+            runtime.block_on(admin(&env, command))
+        }
+    }
+}
+
+fn serve(
+    args: ServeArgs,
+    config: Config,
+    db: crate::db::LibsqlDb,
+    runtime: &tokio::runtime::Runtime,
+) -> CliResult {
+    if config.jwt_secret_generated {
+        tracing::warn!(
+            "NO TOLLGATE_JWT_SECRET IS SET: a throwaway secret was generated. Every token dies with this \
+             process and no second instance can verify them. Set TOLLGATE_JWT_SECRET in production."
+        );
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let server = server::start(
+        ServerSettings {
+            address: args.address,
+            threads,
+            cron_interval: Duration::from_secs(args.cron_interval.max(1)),
+            config,
+        },
+        db,
+    )?;
+    runtime.block_on(shutdown_signal());
+    tracing::info!("shutting down: finishing requests in flight");
+    server.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn admin(env: &Env, command: AdminCommand) -> CliResult {
+    let failed = |error: tollgate::ApiError| -> Box<dyn std::error::Error> { error.message.into() };
+    match command {
+        AdminCommand::CreatePlatformAdmin { email, password } => {
+            let email = Email::parse("email", &email).map_err(failed)?;
+            let password = Password::parse("password", password).map_err(failed)?;
+            let id = admin::create_platform_admin(env, &email, &password)
+                .await
+                .map_err(failed)?;
+            println!("platform admin {email} created ({id})");
+        }
+        AdminCommand::CreateTenant {
+            slug,
+            name,
+            plan,
+            owner_email,
+            owner_name,
+            owner_password,
+        } => {
+            let tenant = tenants::NewTenant {
+                slug: Slug::parse("slug", &slug).map_err(failed)?,
+                name: parse_display_name("name", &name).map_err(failed)?,
+                plan: plans::parse_code("plan", &plan).map_err(failed)?,
+                owner_email: Email::parse("owner_email", &owner_email).map_err(failed)?,
+                owner_name: parse_display_name("owner_name", &owner_name).map_err(failed)?,
+                owner_password: Password::parse("owner_password", owner_password)
+                    .map_err(failed)?,
+            };
+            let created = tenants::create(env, &tenant).await.map_err(failed)?;
+            println!(
+                "tenant {} created ({}), owner {} ({})",
+                tenant.slug.as_str(),
+                created.tenant_id,
+                tenant.owner_email,
+                created.owner_id
+            );
+        }
+        AdminCommand::ListTenants { limit } => {
+            let page = Page {
+                limit: limit.clamp(1, 100),
+                offset: 0,
+            };
+            let listing = admin::tenants(env, page).await.map_err(failed)?;
+            println!(
+                "{:<40} {:<10} {:<11} {:>5}  ID",
+                "SLUG", "STATUS", "PLAN", "USERS"
+            );
+            for tenant in listing["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<40} {:<10} {:<11} {:>5}  {}",
+                    tenant["slug"].as_str().unwrap_or_default(),
+                    tenant["status"].as_str().unwrap_or_default(),
+                    tenant["plan"].as_str().unwrap_or_default(),
+                    tenant["users"],
+                    tenant["id"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        AdminCommand::SuspendTenant { tenant } => {
+            admin::set_status(env, &tenant, "suspended")
+                .await
+                .map_err(failed)?;
+            println!("tenant {tenant} suspended");
+        }
+        AdminCommand::ReactivateTenant { tenant } => {
+            admin::set_status(env, &tenant, "active")
+                .await
+                .map_err(failed)?;
+            println!("tenant {tenant} reactivated");
+        }
+    }
+    Ok(())
+}

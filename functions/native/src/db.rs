@@ -1,0 +1,251 @@
+//! The `Db` port on embedded libSQL: a local file (WAL, busy timeout) or `:memory:`.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tollgate::db::{Db, DbError, Rows, Statement, Value};
+
+/// How long a writer waits for another to finish before the request answers 503.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_CONSTRAINT: i32 = 19;
+
+/// Cheap to clone: clones share the database and its connections.
+#[derive(Clone)]
+pub struct LibsqlDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    database: libsql::Database,
+    connections: Connections,
+}
+
+enum Connections {
+    /// Idle connections to a file, reused by later requests.
+    File(Mutex<Vec<libsql::Connection>>),
+    /// An in-memory database lives and dies with its one connection, so every caller
+    /// takes turns on it.
+    Memory(tokio::sync::Mutex<libsql::Connection>),
+}
+
+impl LibsqlDb {
+    /// Opens `path`, or a private in-memory database for `:memory:`.
+    pub async fn open(path: &str) -> Result<Self, DbError> {
+        let database = libsql::Builder::new_local(path)
+            .build()
+            .await
+            .map_err(map_error)?;
+        let first = connect(&database).await?;
+        let connections = if path == ":memory:" {
+            Connections::Memory(tokio::sync::Mutex::new(first))
+        } else {
+            let mut rows = first
+                .query("PRAGMA journal_mode = WAL", ())
+                .await
+                .map_err(map_error)?;
+            while rows.next().await.map_err(map_error)?.is_some() {}
+            Connections::File(Mutex::new(vec![first]))
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                database,
+                connections,
+            }),
+        })
+    }
+
+    async fn with_connection<T>(
+        &self,
+        work: impl AsyncFnOnce(&libsql::Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        match &self.inner.connections {
+            Connections::Memory(connection) => work(&*connection.lock().await).await,
+            Connections::File(idle) => {
+                let pooled = idle.lock().expect("pool lock").pop();
+                let connection = match pooled {
+                    Some(connection) => connection,
+                    None => connect(&self.inner.database).await?,
+                };
+                let result = work(&connection).await;
+                // A connection left inside a transaction by an error is not reused.
+                if connection.is_autocommit() {
+                    idle.lock().expect("pool lock").push(connection);
+                }
+                result
+            }
+        }
+    }
+}
+
+async fn connect(database: &libsql::Database) -> Result<libsql::Connection, DbError> {
+    let connection = database.connect().map_err(map_error)?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+        ))
+        .await
+        .map_err(map_error)?;
+    Ok(connection)
+}
+
+async fn run(connection: &libsql::Connection, statement: Statement) -> Result<Rows, DbError> {
+    let before = connection.total_changes();
+    let params: Vec<libsql::Value> = statement.params.into_iter().map(to_libsql).collect();
+    let mut rows = connection
+        .query(&statement.sql, params)
+        .await
+        .map_err(map_error)?;
+    let columns: Vec<String> = (0..rows.column_count())
+        .map(|index| rows.column_name(index).unwrap_or_default().to_owned())
+        .collect();
+    let mut values = Vec::new();
+    while let Some(row) = rows.next().await.map_err(map_error)? {
+        let row_values = (0..columns.len() as i32)
+            .map(|index| row.get_value(index).map(from_libsql).map_err(map_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        values.push(row_values);
+    }
+    Ok(Rows {
+        columns,
+        rows: values,
+        rows_affected: connection.total_changes() - before,
+    })
+}
+
+#[async_trait(?Send)]
+impl Db for LibsqlDb {
+    async fn execute(&self, statement: Statement) -> Result<Rows, DbError> {
+        self.with_connection(async |connection| run(connection, statement).await)
+            .await
+    }
+
+    async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
+        self.with_connection(async |connection| {
+            // IMMEDIATE takes the write lock up front, so two batches never deadlock
+            // upgrading read locks; the busy timeout queues them instead.
+            connection
+                .execute("BEGIN IMMEDIATE", ())
+                .await
+                .map_err(map_error)?;
+            let mut results = Vec::with_capacity(statements.len());
+            for statement in statements {
+                match run(connection, statement).await {
+                    Ok(rows) => results.push(rows),
+                    Err(error) => {
+                        connection
+                            .execute("ROLLBACK", ())
+                            .await
+                            .map_err(map_error)?;
+                        return Err(error);
+                    }
+                }
+            }
+            connection.execute("COMMIT", ()).await.map_err(map_error)?;
+            Ok(results)
+        })
+        .await
+    }
+}
+
+fn to_libsql(value: Value) -> libsql::Value {
+    match value {
+        Value::Null => libsql::Value::Null,
+        Value::Integer(number) => libsql::Value::Integer(number),
+        Value::Real(number) => libsql::Value::Real(number),
+        Value::Text(text) => libsql::Value::Text(text),
+        Value::Blob(bytes) => libsql::Value::Blob(bytes),
+    }
+}
+
+fn from_libsql(value: libsql::Value) -> Value {
+    match value {
+        libsql::Value::Null => Value::Null,
+        libsql::Value::Integer(number) => Value::Integer(number),
+        libsql::Value::Real(number) => Value::Real(number),
+        libsql::Value::Text(text) => Value::Text(text),
+        libsql::Value::Blob(bytes) => Value::Blob(bytes),
+    }
+}
+
+fn map_error(error: libsql::Error) -> DbError {
+    match &error {
+        libsql::Error::SqliteFailure(code, message) => match code & 0xff {
+            SQLITE_CONSTRAINT => DbError::Constraint(message.clone()),
+            SQLITE_BUSY => DbError::Busy(message.clone()),
+            _ => DbError::Other(error.to_string()),
+        },
+        _ => DbError::Other(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate::sql;
+
+    async fn memory() -> LibsqlDb {
+        let db = LibsqlDb::open(":memory:").await.unwrap();
+        db.execute(sql!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"
+        ))
+        .await
+        .unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_leaves_nothing_behind() {
+        let db = memory().await;
+        let error = db
+            .batch(vec![
+                sql!("INSERT INTO t (name) VALUES (?)", "a"),
+                sql!("INSERT INTO t (name) VALUES (?)", "a"),
+            ])
+            .await
+            .unwrap_err();
+        assert!(error.is_unique_violation("t.name"), "{error:?}");
+        let rows = db
+            .execute(sql!("SELECT COUNT(*) AS n FROM t"))
+            .await
+            .unwrap();
+        assert_eq!(rows.first().unwrap().get::<i64>("n").unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn rows_affected_counts_this_statement_only() {
+        let db = memory().await;
+        let inserted = db
+            .execute(sql!("INSERT INTO t (name) VALUES ('a'), ('b')"))
+            .await
+            .unwrap();
+        assert_eq!(inserted.rows_affected, 2);
+        let read = db
+            .execute(sql!("SELECT name FROM t ORDER BY name"))
+            .await
+            .unwrap();
+        assert_eq!(read.rows_affected, 0);
+        assert_eq!(
+            read.iter()
+                .map(|row| row.get::<String>("name").unwrap())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_if_exists_makes_an_insert_depend_on_an_earlier_statement() {
+        let db = memory().await;
+        let guard = sql!("SELECT 1 FROM t WHERE name = ?", "gate");
+        let results = db
+            .batch(vec![
+                sql!("INSERT INTO t (name) VALUES (?)", "x").only_if_exists(&guard),
+                sql!("INSERT INTO t (name) VALUES (?)", "gate"),
+                sql!("INSERT INTO t (name) VALUES (?)", "y").only_if_exists(&guard),
+            ])
+            .await
+            .unwrap();
+        let affected: Vec<u64> = results.iter().map(|rows| rows.rows_affected).collect();
+        assert_eq!(affected, [0, 1, 1]);
+    }
+}

@@ -1,0 +1,182 @@
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, config::Config, error::ApiResult};
+
+/// The peer address as the adapter saw it; adapters put it in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// An API request, as the handlers read it.
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The client's address, from the adapter or (when trusted) `X-Forwarded-For`.
+    pub client_ip: Option<String>,
+}
+
+impl ApiRequest {
+    pub fn new(request: Request<Bytes>, config: &Config) -> Self {
+        let (parts, body) = request.into_parts();
+        let forwarded = config
+            .trust_forwarded_for
+            .then(|| header_text(&parts.headers, "x-forwarded-for"))
+            .flatten()
+            .and_then(|list| list.split(',').next().map(|first| first.trim().to_owned()))
+            .filter(|first| first.parse::<IpAddr>().is_ok());
+        let peer = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|addr| addr.0.to_string());
+        Self {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            headers: parts.headers,
+            body,
+            client_ip: forwarded.or(peer),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_text(&self.headers, name)
+    }
+
+    /// The host the client addressed, lower-case and without a port.
+    pub fn host(&self) -> Option<String> {
+        let host = self.header("host")?;
+        let host = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        Some(host.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// The body as JSON of type `T`: 400 when it is not JSON, 422 when it is JSON of the
+    /// wrong shape.
+    pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => ApiError::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                error.to_string(),
+            ),
+            _ => ApiError::bad_request(
+                "invalid_json",
+                format!("the request body is not valid JSON: {error}"),
+            ),
+        })
+    }
+
+    /// A query-string parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == name).then(|| percent_decode(value))
+        })
+    }
+
+    /// `?limit=&offset=` with bounds: limit 1..=100 (default 50), offset ≥ 0.
+    pub fn page(&self) -> ApiResult<Page> {
+        let number = |name: &str, default: i64, min: i64, max: i64| -> ApiResult<i64> {
+            match self.query_param(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|value| (min..=max).contains(value))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("{name} must be a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        Ok(Page {
+            limit: number("limit", 50, 1, 100)?,
+            offset: number("offset", 0, 0, i64::MAX)?,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Page {
+    /// Asks for one row more than the page holds, to tell whether another page follows.
+    pub fn fetch_limit(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// The response body of a page: the items and where the next page starts.
+    pub fn body<T: serde::Serialize>(&self, mut items: Vec<T>) -> serde_json::Value {
+        let has_more = items.len() as i64 > self.limit;
+        items.truncate(self.limit as usize);
+        serde_json::json!({
+            "data": items,
+            "has_more": has_more,
+            "next_offset": has_more.then_some(self.offset + self.limit),
+        })
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                let high = (bytes[index + 1] as char).to_digit(16);
+                let low = (bytes[index + 2] as char).to_digit(16);
+                match (high, low) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        index += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_escapes_and_plus_are_decoded() {
+        assert_eq!(percent_decode("a%40b.c+d"), "a@b.c d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,147 @@
+//! Wires paths to handlers; the rules live in the capability modules.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, ok},
+    auth::{api_keys, identity, principal, recovery, sessions},
+    error::ApiResult,
+    sql,
+    tenancy::{admin, invitations, plans, tenants, users},
+};
+
+/// Dispatches on the method; any other method answers 405 with `Allow`.
+macro_rules! on {
+    ($method:expr, { $($verb:ident => $arm:expr),+ $(,)? }) => {
+        match *$method {
+            $(Method::$verb => $arm,)+
+            _ => Err(method_not_allowed(&[$(stringify!($verb)),+])),
+        }
+    };
+}
+
+/// Authenticates the caller, runs the handler with it, and adds the caller's
+/// `RateLimit-*` headers to the answer.
+macro_rules! signed_in {
+    ($env:expr, $request:expr, |$principal:ident| $call:expr) => {{
+        let principal = principal::authenticate($env, $request).await?;
+        let $principal = &principal;
+        let mut response = $call.await?;
+        principal.rate.apply(&mut response);
+        Ok(response)
+    }};
+}
+
+pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let Some(path) = request.path.strip_prefix("/api/v1/") else {
+        return Err(no_route(request));
+    };
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    let method = &request.method;
+    match segments.as_slice() {
+        ["health"] => on!(method, { GET => health(env).await }),
+
+        ["auth", "register"] => on!(method, { POST => tenants::register(env, request).await }),
+        ["auth", "login"] => on!(method, { POST => sessions::login(env, request).await }),
+        ["auth", "refresh"] => on!(method, { POST => sessions::refresh(env, request).await }),
+        ["auth", "logout"] => on!(method, { POST => sessions::logout(env, request).await }),
+        ["auth", "forgot-password"] => {
+            on!(method, { POST => recovery::forgot_password(env, request).await })
+        }
+        ["auth", "reset-password"] => {
+            on!(method, { POST => recovery::reset_password(env, request).await })
+        }
+        ["auth", "verify-email"] => {
+            on!(method, { POST => recovery::verify_email(env, request).await })
+        }
+        // Proxies send their subrequest with the method of the request they guard.
+        ["auth", "verify"] => identity::verify(env, request).await,
+        ["auth", "me"] => {
+            on!(method, { GET => signed_in!(env, request, |p| identity::me(env, p)) })
+        }
+
+        ["plans"] => on!(method, { GET => plans::list(env).await }),
+
+        ["tenant"] => on!(method, {
+            GET => signed_in!(env, request, |p| tenants::get(env, p)),
+            PUT => signed_in!(env, request, |p| tenants::update(env, request, p)),
+            DELETE => signed_in!(env, request, |p| tenants::delete(env, p)),
+        }),
+
+        ["users"] => on!(method, {
+            GET => signed_in!(env, request, |p| users::list(env, request, p)),
+            POST => signed_in!(env, request, |p| users::create(env, request, p)),
+        }),
+        ["users", id] => on!(method, {
+            GET => signed_in!(env, request, |p| users::get(env, p, id)),
+            PUT => signed_in!(env, request, |p| users::update(env, request, p, id)),
+            DELETE => signed_in!(env, request, |p| users::delete(env, p, id)),
+        }),
+        ["users", id, "role"] => on!(method, {
+            PUT => signed_in!(env, request, |p| users::change_role(env, request, p, id)),
+        }),
+
+        ["invitations"] => on!(method, {
+            GET => signed_in!(env, request, |p| invitations::list(env, request, p)),
+            POST => signed_in!(env, request, |p| invitations::create(env, request, p)),
+        }),
+        ["invitations", "accept"] => {
+            on!(method, { POST => invitations::accept(env, request).await })
+        }
+        ["invitations", id] => on!(method, {
+            DELETE => signed_in!(env, request, |p| invitations::revoke(env, p, id)),
+        }),
+
+        ["api-keys"] => on!(method, {
+            GET => signed_in!(env, request, |p| api_keys::list(env, request, p)),
+            POST => signed_in!(env, request, |p| api_keys::create(env, request, p)),
+        }),
+        ["api-keys", id] => on!(method, {
+            GET => signed_in!(env, request, |p| api_keys::get(env, p, id)),
+            PATCH => signed_in!(env, request, |p| api_keys::update(env, request, p, id)),
+            DELETE => signed_in!(env, request, |p| api_keys::revoke(env, p, id)),
+        }),
+
+        ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),
+        ["admin", "tenants"] => on!(method, { GET => admin::list_tenants(env, request).await }),
+        ["admin", "tenants", id, "suspend"] => on!(method, {
+            POST => admin::change_status(env, request, id, "suspended").await,
+        }),
+        ["admin", "tenants", id, "reactivate"] => on!(method, {
+            POST => admin::change_status(env, request, id, "active").await,
+        }),
+        ["admin", "tenants", id, "plan"] => {
+            on!(method, { PUT => admin::assign_plan(env, request, id).await })
+        }
+
+        _ => Err(no_route(request)),
+    }
+}
+
+async fn health(env: &Env) -> ApiResult<Response> {
+    env.db.execute(sql!("SELECT 1")).await?;
+    Ok(ok(&json!({ "status": "ok" })))
+}
+
+fn no_route(request: &ApiRequest) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", request.method, request.path),
+    )
+}
+
+fn method_not_allowed(allowed: &[&str]) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route answers {}", allowed.join(", ")),
+    )
+    .with_details(json!({ "allowed": allowed }))
+    .with_header(http::header::ALLOW, allowed.join(", "))
+}

@@ -1,0 +1,12 @@
+//! Who is calling and what may they do: passwords, access and refresh tokens, API keys,
+//! roles and scopes, forward-auth for a reverse proxy, password recovery.
+
+pub mod api_keys;
+pub mod identity;
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod rbac;
+pub mod recovery;
+pub mod sessions;
+pub mod tokens;

@@ -1,0 +1,244 @@
+//! Who is calling: a user with a session token, or an API key acting for its owner.
+
+use http::StatusCode;
+
+use crate::{
+    ApiError, Env,
+    api::ApiRequest,
+    auth::{
+        api_keys,
+        jwt::{self, JwtError},
+        rbac::{Permission, Role, Scope, Scopes},
+        tokens::sha256_hex,
+    },
+    error::ApiResult,
+    ids::{TenantId, UserId},
+    quota::rate_limit::{Limit, RateStatus},
+    sql,
+    tenancy::plans,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// A password login: an access token of this session.
+    Session { session_id: String },
+    /// An API key with the scopes it was given.
+    ApiKey { key_id: String, scopes: Scopes },
+}
+
+/// An authenticated caller inside one tenant.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub tenant_slug: String,
+    pub user_id: UserId,
+    pub role: Role,
+    pub credential: Credential,
+    pub rate: RateStatus,
+}
+
+impl Principal {
+    /// The scopes the caller holds: its role's, narrowed by an API key's own.
+    pub fn scopes(&self) -> Scopes {
+        match &self.credential {
+            Credential::Session { .. } => self.role.scopes(),
+            Credential::ApiKey { scopes, .. } => Scopes(
+                scopes
+                    .0
+                    .iter()
+                    .filter(|scope| self.role.scopes().covers(scope))
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn covers(&self, needed: &Scope) -> bool {
+        self.role.scopes().covers(needed)
+            && match &self.credential {
+                Credential::Session { .. } => true,
+                Credential::ApiKey { scopes, .. } => scopes.covers(needed),
+            }
+    }
+
+    /// 403 unless the role holds `permission` and the credential's scopes cover it.
+    pub fn require(&self, permission: Permission) -> ApiResult<()> {
+        if !self.role.holds(permission) {
+            return Err(
+                ApiError::forbidden(format!("the {} role may not do this", self.role))
+                    .with_details(serde_json::json!({ "role": self.role })),
+            );
+        }
+        let needed = permission.scope();
+        if !self.covers(&needed) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this credential lacks the scope {needed}"),
+            )
+            .with_details(serde_json::json!({ "required_scope": needed.to_string() })));
+        }
+        Ok(())
+    }
+
+    pub fn is_self(&self, user_id: &str) -> bool {
+        self.user_id.as_str() == user_id
+    }
+
+    pub fn auth_kind(&self) -> &'static str {
+        match self.credential {
+            Credential::Session { .. } => "session",
+            Credential::ApiKey { .. } => "api_key",
+        }
+    }
+}
+
+/// The bearer secret of a request: `Authorization: Bearer …` or `X-API-Key: …`.
+pub fn presented_secret(request: &ApiRequest) -> Option<&str> {
+    let bearer = request.header("authorization").and_then(|value| {
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    bearer
+        .or_else(|| request.header("x-api-key").map(str::trim))
+        .filter(|secret| !secret.is_empty())
+}
+
+/// Authenticates the request and counts it against the caller's per-minute limit, in one
+/// database round trip.
+pub async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<Principal> {
+    let secret = presented_secret(request)
+        .ok_or_else(|| ApiError::unauthorized("send an access token or an API key"))?;
+    if api_keys::looks_like_key(secret) {
+        authenticate_key(env, secret).await
+    } else {
+        authenticate_session(env, secret).await
+    }
+}
+
+fn invalid_credential(message: &str) -> ApiError {
+    ApiError::unauthorized(message).with_header(
+        http::header::WWW_AUTHENTICATE,
+        format!(
+            "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{message}\""
+        ),
+    )
+}
+
+async fn authenticate_session(env: &Env, token: &str) -> ApiResult<Principal> {
+    let now = env.now();
+    let claims = jwt::verify(&env.config, token, now).map_err(|error| match error {
+        JwtError::Expired => invalid_credential("the access token has expired"),
+        _ => invalid_credential("the access token is not valid"),
+    })?;
+    if claims.role == jwt::PLATFORM_ADMIN_ROLE {
+        return Err(invalid_credential("a platform admin token names no tenant"));
+    }
+    let limit = Limit::per_minute(format!("user:{}", claims.sub), 0);
+    let results = env
+        .db
+        .batch(vec![
+            sql!(
+                format!(
+                    "SELECT u.role, t.slug, t.status AS tenant_status, s.revoked_at, {rpm} AS rpm
+                     FROM users u
+                     JOIN tenants t ON t.id = u.tenant_id
+                     JOIN sessions s ON s.id = ? AND s.user_id = u.id
+                     WHERE u.id = ? AND u.tenant_id = ? AND u.status = 'active'",
+                    rpm = plans::REQUESTS_PER_MINUTE_OF_T
+                ),
+                &claims.sid,
+                &claims.sub,
+                &claims.tid
+            ),
+            limit.hit(now),
+        ])
+        .await?;
+    let row = results[0]
+        .first()
+        .ok_or_else(|| invalid_credential("the access token's user no longer exists"))?;
+    if row.get::<Option<i64>>("revoked_at")?.is_some() {
+        return Err(invalid_credential("the session has ended"));
+    }
+    check_tenant_status(&row.get::<String>("tenant_status")?)?;
+    let role = Role::parse(&row.get::<String>("role")?)
+        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let limit = Limit {
+        limit: row.get("rpm")?,
+        ..limit
+    };
+    let rate = limit.judge(
+        results[1].first().map_or(Ok(1), |hit| hit.get("hits"))?,
+        now,
+    )?;
+    Ok(Principal {
+        tenant_id: TenantId::trusted(claims.tid),
+        tenant_slug: row.get("slug")?,
+        user_id: UserId::trusted(claims.sub),
+        role,
+        credential: Credential::Session {
+            session_id: claims.sid,
+        },
+        rate,
+    })
+}
+
+async fn authenticate_key(env: &Env, secret: &str) -> ApiResult<Principal> {
+    let now = env.now();
+    let key_hash = sha256_hex(secret);
+    let mut statements = api_keys::lookup(&key_hash, now);
+    let limit = Limit::per_minute(format!("key:{}", &key_hash[..32]), 0);
+    statements.push(limit.hit(now));
+    let results = env.db.batch(statements).await?;
+    let row = results[0]
+        .first()
+        .ok_or_else(|| invalid_credential("the API key is not valid"))?;
+    if row.get::<Option<i64>>("revoked_at")?.is_some() {
+        return Err(invalid_credential("the API key has been revoked"));
+    }
+    if row
+        .get::<Option<i64>>("expires_at")?
+        .is_some_and(|expiry| expiry <= now)
+    {
+        return Err(invalid_credential("the API key has expired"));
+    }
+    if row.get::<String>("user_status")? != "active" {
+        return Err(invalid_credential("the API key's user no longer exists"));
+    }
+    check_tenant_status(&row.get::<String>("tenant_status")?)?;
+    let role = Role::parse(&row.get::<String>("role")?)
+        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let limit = Limit {
+        limit: row.get("rpm")?,
+        ..limit
+    };
+    let hits = results
+        .last()
+        .and_then(|rows| rows.first())
+        .map_or(Ok(1), |hit| hit.get("hits"))?;
+    let rate = limit.judge(hits, now)?;
+    Ok(Principal {
+        tenant_id: TenantId::trusted(row.get("tenant_id")?),
+        tenant_slug: row.get("slug")?,
+        user_id: UserId::trusted(row.get("user_id")?),
+        role,
+        credential: Credential::ApiKey {
+            key_id: row.get("id")?,
+            scopes: Scopes::parse_stored(&row.get::<String>("scopes")?),
+        },
+        rate,
+    })
+}
+
+/// A suspended tenant's callers are known but refused; a deleted tenant is gone.
+pub fn check_tenant_status(status: &str) -> ApiResult<()> {
+    match status {
+        "active" => Ok(()),
+        "suspended" => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tenant_suspended",
+            "this tenant is suspended; contact the operator",
+        )),
+        _ => Err(invalid_credential("the tenant no longer exists")),
+    }
+}

@@ -1,0 +1,319 @@
+//! Roles, permissions and scopes: the one permission table of the API.
+//!
+//! A caller may act when its role holds the permission *and* its scopes cover the
+//! permission's scope. Users signed in with a password carry their role's scopes; an API
+//! key carries the scopes it was given, never more than its owner's role allows.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The scopes a password session of this role carries.
+    pub fn scopes(self) -> Scopes {
+        match self {
+            Role::Viewer => Scopes(vec![Scope::parse("*:read").expect("valid scope")]),
+            _ => Scopes(vec![Scope::ALL]),
+        }
+    }
+
+    pub fn holds(self, permission: Permission) -> bool {
+        use Permission::*;
+        match permission {
+            TenantRead | PlansRead | OwnApiKeysRead | OwnApiKeys | OwnProfile => true,
+            UsersRead | UsersManage | InvitationsManage | TenantUpdate | AllApiKeys => {
+                matches!(self, Role::Owner | Role::Admin)
+            }
+            TenantDelete => self == Role::Owner,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a route needs. Each permission also names the scope an API key must hold for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    TenantRead,
+    TenantUpdate,
+    TenantDelete,
+    PlansRead,
+    /// Read and edit one's own profile.
+    OwnProfile,
+    UsersRead,
+    UsersManage,
+    InvitationsManage,
+    /// List one's own API keys.
+    OwnApiKeysRead,
+    /// Create, change and revoke one's own API keys.
+    OwnApiKeys,
+    /// List and revoke every API key of the tenant.
+    AllApiKeys,
+}
+
+impl Permission {
+    pub fn scope(self) -> Scope {
+        use Permission::*;
+        let (resource, access) = match self {
+            TenantRead => ("tenant", Access::Read),
+            TenantUpdate | TenantDelete => ("tenant", Access::Write),
+            PlansRead => ("plans", Access::Read),
+            OwnProfile => ("profile", Access::Read),
+            UsersRead => ("users", Access::Read),
+            UsersManage | InvitationsManage => ("users", Access::Write),
+            OwnApiKeysRead => ("keys", Access::Read),
+            OwnApiKeys | AllApiKeys => ("keys", Access::Write),
+        };
+        Scope {
+            resource: Resource::Named(resource.to_owned()),
+            access,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Write includes read.
+    Write,
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Any,
+    Named(String),
+}
+
+/// `resource:access` (`jobs:read`, `jobs:write`, `jobs:*`, `*:read`), or `*` for everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub resource: Resource,
+    pub access: Access,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope {
+        resource: Resource::Any,
+        access: Access::Any,
+    };
+
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "*" {
+            return Some(Scope::ALL);
+        }
+        let (resource, access) = text.split_once(':')?;
+        let resource = match resource {
+            "*" => Resource::Any,
+            name if is_resource_name(name) => Resource::Named(name.to_owned()),
+            _ => return None,
+        };
+        let access = match access {
+            "read" => Access::Read,
+            "write" => Access::Write,
+            "*" => Access::Any,
+            _ => return None,
+        };
+        Some(Scope { resource, access })
+    }
+
+    /// The scope a request needs: its first path segment under `/api/v1/` (or under the
+    /// root, for services behind the proxy) as resource; reading methods need read, the
+    /// others write.
+    pub fn for_request(method: &str, uri: &str) -> Option<Self> {
+        let path = uri.split(['?', '#']).next().unwrap_or_default();
+        let path = path.strip_prefix("/api/v1").unwrap_or(path);
+        let resource = path.split('/').find(|segment| !segment.is_empty())?;
+        let resource = resource.to_ascii_lowercase();
+        if !is_resource_name(&resource) {
+            return None;
+        }
+        let access = match method.to_ascii_uppercase().as_str() {
+            "GET" | "HEAD" | "OPTIONS" => Access::Read,
+            _ => Access::Write,
+        };
+        Some(Scope {
+            resource: Resource::Named(resource),
+            access,
+        })
+    }
+
+    fn covers(&self, needed: &Scope) -> bool {
+        let resource = match (&self.resource, &needed.resource) {
+            (Resource::Any, _) => true,
+            (Resource::Named(held), Resource::Named(wanted)) => held == wanted,
+            (Resource::Named(_), Resource::Any) => false,
+        };
+        let access = match (self.access, needed.access) {
+            (Access::Any, _) => true,
+            (Access::Write, Access::Read | Access::Write) => true,
+            (Access::Read, Access::Read) => true,
+            _ => false,
+        };
+        resource && access
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.resource, self.access) {
+            (Resource::Any, Access::Any) => f.write_str("*"),
+            (resource, access) => {
+                let resource = match resource {
+                    Resource::Any => "*",
+                    Resource::Named(name) => name,
+                };
+                let access = match access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                    Access::Any => "*",
+                };
+                write!(f, "{resource}:{access}")
+            }
+        }
+    }
+}
+
+fn is_resource_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A set of scopes, written space-separated (as in the JWT `scope` claim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(pub Vec<Scope>);
+
+impl Scopes {
+    /// Parses a list; the first invalid entry is returned as the error.
+    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut scopes: Vec<Scope> = Vec::new();
+        for item in items {
+            let scope = Scope::parse(item.trim()).ok_or_else(|| item.to_owned())?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        Ok(Scopes(scopes))
+    }
+
+    /// Parses a space-separated list as stored; invalid entries (none are ever stored) drop out.
+    pub fn parse_stored(text: &str) -> Self {
+        Scopes(text.split_whitespace().filter_map(Scope::parse).collect())
+    }
+
+    pub fn covers(&self, needed: &Scope) -> bool {
+        self.0.iter().any(|scope| scope.covers(needed))
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_vec().join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(text: &str) -> Scopes {
+        Scopes::parse_stored(text)
+    }
+
+    fn needed(method: &str, uri: &str) -> Scope {
+        Scope::for_request(method, uri).unwrap()
+    }
+
+    #[test]
+    fn the_wildcard_covers_everything() {
+        assert!(scopes("*").covers(&needed("DELETE", "/api/v1/users/1")));
+    }
+
+    #[test]
+    fn read_does_not_cover_write() {
+        let held = scopes("jobs:read");
+        assert!(held.covers(&needed("GET", "/api/v1/jobs/42?x=1")));
+        assert!(!held.covers(&needed("POST", "/api/v1/jobs")));
+    }
+
+    #[test]
+    fn write_covers_read_of_the_same_resource_only() {
+        let held = scopes("jobs:write");
+        assert!(held.covers(&needed("GET", "/api/v1/jobs")));
+        assert!(held.covers(&needed("POST", "/api/v1/jobs")));
+        assert!(!held.covers(&needed("GET", "/api/v1/users")));
+    }
+
+    #[test]
+    fn a_resource_wildcard_with_read_covers_every_read() {
+        let held = scopes("*:read");
+        assert!(held.covers(&needed("GET", "/comfy/history/1")));
+        assert!(!held.covers(&needed("PUT", "/comfy/prompt")));
+    }
+
+    #[test]
+    fn malformed_scopes_are_rejected() {
+        for text in ["", "jobs", "jobs:delete", "Jobs:read", ":read", "a b:read"] {
+            assert!(Scope::parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn scopes_round_trip_through_text() {
+        let list = Scopes::parse_list(["jobs:read", "*", "llm:*", "jobs:read"]).unwrap();
+        assert_eq!(list.to_string(), "jobs:read * llm:*");
+        assert_eq!(Scopes::parse_stored(&list.to_string()), list);
+    }
+
+    #[test]
+    fn a_request_to_the_root_needs_no_named_scope() {
+        assert!(Scope::for_request("GET", "/").is_none());
+    }
+
+    #[test]
+    fn only_owners_may_delete_the_tenant() {
+        assert!(Role::Owner.holds(Permission::TenantDelete));
+        assert!(!Role::Admin.holds(Permission::TenantDelete));
+        assert!(!Role::Member.holds(Permission::UsersRead));
+        assert!(Role::Viewer.holds(Permission::OwnApiKeys));
+    }
+}

@@ -1,0 +1,183 @@
+//! Password recovery and email verification: single-use, expiring tokens sent by mail and
+//! kept only as hashes. Each redemption is one batch whose writes all hinge on the token
+//! still being unused, so a token works once even when presented twice at the same moment.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, json_response, ok},
+    auth::{
+        password::Password,
+        sessions,
+        tokens::{random_token, sha256_hex},
+    },
+    error::ApiResult,
+    ids::new_id,
+    mail, sql,
+    tenancy::{Email, tenants::TenantSelector},
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Forgot {
+    email: String,
+    tenant: Option<String>,
+}
+
+/// `POST /api/v1/auth/forgot-password`: answers 202 whether or not the account exists, and
+/// mails a reset token when it does.
+pub async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: Forgot = request.json()?;
+    let email = Email::parse("email", &body.email)?;
+    let tenant = TenantSelector::from_request(env, request, body.tenant.as_deref())?;
+    let now = env.now();
+    let token = random_token(32);
+    let limits = sessions::attempt_limits(
+        env,
+        "recovery",
+        request,
+        Some(format!("{}/{}", tenant.key(), email)),
+    );
+    let mut statements: Vec<_> = limits.iter().map(|limit| limit.hit(now)).collect();
+    let account = "FROM users u JOIN tenants t ON t.id = u.tenant_id
+         WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status = 'active' AND u.email = ? AND u.status = 'active'";
+    statements.push(
+        tenant
+            .bind(sql!(
+                format!(
+                    "INSERT INTO one_time_tokens (token_hash, purpose, tenant_id, user_id, expires_at, created_at)
+                     SELECT ?, 'password_reset', u.tenant_id, u.id, ?, ? {account}"
+                ),
+                sha256_hex(&token),
+                now + env.config.password_reset_ttl,
+                now
+            ))
+            .bind(&email),
+    );
+    let payload = json!({
+        "token": token,
+        "link": format!("{}/reset-password?token={token}", env.config.public_url),
+    });
+    statements.push(
+        tenant
+            .bind(sql!(
+                format!(
+                    "INSERT INTO email_outbox (id, tenant_id, recipient, template, payload, created_at)
+                     SELECT ?, u.tenant_id, u.email, ?, ?, ? {account}"
+                ),
+                new_id(),
+                mail::TEMPLATE_PASSWORD_RESET,
+                payload.to_string(),
+                now
+            ))
+            .bind(&email),
+    );
+    let results = env.db.batch(statements).await?;
+    sessions::judge_attempts(env, &limits, &results)?;
+    Ok(json_response(
+        http::StatusCode::ACCEPTED,
+        &json!({ "status": "if the account exists, a reset link is on its way" }),
+    ))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::bad_request(
+        "invalid_token",
+        "the token is not valid, already used or expired",
+    )
+}
+
+/// The subquery naming the user of a live token of `purpose`.
+fn token_user(purpose: &str) -> String {
+    format!(
+        "(SELECT user_id FROM one_time_tokens
+          WHERE token_hash = ? AND purpose = '{purpose}' AND used_at IS NULL AND expires_at > ?)"
+    )
+}
+
+fn use_token(purpose: &str, token_hash: &str, now: i64) -> crate::db::Statement {
+    sql!(
+        format!(
+            "UPDATE one_time_tokens SET used_at = ?
+             WHERE token_hash = ? AND purpose = '{purpose}' AND used_at IS NULL AND expires_at > ?"
+        ),
+        now,
+        token_hash,
+        now
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    token: String,
+    password: String,
+}
+
+/// `POST /api/v1/auth/reset-password`: sets the password and ends every session of the user.
+pub async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: Reset = request.json()?;
+    let password = Password::parse("password", body.password)?;
+    let now = env.now();
+    let token_hash = sha256_hex(body.token.trim());
+    let user = token_user("password_reset");
+    let results = env
+        .db
+        .batch(vec![
+            sql!(
+                format!("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = {user} AND status = 'active'"),
+                password.hash(),
+                now,
+                &token_hash,
+                now
+            ),
+            sql!(
+                format!(
+                    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'password_reset'
+                     WHERE user_id = {user} AND revoked_at IS NULL"
+                ),
+                now,
+                &token_hash,
+                now
+            ),
+            use_token("password_reset", &token_hash, now),
+        ])
+        .await?;
+    if results[0].rows_affected == 0 {
+        return Err(invalid_token());
+    }
+    Ok(ok(&json!({ "status": "password_changed" })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verify {
+    token: String,
+}
+
+/// `POST /api/v1/auth/verify-email`
+pub async fn verify_email(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: Verify = request.json()?;
+    let now = env.now();
+    let token_hash = sha256_hex(body.token.trim());
+    let user = token_user("email_verification");
+    let results = env
+        .db
+        .batch(vec![
+            sql!(
+                format!("UPDATE users SET email_verified_at = ?, updated_at = ? WHERE id = {user} AND status = 'active'"),
+                now,
+                now,
+                &token_hash,
+                now
+            ),
+            use_token("email_verification", &token_hash, now),
+        ])
+        .await?;
+    if results[0].rows_affected == 0 {
+        return Err(invalid_token());
+    }
+    Ok(ok(&json!({ "email_verified": true })))
+}

@@ -1,0 +1,384 @@
+//! Sessions: login, refresh-token rotation with reuse detection, logout.
+//!
+//! A session is one login; its refresh tokens form a family in which each token is used
+//! once. The successor of a token is derived from it (an HMAC), so a refresh that races
+//! another within the grace window can answer the very same pair without the database ever
+//! holding a token in the clear. A rotated token presented after the window is taken as
+//! stolen: the whole family is revoked.
+
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, no_content, ok},
+    auth::{
+        jwt::{self, Claims},
+        password,
+        principal::{self, Credential, Principal, check_tenant_status},
+        rbac::Role,
+        tokens::{base64url, hmac_sha256, random_token, sha256_hex},
+    },
+    db::Statement,
+    error::ApiResult,
+    ids::new_id,
+    quota::rate_limit::Limit,
+    sql,
+    tenancy::{Email, tenants::TenantSelector},
+};
+
+const REFRESH_PREFIX: &str = "rt_";
+
+/// A fresh access token and refresh token, as the API returns them.
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub refresh_expires_in: i64,
+}
+
+impl TokenPair {
+    pub fn json(&self) -> Json {
+        json!({
+            "token_type": "Bearer",
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+        })
+    }
+}
+
+/// Who a session is for.
+pub struct SessionUser<'a> {
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub role: Role,
+}
+
+fn access_token(env: &Env, user: &SessionUser<'_>, session_id: &str, issued_at: i64) -> String {
+    let claims = Claims::new(
+        user.user_id,
+        user.tenant_id,
+        user.role.as_str(),
+        session_id,
+        user.role.scopes().to_string(),
+        issued_at,
+        env.config.access_token_ttl,
+    );
+    jwt::sign(&env.config, &claims)
+}
+
+fn successor(env: &Env, refresh_token: &str) -> String {
+    let key = hmac_sha256(
+        &env.config.jwt_current.secret,
+        b"tollgate refresh successor",
+    );
+    format!(
+        "{REFRESH_PREFIX}{}",
+        base64url(&hmac_sha256(&key, refresh_token.as_bytes()))
+    )
+}
+
+/// The statements that open a session for `user`, and the pair to hand out once they commit.
+pub fn open(
+    env: &Env,
+    user: &SessionUser<'_>,
+    request: &ApiRequest,
+) -> (Vec<Statement>, TokenPair) {
+    let now = env.now();
+    let session_id = new_id();
+    let refresh_token = format!("{REFRESH_PREFIX}{}", random_token(32));
+    let statements = vec![
+        sql!(
+            "INSERT INTO sessions (id, tenant_id, user_id, created_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+            &session_id,
+            user.tenant_id,
+            user.user_id,
+            now,
+            request.client_ip.clone(),
+            request
+                .header("user-agent")
+                .map(|agent| agent.chars().take(256).collect::<String>())
+        ),
+        sql!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            sha256_hex(&refresh_token),
+            &session_id,
+            now,
+            now + env.config.refresh_token_ttl
+        ),
+    ];
+    let pair = TokenPair {
+        access_token: access_token(env, user, &session_id, now),
+        refresh_token,
+        expires_in: env.config.access_token_ttl,
+        refresh_expires_in: env.config.refresh_token_ttl,
+    };
+    (statements, pair)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+    /// The tenant's slug; without it the Host header names the tenant.
+    tenant: Option<String>,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "the email, password or tenant is wrong",
+    )
+}
+
+/// Limits on attempts at the doors a password guesser knocks on.
+pub fn attempt_limits(
+    env: &Env,
+    door: &str,
+    request: &ApiRequest,
+    account: Option<String>,
+) -> Vec<Limit> {
+    let ip = request.client_ip.as_deref().unwrap_or("unknown");
+    let mut limits = vec![Limit::per_minute(
+        format!("{door}-ip:{ip}"),
+        env.config.auth_attempts_per_ip,
+    )];
+    if let Some(account) = account {
+        limits.push(Limit::per_minute(
+            format!("{door}-account:{account}"),
+            env.config.auth_attempts_per_account,
+        ));
+    }
+    limits
+}
+
+/// Counts the attempts and refuses the request if any limit is passed; `results` are the
+/// outcomes of `limit.hit(now)` for each limit, in order.
+pub fn judge_attempts(env: &Env, limits: &[Limit], results: &[crate::db::Rows]) -> ApiResult<()> {
+    for (limit, rows) in limits.iter().zip(results) {
+        let hits = rows.first().map_or(Ok(1), |row| row.get("hits"))?;
+        limit.judge(hits, env.now())?;
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/auth/login`
+pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: Login = request.json()?;
+    let email = Email::parse("email", &body.email)?;
+    let tenant = TenantSelector::from_request(env, request, body.tenant.as_deref())?;
+    let now = env.now();
+    let limits = attempt_limits(
+        env,
+        "login",
+        request,
+        Some(format!("{}/{}", tenant.key(), email)),
+    );
+    let mut statements: Vec<Statement> = limits.iter().map(|limit| limit.hit(now)).collect();
+    statements.push(
+        tenant
+            .bind(sql!(
+                "SELECT u.id, u.tenant_id, u.password_hash, u.role, t.status AS tenant_status
+         FROM users u JOIN tenants t ON t.id = u.tenant_id
+         WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status != 'deleted'
+           AND u.email = ? AND u.status = 'active'"
+            ))
+            .bind(&email),
+    );
+    let results = env.db.batch(statements).await?;
+    judge_attempts(env, &limits, &results)?;
+    let Some(row) = results[limits.len()].first() else {
+        password::verify_against_nothing(&body.password);
+        return Err(invalid_credentials());
+    };
+    if !password::verify(&body.password, &row.get::<String>("password_hash")?) {
+        return Err(invalid_credentials());
+    }
+    check_tenant_status(&row.get::<String>("tenant_status")?)?;
+    let (tenant_id, user_id): (String, String) = (row.get("tenant_id")?, row.get("id")?);
+    let role = Role::parse(&row.get::<String>("role")?)
+        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let user = SessionUser {
+        tenant_id: &tenant_id,
+        user_id: &user_id,
+        role,
+    };
+    let (mut statements, pair) = open(env, &user, request);
+    statements.push(sql!(
+        "UPDATE users SET last_login_at = ? WHERE id = ?",
+        now,
+        &user_id
+    ));
+    env.db.batch(statements).await?;
+    let mut body = pair.json();
+    body["user_id"] = json!(user_id);
+    body["tenant_id"] = json!(tenant_id);
+    Ok(ok(&body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+fn invalid_refresh(message: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+        message,
+    )
+}
+
+/// `POST /api/v1/auth/refresh`: one round trip rotates the token, detects reuse (and then
+/// revokes the family) and reads what the answer needs.
+pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: RefreshBody = request.json()?;
+    let presented = body.refresh_token.trim();
+    if !presented.starts_with(REFRESH_PREFIX) {
+        return Err(invalid_refresh("the refresh token is not valid"));
+    }
+    let now = env.now();
+    let grace = env.config.refresh_grace_seconds;
+    let hash = sha256_hex(presented);
+    let next = successor(env, presented);
+    let next_hash = sha256_hex(&next);
+    let results = env
+        .db
+        .batch(vec![
+            sql!(
+                "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?
+                 WHERE token_hash = ? AND rotated_at IS NULL AND expires_at > ?
+                   AND session_id IN (SELECT id FROM sessions WHERE revoked_at IS NULL)",
+                now,
+                &next_hash,
+                &hash,
+                now
+            ),
+            sql!(
+                "INSERT OR IGNORE INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                 SELECT ?, session_id, ?, ? FROM refresh_tokens
+                 WHERE token_hash = ? AND successor_hash = ? AND rotated_at = ?",
+                &next_hash,
+                now,
+                now + env.config.refresh_token_ttl,
+                &hash,
+                &next_hash,
+                now
+            ),
+            sql!(
+                "UPDATE sessions SET revoked_at = ?, revoked_reason = 'refresh_token_reuse'
+                 WHERE revoked_at IS NULL AND id = (
+                     SELECT session_id FROM refresh_tokens
+                     WHERE token_hash = ? AND rotated_at IS NOT NULL AND rotated_at < ?)",
+                now,
+                &hash,
+                now - grace
+            ),
+            sql!(
+                "SELECT r.rotated_at, r.expires_at, r.successor_hash, s.id AS session_id,
+                        s.revoked_at, s.revoked_reason, u.id AS user_id, u.tenant_id, u.role,
+                        u.status AS user_status, t.status AS tenant_status,
+                        (SELECT issued_at FROM refresh_tokens WHERE token_hash = r.successor_hash) AS successor_issued_at
+                 FROM refresh_tokens r
+                 JOIN sessions s ON s.id = r.session_id
+                 JOIN users u ON u.id = s.user_id
+                 JOIN tenants t ON t.id = s.tenant_id
+                 WHERE r.token_hash = ?",
+                &hash
+            ),
+        ])
+        .await?;
+    let row = results[3]
+        .first()
+        .ok_or_else(|| invalid_refresh("the refresh token is not valid"))?;
+    if row.get::<Option<i64>>("revoked_at")?.is_some() {
+        let reason = row.get::<Option<String>>("revoked_reason")?;
+        return Err(match reason.as_deref() {
+            Some("refresh_token_reuse") => {
+                invalid_refresh("this refresh token was already used: the session has been revoked")
+            }
+            _ => invalid_refresh("the session has ended"),
+        });
+    }
+    let rotated_at = row.get::<Option<i64>>("rotated_at")?;
+    let successor_issued_at = row.get::<Option<i64>>("successor_issued_at")?;
+    let (Some(rotated_at), Some(issued_at)) = (rotated_at, successor_issued_at) else {
+        return Err(invalid_refresh("the refresh token has expired"));
+    };
+    if row.get::<Option<String>>("successor_hash")?.as_deref() != Some(next_hash.as_str())
+        || rotated_at < now - grace
+    {
+        return Err(invalid_refresh("the refresh token is not valid"));
+    }
+    if row.get::<String>("user_status")? != "active" {
+        return Err(invalid_refresh("the user no longer exists"));
+    }
+    check_tenant_status(&row.get::<String>("tenant_status")?)?;
+    let (tenant_id, user_id, session_id): (String, String, String) = (
+        row.get("tenant_id")?,
+        row.get("user_id")?,
+        row.get("session_id")?,
+    );
+    let role = Role::parse(&row.get::<String>("role")?)
+        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let user = SessionUser {
+        tenant_id: &tenant_id,
+        user_id: &user_id,
+        role,
+    };
+    let pair = TokenPair {
+        access_token: access_token(env, &user, &session_id, issued_at),
+        refresh_token: next,
+        expires_in: issued_at + env.config.access_token_ttl - now,
+        refresh_expires_in: issued_at + env.config.refresh_token_ttl - now,
+    };
+    Ok(ok(&pair.json()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+/// `POST /api/v1/auth/logout`: ends the session named by the refresh token in the body, or
+/// by the access token that authenticates the request.
+pub async fn logout(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let body: LogoutBody = if request.body.is_empty() {
+        LogoutBody::default()
+    } else {
+        request.json()?
+    };
+    let now = env.now();
+    let revoke = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?), revoked_reason = COALESCE(revoked_reason, 'logout')";
+    if let Some(token) = body.refresh_token {
+        let rows = env
+            .db
+            .execute(sql!(
+                format!("{revoke} WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)"),
+                now,
+                sha256_hex(token.trim())
+            ))
+            .await?;
+        if rows.rows_affected == 0 {
+            return Err(invalid_refresh("the refresh token is not valid"));
+        }
+        return Ok(no_content());
+    }
+    let principal: Principal = principal::authenticate(env, request).await?;
+    let Credential::Session { session_id } = &principal.credential else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "an API key has no session to end; revoke the key instead",
+        ));
+    };
+    env.db
+        .execute(sql!(format!("{revoke} WHERE id = ?"), now, session_id))
+        .await?;
+    Ok(no_content())
+}

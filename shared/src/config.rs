@@ -1,0 +1,182 @@
+//! Settings and secrets, read once per runtime from whatever it calls its environment
+//! (process variables natively, `spin.toml` variables, worker vars and secrets).
+
+use sha2::{Digest, Sha256};
+
+use crate::auth::tokens::random_token;
+
+/// One HS256 signing secret and the key id (`kid`) that names it in token headers.
+#[derive(Clone)]
+pub struct JwtKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+}
+
+impl JwtKey {
+    /// The kid is derived from the secret, so rotating a secret needs no second setting.
+    pub fn from_secret(secret: &str) -> Self {
+        let digest = Sha256::digest(secret.as_bytes());
+        Self {
+            kid: hex::encode(&digest[..4]),
+            secret: secret.as_bytes().to_vec(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// Signs new tokens.
+    pub jwt_current: JwtKey,
+    /// Still verify tokens signed before a rotation.
+    pub jwt_previous: Vec<JwtKey>,
+    /// True when no secret was configured and a throwaway one was generated.
+    pub jwt_secret_generated: bool,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    /// How long after a rotation the rotated refresh token still yields the same new pair,
+    /// so that two tabs refreshing at once are not taken for a stolen token.
+    pub refresh_grace_seconds: i64,
+    pub password_reset_ttl: i64,
+    pub email_verification_ttl: i64,
+    pub invitation_ttl: i64,
+    pub max_body_bytes: usize,
+    /// `acme.<base_domain>` selects tenant `acme` at login.
+    pub base_domain: Option<String>,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// Attempts per minute at login, registration and password recovery, per client address.
+    pub auth_attempts_per_ip: i64,
+    /// Attempts per minute at login and password recovery, per account.
+    pub auth_attempts_per_account: i64,
+    /// Base of links in emails.
+    pub public_url: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads `TOLLGATE_*` settings through `lookup`; unset ones take their defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |name: &str, default: i64| -> Result<i64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|value| *value > 0)
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "{name} must be a positive whole number, got {text:?}"
+                        ))
+                    }),
+            }
+        };
+        let (jwt_current, jwt_secret_generated) = match lookup("TOLLGATE_JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError(
+                    "TOLLGATE_JWT_SECRET must be at least 32 characters".into(),
+                ));
+            }
+            Some(secret) => (JwtKey::from_secret(&secret), false),
+            None => (JwtKey::from_secret(&random_token(32)), true),
+        };
+        let jwt_previous = lookup("TOLLGATE_JWT_PREVIOUS_SECRETS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|secret| !secret.is_empty())
+                    .map(JwtKey::from_secret)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let flag = |name: &str| {
+            lookup(name).is_some_and(|value| matches!(value.trim(), "1" | "true" | "yes"))
+        };
+        Ok(Self {
+            jwt_current,
+            jwt_previous,
+            jwt_secret_generated,
+            access_token_ttl: number("TOLLGATE_ACCESS_TOKEN_TTL", 15 * 60)?,
+            refresh_token_ttl: number("TOLLGATE_REFRESH_TOKEN_TTL", 30 * 24 * 3600)?,
+            refresh_grace_seconds: number("TOLLGATE_REFRESH_GRACE_SECONDS", 10)?,
+            password_reset_ttl: number("TOLLGATE_PASSWORD_RESET_TTL", 3600)?,
+            email_verification_ttl: number("TOLLGATE_EMAIL_VERIFICATION_TTL", 48 * 3600)?,
+            invitation_ttl: number("TOLLGATE_INVITATION_TTL", 7 * 24 * 3600)?,
+            max_body_bytes: number("TOLLGATE_MAX_BODY_BYTES", 1024 * 1024)? as usize,
+            base_domain: lookup("TOLLGATE_BASE_DOMAIN")
+                .map(|domain| domain.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|domain| !domain.is_empty()),
+            trust_forwarded_for: flag("TOLLGATE_TRUST_FORWARDED_FOR"),
+            auth_attempts_per_ip: number("TOLLGATE_AUTH_ATTEMPTS_PER_IP", 30)?,
+            auth_attempts_per_account: number("TOLLGATE_AUTH_ATTEMPTS_PER_ACCOUNT", 10)?,
+            public_url: lookup("TOLLGATE_PUBLIC_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8787".into())
+                .trim_end_matches('/')
+                .to_owned(),
+        })
+    }
+
+    /// The key a token header names, current or previous.
+    pub fn jwt_key(&self, kid: &str) -> Option<&JwtKey> {
+        std::iter::once(&self.jwt_current)
+            .chain(&self.jwt_previous)
+            .find(|key| key.kid == kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_is_generated_and_flagged() {
+        let config = Config::from_lookup(lookup(&[])).unwrap();
+        assert!(config.jwt_secret_generated);
+        assert_eq!(config.jwt_current.secret.len(), 43);
+    }
+
+    #[test]
+    fn a_short_secret_is_rejected() {
+        let error = Config::from_lookup(lookup(&[("TOLLGATE_JWT_SECRET", "short")]));
+        assert!(error.is_err());
+    }
+
+    #[test]
+    fn previous_secrets_still_verify_by_kid() {
+        let old = "o".repeat(40);
+        let config = Config::from_lookup(lookup(&[
+            ("TOLLGATE_JWT_SECRET", &"n".repeat(40)),
+            ("TOLLGATE_JWT_PREVIOUS_SECRETS", &old),
+        ]))
+        .unwrap();
+        let old_kid = JwtKey::from_secret(&old).kid;
+        assert_eq!(config.jwt_key(&old_kid).unwrap().secret, old.as_bytes());
+        assert!(config.jwt_key("00000000").is_none());
+    }
+
+    #[test]
+    fn a_non_numeric_limit_is_rejected() {
+        let error =
+            Config::from_lookup(lookup(&[("TOLLGATE_MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(error.0.contains("TOLLGATE_MAX_BODY_BYTES"));
+    }
+}

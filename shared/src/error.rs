@@ -1,0 +1,127 @@
+//! The one error shape of the API:
+//! `{"error":{"code":"quota_exceeded","message":"...","details":{...}}}`.
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde_json::{Value as Json, json};
+
+use crate::db::DbError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Json,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong inside, for the operator's log; never sent to the client.
+    pub cause: Option<String>,
+}
+
+/// Attached to a 5xx response's extensions so the adapter can log why it happened.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+            headers: Vec::new(),
+            cause: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Json) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: impl ToString) -> Self {
+        if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A request whose JSON parsed but whose fields break a rule; `field` names the culprit.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+        .with_details(json!({ "field": field, "reason": message }))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            .with_header(http::header::WWW_AUTHENTICATE, "Bearer realm=\"tollgate\"")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// Also the answer for another tenant's row: existence never leaks across tenants.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server could not complete the request",
+        )
+    }
+
+    pub fn caused_by(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn into_response(self) -> crate::api::Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        let mut response = crate::api::json_response(self.status, &body);
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(ErrorCause(cause));
+        }
+        response
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Busy(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the database is busy, retry shortly",
+            )
+            .with_header(http::header::RETRY_AFTER, 1),
+            _ => ApiError::internal().caused_by(error.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,23 @@
+//! Tollgate's domain, runtime-agnostic: it compiles for native targets, for
+//! `wasm32-unknown-unknown` (Cloudflare Workers) and for `wasm32-wasip2` (Spin), and talks to
+//! the world only through the ports bundled in [`Env`].
+//!
+//! The HTTP API is one function, [`handle`]: the adapters in `functions/*` translate their
+//! runtime's request into an `http::Request<Bytes>`, call it, and translate the response back.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod cron;
+pub mod db;
+pub mod env;
+pub mod error;
+pub mod ids;
+pub mod mail;
+pub mod quota;
+pub mod tenancy;
+
+pub use api::handle;
+pub use env::Env;
+pub use error::ApiError;

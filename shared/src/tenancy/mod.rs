@@ -1,0 +1,10 @@
+//! Tenants, their plans, users and invitations, and how a request names its tenant.
+
+pub mod admin;
+pub mod invitations;
+pub mod plans;
+pub mod tenants;
+pub mod users;
+mod values;
+
+pub use values::{Email, Slug, parse_display_name};

@@ -1,0 +1,3 @@
+//! The gate: registration, login, tokens, recovery, forward-auth, rate limits.
+
+mod register;

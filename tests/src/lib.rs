@@ -1,0 +1,304 @@
+//! The harness of the black-box tests: [`spawn_app`] starts the real native server on a
+//! free loopback port with a fresh database file, and the helpers drive it over HTTP the
+//! way a client would. Dropping the [`TestApp`] stops the server.
+
+use std::path::PathBuf;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tollgate::config::Config;
+use tollgate_server::server::{self, RunningServer, ServerSettings};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+/// A server with the test defaults: a fixed JWT secret, client addresses taken from
+/// `X-Forwarded-For` (so tests can act as distinct clients), generous attempt limits, and
+/// `tollgate.test` as the base domain of tenant subdomains.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose configuration `configure` adjusts first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::from_lookup(|name| match name {
+        "TOLLGATE_JWT_SECRET" => Some("test-secret-test-secret-test-secret-0123".into()),
+        "TOLLGATE_TRUST_FORWARDED_FOR" => Some("true".into()),
+        "TOLLGATE_AUTH_ATTEMPTS_PER_IP" => Some("1000".into()),
+        "TOLLGATE_AUTH_ATTEMPTS_PER_ACCOUNT" => Some("1000".into()),
+        "TOLLGATE_BASE_DOMAIN" => Some("tollgate.test".into()),
+        _ => None,
+    })
+    .expect("the test configuration is valid");
+    configure(&mut config);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db_path = dir.path().join("tollgate.db");
+    let db = server::open_database(db_path.to_str().unwrap(), 0)
+        .await
+        .expect("the database opens and migrates");
+    let running = server::start(
+        ServerSettings {
+            address: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            cron_interval: std::time::Duration::from_secs(3600),
+            config,
+        },
+        db,
+    )
+    .expect("the server starts");
+    TestApp {
+        base_url: format!("http://{}", running.local_addr),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db_path,
+        server: Some(running),
+        _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// A registered tenant's owner, or any signed-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub tenant_id: String,
+    pub tenant_slug: String,
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1/{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST` without credentials.
+    pub async fn post_public(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers tenant `slug` with owner `owner@<slug>.test`.
+    pub async fn register(&self, slug: &str) -> TestUser {
+        let email = format!("owner@{slug}.test");
+        let response = self
+            .post_public(
+                "auth/register",
+                &json!({
+                    "tenant_name": format!("{slug} Inc."),
+                    "tenant_slug": slug,
+                    "email": email,
+                    "password": PASSWORD,
+                    "name": "Owner",
+                }),
+            )
+            .await;
+        let body = expect_status(response, StatusCode::CREATED).await;
+        TestUser {
+            tenant_id: body["tenant"]["id"].as_str().unwrap().into(),
+            tenant_slug: slug.into(),
+            user_id: body["user"]["id"].as_str().unwrap().into(),
+            email,
+            password: PASSWORD.into(),
+            access_token: body["access_token"].as_str().unwrap().into(),
+            refresh_token: body["refresh_token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Signs in with the tenant named in the body.
+    pub async fn login(&self, tenant_slug: &str, email: &str, password: &str) -> Response {
+        self.post_public(
+            "auth/login",
+            &json!({ "tenant": tenant_slug, "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Has `admin` create a user with `role` in its tenant, then signs that user in.
+    pub async fn add_user(&self, admin: &TestUser, name: &str, role: &str) -> TestUser {
+        let email = format!("{name}@{}.test", admin.tenant_slug);
+        let response = self
+            .post(
+                "users",
+                &admin.access_token,
+                &json!({ "email": email, "name": name, "password": PASSWORD, "role": role }),
+            )
+            .await;
+        let created = expect_status(response, StatusCode::CREATED).await;
+        let response = self.login(&admin.tenant_slug, &email, PASSWORD).await;
+        let tokens = expect_status(response, StatusCode::OK).await;
+        TestUser {
+            tenant_id: admin.tenant_id.clone(),
+            tenant_slug: admin.tenant_slug.clone(),
+            user_id: created["id"].as_str().unwrap().into(),
+            email,
+            password: PASSWORD.into(),
+            access_token: tokens["access_token"].as_str().unwrap().into(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Creates an API key for `user` with `scopes`; returns the key's JSON (secret in `key`).
+    pub async fn create_api_key(&self, user: &TestUser, scopes: &[&str]) -> Value {
+        let response = self
+            .post(
+                "api-keys",
+                &user.access_token,
+                &json!({ "name": "test key", "scopes": scopes }),
+            )
+            .await;
+        expect_status(response, StatusCode::CREATED).await
+    }
+
+    /// The mails queued for `recipient`, oldest first, as `(template, payload)`. This reads
+    /// the outbox table the way a mail relay would: it is the test's inbox.
+    pub async fn mailbox(&self, recipient: &str) -> Vec<(String, Value)> {
+        let rows = self
+            .query(
+                "SELECT template, payload FROM email_outbox WHERE recipient = ? ORDER BY created_at, rowid",
+                vec![recipient.into()],
+            )
+            .await;
+        rows.into_iter()
+            .map(|row| {
+                let template = row[0].as_str().unwrap().to_owned();
+                let payload = serde_json::from_str(row[1].as_str().unwrap()).unwrap();
+                (template, payload)
+            })
+            .collect()
+    }
+
+    /// The token of the newest mail of `template` to `recipient`.
+    pub async fn mailed_token(&self, recipient: &str, template: &str) -> String {
+        self.mailbox(recipient)
+            .await
+            .into_iter()
+            .rev()
+            .find(|(kind, _)| kind == template)
+            .unwrap_or_else(|| panic!("no {template} mail to {recipient}"))
+            .1["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Reads the database directly, to inspect invariants (counts, stored hashes); state is
+    /// arranged through the API, never by writing rows.
+    pub async fn query(&self, sql: &str, params: Vec<libsql::Value>) -> Vec<Vec<Value>> {
+        let db = libsql::Builder::new_local(&self.db_path)
+            .build()
+            .await
+            .unwrap();
+        let connection = db.connect().unwrap();
+        let mut rows = connection.query(sql, params).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            let values = (0..rows.column_count())
+                .map(|index| match row.get_value(index).unwrap() {
+                    libsql::Value::Null => Value::Null,
+                    libsql::Value::Integer(number) => json!(number),
+                    libsql::Value::Real(number) => json!(number),
+                    libsql::Value::Text(text) => json!(text),
+                    libsql::Value::Blob(bytes) => json!(bytes),
+                })
+                .collect();
+            out.push(values);
+        }
+        out
+    }
+}
+
+/// Asserts the status and returns the JSON body (`null` when empty).
+pub async fn expect_status(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Asserts an error answer: its status, its `error.code`, and the one error shape.
+pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let body = expect_status(response, status).await;
+    assert_eq!(body["error"]["code"], code, "unexpected error: {body}");
+    assert!(
+        body["error"]["message"].is_string(),
+        "error without message: {body}"
+    );
+    assert!(
+        body["error"]["details"].is_object(),
+        "error without details: {body}"
+    );
+    body
+}

@@ -1,0 +1,3 @@
+//! Tenants, users, invitations, plans, API keys, and isolation between tenants.
+
+mod tenant;

@@ -1,5 +1,10 @@
 //! The `Clock` port, so that expiry rules can be tested at their boundaries.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
 pub trait Clock {
     /// Unix seconds.
     fn now(&self) -> i64;
@@ -14,12 +19,24 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still: for unit tests of time rules.
-pub struct FixedClock(pub i64);
+/// A clock that moves only when told to; clones share the same time. Tests use it to step
+/// past expiries and rate-limit windows without waiting.
+#[derive(Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
 
-impl Clock for FixedClock {
+impl ManualClock {
+    pub fn starting_at(unix_seconds: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(unix_seconds)))
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        self.0
+        self.0.load(Ordering::SeqCst)
     }
 }
 

@@ -6,8 +6,14 @@ use std::path::PathBuf;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use tollgate::config::Config;
-use tollgate_server::server::{self, RunningServer, ServerSettings};
+use tollgate::{
+    Env,
+    auth::password::Password,
+    clock::{Clock, ManualClock, SystemClock},
+    config::Config,
+    tenancy::{Email, admin},
+};
+use tollgate_server::server::{self, RunningServer, ServerClock, ServerSettings};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -15,6 +21,9 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     pub db_path: PathBuf,
+    /// The server's clock: it starts at the real time and moves only by `advance_clock`.
+    pub clock: ManualClock,
+    config: Config,
     server: Option<RunningServer>,
     _dir: tempfile::TempDir,
 }
@@ -43,12 +52,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = server::open_database(db_path.to_str().unwrap(), 0)
         .await
         .expect("the database opens and migrates");
+    let clock = ManualClock::starting_at(SystemClock.now());
     let running = server::start(
         ServerSettings {
             address: "127.0.0.1:0".parse().unwrap(),
             threads: 2,
             cron_interval: std::time::Duration::from_secs(3600),
-            config,
+            config: config.clone(),
+            clock: ServerClock::Manual(clock.clone()),
         },
         db,
     )
@@ -60,6 +71,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .build()
             .unwrap(),
         db_path,
+        clock,
+        config,
         server: Some(running),
         _dir: dir,
     }
@@ -86,6 +99,38 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// Moves the server's clock forward: past an expiry, into the next rate-limit window.
+    pub fn advance_clock(&self, seconds: i64) {
+        self.clock.advance(seconds);
+    }
+
+    /// Creates a platform admin the way the operator's CLI does (`tollgate-server admin
+    /// create-platform-admin`), and signs it in; returns its access token.
+    pub async fn platform_admin(&self, email: &str) -> String {
+        let db = server::open_database(self.db_path.to_str().unwrap(), 0)
+            .await
+            .unwrap();
+        let env = Env::new(
+            Box::new(db),
+            Box::new(self.clock.clone()),
+            self.config.clone(),
+        );
+        let password = Password::parse("password", PASSWORD.into()).unwrap();
+        admin::create_platform_admin(&env, &Email::parse("email", email).unwrap(), &password)
+            .await
+            .unwrap();
+        let response = self
+            .post_public(
+                "admin/login",
+                &json!({ "email": email, "password": PASSWORD }),
+            )
+            .await;
+        expect_status(response, StatusCode::OK).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/api/v1/{}", self.base_url, path.trim_start_matches('/'))
     }

@@ -12,7 +12,7 @@ use tollgate::{
     tenancy::{Email, Slug, admin, parse_display_name, plans, tenants},
 };
 
-use crate::server::{self, ServerSettings};
+use crate::server::{self, ServerClock, ServerSettings};
 
 #[derive(Parser)]
 #[command(
@@ -182,6 +182,7 @@ fn serve(
             threads,
             cron_interval: Duration::from_secs(args.cron_interval.max(1)),
             config,
+            clock: ServerClock::System,
         },
         db,
     )?;

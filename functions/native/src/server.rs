@@ -19,7 +19,7 @@ use tokio::{net::TcpStream, sync::watch, task::JoinSet};
 use tollgate::{
     Env,
     api::{ClientAddr, payload_too_large},
-    clock::SystemClock,
+    clock::{Clock, ManualClock, SystemClock},
     config::Config,
     db::{MigrationError, migrate},
     error::ErrorCause,
@@ -37,6 +37,23 @@ pub struct ServerSettings {
     pub threads: usize,
     pub cron_interval: Duration,
     pub config: Config,
+    /// The wall clock, or a manual one that tests move.
+    pub clock: ServerClock,
+}
+
+#[derive(Clone)]
+pub enum ServerClock {
+    System,
+    Manual(ManualClock),
+}
+
+impl ServerClock {
+    fn port(&self) -> Box<dyn Clock> {
+        match self {
+            ServerClock::System => Box::new(SystemClock),
+            ServerClock::Manual(clock) => Box::new(clock.clone()),
+        }
+    }
 }
 
 /// A server accepting connections; dropping it does not stop it: call `shutdown`.
@@ -95,14 +112,14 @@ pub fn start(settings: ServerSettings, db: LibsqlDb) -> Result<RunningServer, St
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (db, config) = (db.clone(), settings.config.clone());
+            let (db, config, clock) = (db.clone(), settings.config.clone(), settings.clock.clone());
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
             let cron_interval = (index == 0).then_some(settings.cron_interval);
             let stop = stop.clone();
             thread::Builder::new()
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
-                    let env = Env::new(Box::new(db), Box::new(SystemClock), config);
+                    let env = Env::new(Box::new(db), clock.port(), config);
                     run_worker(listener, env, cron_interval, stop)
                 })
                 .map_err(StartError::Bind)

@@ -6,8 +6,12 @@ use serde_json::{Value as Json, json};
 
 use crate::db::DbError;
 
+/// An API error; boxed, so that `Result<T, ApiError>` stays small on the happy path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorParts {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -21,26 +25,34 @@ pub struct ApiError {
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub String);
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorParts;
+
+    fn deref(&self) -> &ErrorParts {
+        &self.0
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ErrorParts {
             status,
             code,
             message: message.into(),
             details: json!({}),
             headers: Vec::new(),
             cause: None,
-        }
+        }))
     }
 
     pub fn with_details(mut self, details: Json) -> Self {
-        self.details = details;
+        self.0.details = details;
         self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: impl ToString) -> Self {
         if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
-            self.headers.push((name, value));
+            self.0.headers.push((name, value));
         }
         self
     }
@@ -91,24 +103,33 @@ impl ApiError {
     }
 
     pub fn caused_by(mut self, cause: impl Into<String>) -> Self {
-        self.cause = Some(cause.into());
+        self.0.cause = Some(cause.into());
         self
     }
 
     pub fn into_response(self) -> crate::api::Response {
+        let parts = *self.0;
         let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
+            "error": { "code": parts.code, "message": parts.message, "details": parts.details }
         });
-        let mut response = crate::api::json_response(self.status, &body);
-        for (name, value) in self.headers {
+        let mut response = crate::api::json_response(parts.status, &body);
+        for (name, value) in parts.headers {
             response.headers_mut().append(name, value);
         }
-        if let Some(cause) = self.cause {
+        if let Some(cause) = parts.cause {
             response.extensions_mut().insert(ErrorCause(cause));
         }
         response
     }
 }
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {

@@ -203,14 +203,11 @@ async fn shutdown_signal() {
 }
 
 async fn admin(env: &Env, command: AdminCommand) -> CliResult {
-    let failed = |error: tollgate::ApiError| -> Box<dyn std::error::Error> { error.message.into() };
     match command {
         AdminCommand::CreatePlatformAdmin { email, password } => {
-            let email = Email::parse("email", &email).map_err(failed)?;
-            let password = Password::parse("password", password).map_err(failed)?;
-            let id = admin::create_platform_admin(env, &email, &password)
-                .await
-                .map_err(failed)?;
+            let email = Email::parse("email", &email)?;
+            let password = Password::parse("password", password)?;
+            let id = admin::create_platform_admin(env, &email, &password).await?;
             println!("platform admin {email} created ({id})");
         }
         AdminCommand::CreateTenant {
@@ -222,15 +219,14 @@ async fn admin(env: &Env, command: AdminCommand) -> CliResult {
             owner_password,
         } => {
             let tenant = tenants::NewTenant {
-                slug: Slug::parse("slug", &slug).map_err(failed)?,
-                name: parse_display_name("name", &name).map_err(failed)?,
-                plan: plans::parse_code("plan", &plan).map_err(failed)?,
-                owner_email: Email::parse("owner_email", &owner_email).map_err(failed)?,
-                owner_name: parse_display_name("owner_name", &owner_name).map_err(failed)?,
-                owner_password: Password::parse("owner_password", owner_password)
-                    .map_err(failed)?,
+                slug: Slug::parse("slug", &slug)?,
+                name: parse_display_name("name", &name)?,
+                plan: plans::parse_code("plan", &plan)?,
+                owner_email: Email::parse("owner_email", &owner_email)?,
+                owner_name: parse_display_name("owner_name", &owner_name)?,
+                owner_password: Password::parse("owner_password", owner_password)?,
             };
-            let created = tenants::create(env, &tenant).await.map_err(failed)?;
+            let created = tenants::create(env, &tenant).await?;
             println!(
                 "tenant {} created ({}), owner {} ({})",
                 tenant.slug.as_str(),
@@ -244,7 +240,7 @@ async fn admin(env: &Env, command: AdminCommand) -> CliResult {
                 limit: limit.clamp(1, 100),
                 offset: 0,
             };
-            let listing = admin::tenants(env, page).await.map_err(failed)?;
+            let listing = admin::tenants(env, page).await?;
             println!(
                 "{:<40} {:<10} {:<11} {:>5}  ID",
                 "SLUG", "STATUS", "PLAN", "USERS"
@@ -261,15 +257,11 @@ async fn admin(env: &Env, command: AdminCommand) -> CliResult {
             }
         }
         AdminCommand::SuspendTenant { tenant } => {
-            admin::set_status(env, &tenant, "suspended")
-                .await
-                .map_err(failed)?;
+            admin::set_status(env, &tenant, "suspended").await?;
             println!("tenant {tenant} suspended");
         }
         AdminCommand::ReactivateTenant { tenant } => {
-            admin::set_status(env, &tenant, "active")
-                .await
-                .map_err(failed)?;
+            admin::set_status(env, &tenant, "active").await?;
             println!("tenant {tenant} reactivated");
         }
     }

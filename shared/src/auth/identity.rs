@@ -104,12 +104,12 @@ pub async fn verify(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             response.headers_mut().insert(name, value);
         }
     }
-    if let Credential::ApiKey { key_id, .. } = &principal.credential {
-        if let Ok(value) = HeaderValue::from_str(key_id) {
-            response
-                .headers_mut()
-                .insert("x-tollgate-api-key-id", value);
-        }
+    if let Credential::ApiKey { key_id, .. } = &principal.credential
+        && let Ok(value) = HeaderValue::from_str(key_id)
+    {
+        response
+            .headers_mut()
+            .insert("x-tollgate-api-key-id", value);
     }
     principal.rate.apply(&mut response);
     Ok(response)

@@ -176,12 +176,12 @@ impl Scope {
             (Resource::Named(held), Resource::Named(wanted)) => held == wanted,
             (Resource::Named(_), Resource::Any) => false,
         };
-        let access = match (self.access, needed.access) {
-            (Access::Any, _) => true,
-            (Access::Write, Access::Read | Access::Write) => true,
-            (Access::Read, Access::Read) => true,
-            _ => false,
-        };
+        let access = matches!(
+            (self.access, needed.access),
+            (Access::Any, _)
+                | (Access::Write, Access::Read | Access::Write)
+                | (Access::Read, Access::Read)
+        );
         resource && access
     }
 }

@@ -34,13 +34,20 @@ pub async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Respo
     let tenant = TenantSelector::from_request(env, request, body.tenant.as_deref())?;
     let now = env.now();
     let token = random_token(32);
+    // Attempts are counted and judged before anything is written, so a refused request
+    // leaves no token and no mail behind.
     let limits = sessions::attempt_limits(
         env,
         "recovery",
         request,
         Some(format!("{}/{}", tenant.key(), email)),
     );
-    let mut statements: Vec<_> = limits.iter().map(|limit| limit.hit(now)).collect();
+    let hits = env
+        .db
+        .batch(limits.iter().map(|limit| limit.hit(now)).collect())
+        .await?;
+    sessions::judge_attempts(env, &limits, &hits)?;
+    let mut statements = Vec::with_capacity(2);
     let account = "FROM users u JOIN tenants t ON t.id = u.tenant_id
          WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status = 'active' AND u.email = ? AND u.status = 'active'";
     statements.push(
@@ -74,8 +81,7 @@ pub async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Respo
             ))
             .bind(&email),
     );
-    let results = env.db.batch(statements).await?;
-    sessions::judge_attempts(env, &limits, &results)?;
+    env.db.batch(statements).await?;
     Ok(json_response(
         http::StatusCode::ACCEPTED,
         &json!({ "status": "if the account exists, a reset link is on its way" }),

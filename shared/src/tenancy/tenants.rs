@@ -278,13 +278,13 @@ pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         Some(None) => Some(None),
         None => None,
     };
-    if let (Some(Some(domain)), Some(base)) = (&domain, &env.config.base_domain) {
-        if domain == base || domain.ends_with(&format!(".{base}")) {
-            return Err(ApiError::invalid_field(
-                "custom_domain",
-                "must lie outside the platform's own domain",
-            ));
-        }
+    if let (Some(Some(domain)), Some(base)) = (&domain, &env.config.base_domain)
+        && (domain == base || domain.ends_with(&format!(".{base}")))
+    {
+        return Err(ApiError::invalid_field(
+            "custom_domain",
+            "must lie outside the platform's own domain",
+        ));
     }
     env.db
         .execute(sql!(

@@ -279,15 +279,15 @@ pub async fn update(
         &principal.tenant_id
     )];
     let current = fetch(env, principal, user_id).await?;
-    if let Some(email) = &email {
-        if current["email"] != email.as_str() {
-            statements.extend(verification_mail(
-                env,
-                principal.tenant_id.as_str(),
-                user_id,
-                email,
-            ));
-        }
+    if let Some(email) = &email
+        && current["email"] != email.as_str()
+    {
+        statements.extend(verification_mail(
+            env,
+            principal.tenant_id.as_str(),
+            user_id,
+            email,
+        ));
     }
     env.db.batch(statements).await.map_err(email_taken)?;
     Ok(ok(&fetch(env, principal, user_id).await?))

@@ -56,6 +56,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["auth", "reset-password"] => {
             on!(method, { POST => recovery::reset_password(env, request).await })
         }
+        ["auth", "change-password"] => on!(method, {
+            POST => signed_in!(env, request, |p| recovery::change_password(env, request, p)),
+        }),
         ["auth", "verify-email"] => {
             on!(method, { POST => recovery::verify_email(env, request).await })
         }

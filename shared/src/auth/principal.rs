@@ -161,8 +161,7 @@ async fn authenticate_session(env: &Env, token: &str) -> ApiResult<Principal> {
         return Err(invalid_credential("the session has ended"));
     }
     check_tenant_status(&row.get::<String>("tenant_status")?)?;
-    let role = Role::parse(&row.get::<String>("role")?)
-        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let role = row.get::<Role>("role")?;
     let limit = Limit {
         limit: row.get("rpm")?,
         ..limit
@@ -206,8 +205,7 @@ async fn authenticate_key(env: &Env, secret: &str) -> ApiResult<Principal> {
         return Err(invalid_credential("the API key's user no longer exists"));
     }
     check_tenant_status(&row.get::<String>("tenant_status")?)?;
-    let role = Role::parse(&row.get::<String>("role")?)
-        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let role = row.get::<Role>("role")?;
     let limit = Limit {
         limit: row.get("rpm")?,
         ..limit

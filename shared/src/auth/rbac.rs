@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::{FromValue, Value};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -54,6 +56,12 @@ impl Role {
             }
             TenantDelete => self == Role::Owner,
         }
+    }
+}
+
+impl FromValue for Role {
+    fn from_value(value: &Value) -> Option<Self> {
+        String::from_value(value).as_deref().and_then(Role::parse)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Password recovery and email verification: single-use, expiring tokens sent by mail and
-//! kept only as hashes. Each redemption is one batch whose writes all hinge on the token
+//! Password change, password recovery and email verification. Recovery and verification
+//! use single-use, expiring tokens sent by mail and kept only as hashes. Each redemption is one batch whose writes all hinge on the token
 //! still being unused, so a token works once even when presented twice at the same moment.
 
 use serde::Deserialize;
@@ -9,7 +9,8 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, json_response, ok},
     auth::{
-        password::Password,
+        password::{self, Password},
+        principal::{Credential, Principal},
         sessions,
         tokens::{random_token, sha256_hex},
     },
@@ -186,4 +187,70 @@ pub async fn verify_email(env: &Env, request: &ApiRequest) -> ApiResult<Response
         return Err(invalid_token());
     }
     Ok(ok(&json!({ "email_verified": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/v1/auth/change-password`: a signed-in user (not an API key) proves the current
+/// password and sets a new one; every other session of the user ends.
+pub async fn change_password(
+    env: &Env,
+    request: &ApiRequest,
+    principal: &Principal,
+) -> ApiResult<Response> {
+    let Credential::Session { session_id } = &principal.credential else {
+        return Err(ApiError::forbidden(
+            "an API key cannot change a password; sign in with the password",
+        ));
+    };
+    let body: ChangePassword = request.json()?;
+    let new_password = Password::parse("new_password", body.new_password)?;
+    let now = env.now();
+    let limits = sessions::attempt_limits(
+        env,
+        "password-change",
+        request,
+        Some(principal.user_id.as_str().to_owned()),
+    );
+    let mut statements: Vec<_> = limits.iter().map(|limit| limit.hit(now)).collect();
+    statements.push(sql!(
+        "SELECT password_hash FROM users WHERE id = ?",
+        &principal.user_id
+    ));
+    let results = env.db.batch(statements).await?;
+    sessions::judge_attempts(env, &limits, &results)?;
+    let stored = results[limits.len()]
+        .first()
+        .ok_or_else(|| ApiError::unauthorized("the caller no longer exists"))?
+        .get::<String>("password_hash")?;
+    if !password::verify(&body.current_password, &stored) {
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    env.db
+        .batch(vec![
+            sql!(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                new_password.hash(),
+                now,
+                &principal.user_id
+            ),
+            sql!(
+                "UPDATE sessions SET revoked_at = ?, revoked_reason = 'password_changed'
+                 WHERE user_id = ? AND id != ? AND revoked_at IS NULL",
+                now,
+                &principal.user_id,
+                session_id
+            ),
+        ])
+        .await?;
+    Ok(ok(&json!({ "status": "password_changed" })))
 }

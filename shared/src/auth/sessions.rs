@@ -200,8 +200,7 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     }
     check_tenant_status(&row.get::<String>("tenant_status")?)?;
     let (tenant_id, user_id): (String, String) = (row.get("tenant_id")?, row.get("id")?);
-    let role = Role::parse(&row.get::<String>("role")?)
-        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let role = row.get::<Role>("role")?;
     let user = SessionUser {
         tenant_id: &tenant_id,
         user_id: &user_id,
@@ -324,8 +323,7 @@ pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
         row.get("user_id")?,
         row.get("session_id")?,
     );
-    let role = Role::parse(&row.get::<String>("role")?)
-        .ok_or_else(|| ApiError::internal().caused_by("unknown role in users"))?;
+    let role = row.get::<Role>("role")?;
     let user = SessionUser {
         tenant_id: &tenant_id,
         user_id: &user_id,

@@ -203,8 +203,7 @@ pub async fn accept(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let invitation = rows.first().ok_or_else(invalid_invitation)?;
     let tenant_id: String = invitation.get("tenant_id")?;
     let email = Email::parse("email", &invitation.get::<String>("email")?)?;
-    let role = Role::parse(&invitation.get::<String>("role")?)
-        .ok_or_else(|| ApiError::internal().caused_by("unknown role in invitations"))?;
+    let role = invitation.get::<Role>("role")?;
     let user_id = new_id();
     let claim = sql!(
         "UPDATE invitations SET accepted_at = ? WHERE token_hash = ? AND accepted_at IS NULL AND revoked_at IS NULL",

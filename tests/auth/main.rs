@@ -1,3 +1,14 @@
 //! The gate: registration, login, tokens, recovery, forward-auth, rate limits.
 
+mod change_password;
+mod errors;
+mod forward_auth;
+mod login;
+mod logout;
+mod me;
+mod password_reset;
+mod rate_limits;
+mod refresh;
 mod register;
+mod support;
+mod verify_email;

@@ -62,7 +62,7 @@ pub async fn verify(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let method = request
         .header("x-forwarded-method")
         .or_else(|| request.header("x-original-method"))
-        .unwrap_or("GET");
+        .unwrap_or(request.method.as_str());
     let uri = request
         .header("x-forwarded-uri")
         .or_else(|| request.header("x-original-uri"));

@@ -61,7 +61,9 @@ impl Principal {
             }
     }
 
-    /// 403 unless the role holds `permission` and the credential's scopes cover it.
+    /// 403 unless the role holds `permission` and, for an API key, the key's scopes cover
+    /// it. A session acts with its role, which the permission table has already judged: a
+    /// viewer's session (`*:read`) still manages its own keys.
     pub fn require(&self, permission: Permission) -> ApiResult<()> {
         if !self.role.holds(permission) {
             return Err(
@@ -70,7 +72,11 @@ impl Principal {
             );
         }
         let needed = permission.scope();
-        if !self.covers(&needed) {
+        let covered = match self.credential {
+            Credential::Session { .. } => true,
+            Credential::ApiKey { .. } => self.covers(&needed),
+        };
+        if !covered {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
@@ -116,8 +122,10 @@ pub async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<Principa
     }
 }
 
+/// A 401 whose one challenge tells the client its token is bad (RFC 6750), so it refreshes
+/// or signs in again.
 fn invalid_credential(message: &str) -> ApiError {
-    ApiError::unauthorized(message).with_header(
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).with_header(
         http::header::WWW_AUTHENTICATE,
         format!(
             "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{message}\""

@@ -1,8 +1,9 @@
 //! Roles, permissions and scopes: the one permission table of the API.
 //!
-//! A caller may act when its role holds the permission *and* its scopes cover the
-//! permission's scope. Users signed in with a password carry their role's scopes; an API
-//! key carries the scopes it was given, never more than its owner's role allows.
+//! A caller may act on a route when its role holds the permission and, for an API key, the
+//! key's scopes cover the permission's scope. Users signed in with a password carry their
+//! role's scopes (what forward-auth checks, and the most their keys may get); an API key
+//! carries the scopes it was given, never more than its owner's role allows.
 
 use std::fmt;
 

@@ -252,7 +252,11 @@ pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             sql!(
                 "UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?
                  WHERE token_hash = ? AND rotated_at IS NULL AND expires_at > ?
-                   AND session_id IN (SELECT id FROM sessions WHERE revoked_at IS NULL)",
+                   AND session_id IN (
+                       SELECT s.id FROM sessions s
+                       JOIN users u ON u.id = s.user_id
+                       JOIN tenants t ON t.id = s.tenant_id
+                       WHERE s.revoked_at IS NULL AND u.status = 'active' AND t.status = 'active')",
                 now,
                 &next_hash,
                 &hash,
@@ -304,6 +308,12 @@ pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             _ => invalid_refresh("the session has ended"),
         });
     }
+    // A refused user or tenant is judged before the rotation's outcome: the rotation did not
+    // happen for them, so the token stays usable should the tenant be reinstated.
+    if row.get::<String>("user_status")? != "active" {
+        return Err(invalid_refresh("the user no longer exists"));
+    }
+    check_tenant_status(&row.get::<String>("tenant_status")?)?;
     let rotated_at = row.get::<Option<i64>>("rotated_at")?;
     let successor_issued_at = row.get::<Option<i64>>("successor_issued_at")?;
     let (Some(rotated_at), Some(issued_at)) = (rotated_at, successor_issued_at) else {
@@ -314,10 +324,6 @@ pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     {
         return Err(invalid_refresh("the refresh token is not valid"));
     }
-    if row.get::<String>("user_status")? != "active" {
-        return Err(invalid_refresh("the user no longer exists"));
-    }
-    check_tenant_status(&row.get::<String>("tenant_status")?)?;
     let (tenant_id, user_id, session_id): (String, String, String) = (
         row.get("tenant_id")?,
         row.get("user_id")?,

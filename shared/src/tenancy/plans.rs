@@ -166,7 +166,7 @@ pub async fn assign(
                                 monthly_credits, priority, created_at, updated_at)
              SELECT ?, g.code, t.id, g.name, COALESCE(?, g.requests_per_minute), COALESCE(?, g.max_users),
                     COALESCE(?, g.max_api_keys), COALESCE(?, g.monthly_credits), COALESCE(?, g.priority), ?, ?
-             FROM plans g JOIN tenants t ON t.id = ?
+             FROM plans g JOIN tenants t ON t.id = ? AND t.status != 'deleted'
              WHERE g.code = ? AND g.tenant_id IS NULL
              ON CONFLICT (tenant_id, code) WHERE tenant_id IS NOT NULL DO UPDATE SET
                  requests_per_minute = COALESCE(?, requests_per_minute),

@@ -279,6 +279,18 @@ pub async fn update(
         &principal.tenant_id
     )];
     let current = fetch(env, principal, user_id).await?;
+    let current_role = current["role"]
+        .as_str()
+        .and_then(Role::parse)
+        .unwrap_or(Role::Viewer);
+    // Whose role an actor may not hand out, it may not edit either: an admin who could
+    // change an owner's email could take the owner's account by a password reset.
+    if !principal.is_self(user_id) && !may_assign(principal.role, current_role) {
+        return Err(ApiError::forbidden(format!(
+            "an {} may not edit an {current_role}",
+            principal.role
+        )));
+    }
     if let Some(email) = &email
         && current["email"] != email.as_str()
     {

@@ -256,3 +256,31 @@ async fn a_tenant_owner_cannot_change_its_own_plan() {
     let tenant = expect_status(app.get("tenant", &owner.access_token).await, StatusCode::OK).await;
     assert_eq!(tenant["plan"], "FREE");
 }
+
+#[tokio::test]
+async fn an_expired_key_frees_its_place_under_the_key_limit() {
+    let app = spawn_app().await;
+    let acme = app.register("acme").await;
+    let admin = app.platform_admin("ops@tollgate.test").await;
+    assign_plan(
+        &app,
+        &admin,
+        &acme,
+        &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),
+    )
+    .await;
+    let expiring = json!({
+        "name": "short-lived",
+        "scopes": ["*"],
+        "expires_at": crate::helpers::server_time_in(&app, 60),
+    });
+    expect_status(
+        app.post("api-keys", &acme.access_token, &expiring).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    app.advance_clock(61);
+
+    expect_status(create_key(&app, &acme).await, StatusCode::CREATED).await;
+}

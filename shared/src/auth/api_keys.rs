@@ -49,10 +49,12 @@ pub(crate) fn lookup(key_hash: &str, now: i64) -> Vec<Statement> {
         ),
         sql!(
             "UPDATE api_keys SET last_used_at = ?
-             WHERE key_hash = ? AND revoked_at IS NULL
-               AND (last_used_at IS NULL OR last_used_at <= ?)",
+             WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
+               AND (last_used_at IS NULL OR last_used_at <= ?)
+               AND user_id IN (SELECT id FROM users WHERE status = 'active')",
             now,
             key_hash,
+            now,
             now - LAST_USED_RESOLUTION_SECONDS
         ),
     ]
@@ -164,7 +166,8 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             format!(
                 "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, key_hash, scopes, expires_at, created_at, updated_at)
                  SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                 WHERE (SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL)
+                 WHERE (SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL
+                          AND (expires_at IS NULL OR expires_at > ?))
                      < (SELECT {max_keys} FROM tenants t WHERE t.id = ?)",
                 max_keys = plans::MAX_API_KEYS_OF_T
             ),
@@ -179,6 +182,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             now,
             now,
             &principal.tenant_id,
+            now,
             &principal.tenant_id
         ))
         .await?;

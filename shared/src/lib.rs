@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod credits;
 pub mod cron;
 pub mod db;
 pub mod env;

@@ -19,6 +19,11 @@ pub struct LibsqlDb {
 struct Inner {
     database: libsql::Database,
     connections: Connections,
+    /// SQLite admits one writer at a time, and its busy handler makes the others sleep and
+    /// poll, which under load turns into long, unfair waits. Writers of this process queue
+    /// here instead, first come first served; the busy timeout remains for other processes
+    /// (the CLI) writing the same file.
+    writer: tokio::sync::Mutex<()>,
 }
 
 enum Connections {
@@ -51,6 +56,7 @@ impl LibsqlDb {
             inner: Arc::new(Inner {
                 database,
                 connections,
+                writer: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -116,11 +122,16 @@ async fn run(connection: &libsql::Connection, statement: Statement) -> Result<Ro
 #[async_trait(?Send)]
 impl Db for LibsqlDb {
     async fn execute(&self, statement: Statement) -> Result<Rows, DbError> {
+        let _writing = match is_read(&statement.sql) {
+            true => None,
+            false => Some(self.inner.writer.lock().await),
+        };
         self.with_connection(async |connection| run(connection, statement).await)
             .await
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
+        let _writing = self.inner.writer.lock().await;
         self.with_connection(async |connection| {
             // IMMEDIATE takes the write lock up front, so two batches never deadlock
             // upgrading read locks; the busy timeout queues them instead.
@@ -146,6 +157,13 @@ impl Db for LibsqlDb {
         })
         .await
     }
+}
+
+/// A plain query: it takes no write lock.
+fn is_read(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|keyword| keyword.eq_ignore_ascii_case("select"))
 }
 
 fn to_libsql(value: Value) -> libsql::Value {

@@ -7,6 +7,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     auth::{api_keys, identity, principal, recovery, sessions},
+    credits::{accounts, alerts, grants, ledger, reservations},
     error::ApiResult,
     sql,
     tenancy::{admin, invitations, plans, tenants, users},
@@ -110,6 +111,46 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
             DELETE => signed_in!(env, request, |p| api_keys::revoke(env, p, id)),
         }),
 
+        ["credits"] => {
+            on!(method, { GET => signed_in!(env, request, |p| accounts::get_own(env, p)) })
+        }
+        ["credits", "ledger"] => {
+            on!(method, { GET => signed_in!(env, request, |p| ledger::list_own(env, request, p)) })
+        }
+        ["credits", "alerts"] => {
+            on!(method, { GET => signed_in!(env, request, |p| alerts::list(env, p)) })
+        }
+        ["credits", "settings"] => on!(method, {
+            PUT => signed_in!(env, request, |p| accounts::update_pool_settings(env, request, p)),
+        }),
+        ["credits", "reservations"] => on!(method, {
+            POST => signed_in!(env, request, |p| reservations::create(env, request, p)),
+        }),
+        ["credits", "reservations", id] => on!(method, {
+            GET => signed_in!(env, request, |p| reservations::get(env, p, id)),
+        }),
+        ["credits", "reservations", id, "settle"] => on!(method, {
+            POST => signed_in!(env, request, |p| reservations::post_settle(env, request, p, id)),
+        }),
+        ["credits", "reservations", id, "release"] => on!(method, {
+            POST => signed_in!(env, request, |p| reservations::post_release(env, p, id)),
+        }),
+        ["users", id, "credits"] => {
+            on!(method, { GET => signed_in!(env, request, |p| accounts::get_user(env, p, id)) })
+        }
+        ["users", id, "credits", "ledger"] => on!(method, {
+            GET => signed_in!(env, request, |p| ledger::list_user(env, request, p, id)),
+        }),
+        ["users", id, "credits", "allowance"] => on!(method, {
+            PUT => signed_in!(env, request, |p| grants::set_allowance(env, request, p, id)),
+        }),
+        ["users", id, "credits", "grants"] => on!(method, {
+            POST => signed_in!(env, request, |p| grants::grant_to_user(env, request, p, id)),
+        }),
+        ["users", id, "credits", "settings"] => on!(method, {
+            PUT => signed_in!(env, request, |p| accounts::update_user_settings(env, request, p, id)),
+        }),
+
         ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),
         ["admin", "tenants"] => on!(method, { GET => admin::list_tenants(env, request).await }),
         ["admin", "tenants", id, "suspend"] => on!(method, {
@@ -117,6 +158,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         }),
         ["admin", "tenants", id, "reactivate"] => on!(method, {
             POST => admin::change_status(env, request, id, "active").await,
+        }),
+        ["admin", "tenants", id, "credits", "grants"] => on!(method, {
+            POST => admin::grant_credits(env, request, id).await,
         }),
         ["admin", "tenants", id, "plan"] => {
             on!(method, { PUT => admin::assign_plan(env, request, id).await })

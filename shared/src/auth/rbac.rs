@@ -51,8 +51,10 @@ impl Role {
     pub fn holds(self, permission: Permission) -> bool {
         use Permission::*;
         match permission {
-            TenantRead | PlansRead | OwnApiKeysRead | OwnApiKeys | OwnProfile => true,
-            UsersRead | UsersManage | InvitationsManage | TenantUpdate | AllApiKeys => {
+            TenantRead | PlansRead | OwnApiKeysRead | OwnApiKeys | OwnProfile | CreditsRead => true,
+            CreditsSpend => self != Role::Viewer,
+            UsersRead | UsersManage | InvitationsManage | TenantUpdate | AllApiKeys
+            | CreditsManage => {
                 matches!(self, Role::Owner | Role::Admin)
             }
             TenantDelete => self == Role::Owner,
@@ -90,6 +92,12 @@ pub enum Permission {
     OwnApiKeys,
     /// List and revoke every API key of the tenant.
     AllApiKeys,
+    /// Read one's own balance, ledger and alerts, and the tenant pool's balance.
+    CreditsRead,
+    /// Reserve credits for work, and settle or release one's own reservations.
+    CreditsSpend,
+    /// Read every account of the tenant, set allowances, grant to users, change settings.
+    CreditsManage,
 }
 
 impl Permission {
@@ -104,6 +112,8 @@ impl Permission {
             UsersManage | InvitationsManage => ("users", Access::Write),
             OwnApiKeysRead => ("keys", Access::Read),
             OwnApiKeys | AllApiKeys => ("keys", Access::Write),
+            CreditsRead => ("credits", Access::Read),
+            CreditsSpend | CreditsManage => ("credits", Access::Write),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),

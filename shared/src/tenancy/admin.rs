@@ -99,7 +99,7 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
 }
 
 /// The platform admin calling, or 401/403.
-async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<String> {
+pub(crate) async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<String> {
     let token = presented_secret(request)
         .ok_or_else(|| ApiError::unauthorized("sign in as a platform admin"))?;
     let claims = jwt::verify(&env.config, token, env.now())
@@ -198,4 +198,14 @@ pub async fn assign_plan(env: &Env, request: &ApiRequest, tenant_id: &str) -> Ap
     let code = plans::parse_code("plan", &body.plan)?;
     plans::assign(env, tenant_id, code, body.overrides).await?;
     Ok(no_content())
+}
+
+/// `POST /api/v1/admin/tenants/{id}/credits/grants`: credits into a tenant's pool.
+pub async fn grant_credits(
+    env: &Env,
+    request: &ApiRequest,
+    tenant_id: &str,
+) -> ApiResult<Response> {
+    let admin_id = authenticate(env, request).await?;
+    crate::credits::grants::grant_to_pool(env, request, &admin_id, tenant_id).await
 }

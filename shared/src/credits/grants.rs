@@ -1,0 +1,220 @@
+//! Adding credits: a platform admin's grant to a tenant's pool, a tenant admin's grant to a
+//! user's allowance, and setting (or removing) a user's allowance. Adding credits resolves
+//! the alerts that no longer hold and unblocks.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, created, ok},
+    auth::{principal::Principal, rbac::Permission},
+    credits::{
+        accounts::{
+            self, ACCOUNT_COLUMNS, account_json, ensure_pool, ensure_user, pool_id, require_member,
+            user_account_id,
+        },
+        alerts,
+        ledger::{Movement, apply},
+    },
+    db::{DbError, Statement},
+    error::ApiResult,
+    ids::new_id,
+    sql,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    amount: i64,
+    reason: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+impl Grant {
+    fn validate(&self) -> ApiResult<()> {
+        if self.amount <= 0 {
+            return Err(ApiError::invalid_field(
+                "amount",
+                "must be a positive whole number of credits",
+            ));
+        }
+        if self
+            .reason
+            .as_ref()
+            .is_some_and(|reason| reason.chars().count() > 200)
+        {
+            return Err(ApiError::invalid_field(
+                "reason",
+                "must be at most 200 characters",
+            ));
+        }
+        if self
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|key| key.is_empty() || key.len() > 200)
+        {
+            return Err(ApiError::invalid_field(
+                "idempotency_key",
+                "must be 1 to 200 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Records the grant on `account_id` and answers with the account; a replayed key answers
+/// the account as it is, with `applied: false`.
+async fn grant(
+    env: &Env,
+    tenant_id: &str,
+    account_id: String,
+    ensure: Statement,
+    actor_id: &str,
+    body: Grant,
+) -> ApiResult<Response> {
+    body.validate()?;
+    let now = env.now();
+    let movement = Movement {
+        id: new_id(),
+        tenant_id,
+        account_id: account_id.clone(),
+        kind: "grant",
+        total_delta: body.amount,
+        used_delta: 0,
+        reserved_delta: 0,
+        reason: body.reason,
+        actor_id: Some(actor_id.to_owned()),
+        idempotency_key: body.idempotency_key.unwrap_or_else(new_id),
+        now,
+    };
+    let mut statements = vec![ensure, movement.record(), apply(&[&movement.id], now)];
+    statements.extend(alerts::resolve(std::slice::from_ref(&account_id), now));
+    statements.push(sql!(
+        "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
+         SELECT ?, tenant_id, 'credits.granted', json_object('account_id', account_id, 'amount', total_delta), created_at
+         FROM credit_ledger WHERE id = ?",
+        new_id(),
+        &movement.id
+    ));
+    statements.push(sql!(
+        format!("SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE id = ?"),
+        &account_id
+    ));
+    let results = env.db.batch(statements).await?;
+    let applied = results[1].rows_affected == 1;
+    let row = results
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::internal().caused_by("account vanished"))?;
+    let body = json!({ "applied": applied, "account": account_json(&row)? });
+    Ok(if applied { created(&body) } else { ok(&body) })
+}
+
+/// `POST /api/v1/admin/tenants/{id}/credits/grants` (platform admin): adds to the pool.
+pub async fn grant_to_pool(
+    env: &Env,
+    request: &ApiRequest,
+    admin_id: &str,
+    tenant_id: &str,
+) -> ApiResult<Response> {
+    let body: Grant = request.json()?;
+    let exists = env
+        .db
+        .execute(sql!(
+            "SELECT 1 AS found FROM tenants WHERE id = ? AND status != 'deleted'",
+            tenant_id
+        ))
+        .await?;
+    if exists.is_empty() {
+        return Err(ApiError::not_found("tenant"));
+    }
+    let ensure = ensure_pool(tenant_id, env.now());
+    grant(env, tenant_id, pool_id(tenant_id), ensure, admin_id, body).await
+}
+
+/// `POST /api/v1/users/{id}/credits/grants` (tenant admin): raises the user's allowance; a
+/// user without an allowance gets one of the granted size.
+pub async fn grant_to_user(
+    env: &Env,
+    request: &ApiRequest,
+    principal: &Principal,
+    user_id: &str,
+) -> ApiResult<Response> {
+    principal.require(Permission::CreditsManage)?;
+    let body: Grant = request.json()?;
+    require_member(env, principal, user_id).await?;
+    let tenant = principal.tenant_id.as_str();
+    let ensure = ensure_user(tenant, user_id, env.now());
+    grant(
+        env,
+        tenant,
+        user_account_id(user_id),
+        ensure,
+        principal.user_id.as_str(),
+        body,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Allowance {
+    /// `null` removes the allowance: the user then spends from the pool alone.
+    allowance: Option<i64>,
+}
+
+/// `PUT /api/v1/users/{id}/credits/allowance` (tenant admin). An allowance below what the
+/// user has already used or holds is refused.
+pub async fn set_allowance(
+    env: &Env,
+    request: &ApiRequest,
+    principal: &Principal,
+    user_id: &str,
+) -> ApiResult<Response> {
+    principal.require(Permission::CreditsManage)?;
+    let body: Allowance = request.json()?;
+    if body.allowance.is_some_and(|allowance| allowance < 0) {
+        return Err(ApiError::invalid_field("allowance", "must not be negative"));
+    }
+    require_member(env, principal, user_id).await?;
+    let tenant = principal.tenant_id.as_str();
+    let now = env.now();
+    let account = user_account_id(user_id);
+    let ids = std::slice::from_ref(&account);
+    let mut statements = vec![
+        ensure_user(tenant, user_id, now),
+        sql!(
+            "INSERT INTO credit_ledger (id, tenant_id, account_id, kind, total_delta, actor_id, idempotency_key, created_at)
+             SELECT ?, tenant_id, id, 'allowance', COALESCE(?, 0) - COALESCE(total, 0), ?, ?, ?
+             FROM credit_accounts WHERE id = ?",
+            new_id(),
+            body.allowance,
+            &principal.user_id,
+            new_id(),
+            now,
+            &account
+        ),
+        sql!(
+            "UPDATE credit_accounts SET total = ?, updated_at = ? WHERE id = ?",
+            body.allowance,
+            now,
+            &account
+        ),
+    ];
+    statements.extend(alerts::resolve(ids, now));
+    statements.extend(alerts::evaluate(ids, now));
+    match env.db.batch(statements).await {
+        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "allowance_below_spend",
+                "the allowance is below what the user has already used or holds",
+            ));
+        }
+        other => other?,
+    };
+    let balances: Json = accounts::balances(env, &principal.tenant_id, user_id).await?;
+    Ok(ok(&balances["user"]))
+}

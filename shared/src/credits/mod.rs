@@ -1,0 +1,35 @@
+//! Credits: a pool per tenant and an account per user, moved only through ledger rows.
+//!
+//! Every movement is a [`ledger`] row applied to its account in the same batch. The account
+//! row carries the money invariant as a CHECK (`used + reserved <= total`), so a statement
+//! that would overspend fails and takes its whole batch with it: concurrent reserves can
+//! never oversell a balance, on any runtime. A user's spend draws on the user's allowance
+//! (when one is set) and on the tenant pool in every case; either running out stops it.
+//!
+//! Spending is two-phase ([`reservations`]): reserve an estimate before the work, then
+//! settle the actual cost (at most [`reservations::SETTLE_OVERAGE_PERCENT`] over the
+//! estimate) or release it. Crossing a threshold records an [`alerts`] row once per month,
+//! writes an outbox event, and at 100 % blocks reserves until credits are added.
+
+pub mod accounts;
+pub mod alerts;
+pub mod grants;
+pub mod ledger;
+pub mod reservations;
+
+/// The month an alert or a top-up counts against, `YYYY-MM` (UTC).
+pub(crate) fn period(now: i64) -> String {
+    chrono::DateTime::from_timestamp(now, 0)
+        .unwrap_or_default()
+        .format("%Y-%m")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_period_is_the_utc_month() {
+        assert_eq!(super::period(1_706_745_599), "2024-01");
+        assert_eq!(super::period(1_706_745_600), "2024-02");
+    }
+}

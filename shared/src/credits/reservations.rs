@@ -1,0 +1,436 @@
+//! Two-phase spending: reserve an estimate before the work, then settle the actual cost or
+//! release the hold. Each step is one batch; the account CHECK refuses a reserve that does
+//! not fit, and the reservation's status moves from `held` exactly once, so concurrent
+//! settles and releases can never hold or charge twice.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, created, ok},
+    auth::{principal::Principal, rbac::Permission},
+    clock::rfc3339,
+    credits::{
+        accounts::{ensure_pool, ensure_user, pool_id, user_account_id},
+        alerts,
+        ledger::apply,
+    },
+    db::{DbError, Row, Statement},
+    error::ApiResult,
+    ids::new_id,
+    sql,
+};
+
+/// A settle may charge at most this much over the estimate (rounded up); a larger actual
+/// cost is charged at the bound, and never beyond what the accounts still hold, so a job
+/// that ran long cannot drive a balance below zero.
+pub const SETTLE_OVERAGE_PERCENT: i64 = 10;
+
+const RESERVATION_COLUMNS: &str = "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key, created_at, finished_at";
+
+fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
+    Ok(json!({
+        "id": row.get::<String>("id")?,
+        "user_id": row.get::<String>("user_id")?,
+        "amount": row.get::<i64>("amount")?,
+        "status": row.get::<String>("status")?,
+        "actual": row.get::<Option<i64>>("actual")?,
+        "charged": row.get::<Option<i64>>("charged")?,
+        "reason": row.get::<Option<String>>("reason")?,
+        "model": row.get::<Option<String>>("model")?,
+        "job_id": row.get::<Option<String>>("job_id")?,
+        "idempotency_key": row.get::<String>("idempotency_key")?,
+        "created_at": rfc3339(row.get("created_at")?),
+        "finished_at": row.get::<Option<i64>>("finished_at")?.map(rfc3339),
+    }))
+}
+
+/// What a caller asks to hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub model: Option<String>,
+    pub job_id: Option<String>,
+}
+
+fn bounded_text(field: &str, text: &Option<String>) -> ApiResult<()> {
+    if text.as_ref().is_some_and(|text| text.chars().count() > 200) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be at most 200 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn idempotency_key(request: &ApiRequest) -> ApiResult<Option<String>> {
+    match request.header("idempotency-key").map(str::trim) {
+        None => Ok(None),
+        Some(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 200 characters",
+        )),
+    }
+}
+
+/// The answer when a reserve does not fit, with what remains.
+async fn insufficient(
+    env: &Env,
+    tenant_id: &str,
+    user_id: &str,
+    amount: i64,
+) -> ApiResult<ApiError> {
+    let rows = env
+        .db
+        .execute(sql!(
+            "SELECT id, total - used - reserved AS remaining, blocked_at FROM credit_accounts WHERE id IN (?, ?)",
+            pool_id(tenant_id),
+            user_account_id(user_id)
+        ))
+        .await?;
+    let remaining = |id: &str| -> ApiResult<Option<i64>> {
+        Ok(
+            match rows
+                .iter()
+                .find(|row| row.get::<String>("id").is_ok_and(|found| found == id))
+            {
+                Some(row) => row.get("remaining")?,
+                None => None,
+            },
+        )
+    };
+    let blocked = rows.iter().any(|row| {
+        row.get::<Option<i64>>("blocked_at")
+            .is_ok_and(|at| at.is_some())
+    });
+    let (code, message) = if blocked {
+        (
+            "credits_blocked",
+            "credits are used up; spending resumes once credits are added",
+        )
+    } else {
+        (
+            "insufficient_credits",
+            "not enough credits for this reservation",
+        )
+    };
+    Ok(
+        ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({
+            "requested": amount,
+            "remaining": {
+                "tenant": remaining(&pool_id(tenant_id))?.unwrap_or(0),
+                "user": remaining(&user_account_id(user_id))?,
+            },
+        })),
+    )
+}
+
+/// Holds `hold.amount` on the user's account and the tenant pool. Replaying the same key
+/// returns the first reservation and moves nothing; the same key with another request is
+/// a conflict.
+pub async fn reserve(
+    env: &Env,
+    tenant_id: &str,
+    user_id: &str,
+    hold: &Hold,
+    key: String,
+) -> ApiResult<(bool, Json)> {
+    if hold.amount <= 0 {
+        return Err(ApiError::invalid_field(
+            "amount",
+            "must be a positive whole number of credits",
+        ));
+    }
+    bounded_text("reason", &hold.reason)?;
+    bounded_text("model", &hold.model)?;
+    bounded_text("job_id", &hold.job_id)?;
+    let now = env.now();
+    let id = new_id();
+    let (pool, account) = (pool_id(tenant_id), user_account_id(user_id));
+    let ledger_ids = [new_id(), new_id()];
+    let mut statements = vec![
+        ensure_pool(tenant_id, now),
+        ensure_user(tenant_id, user_id, now),
+        sql!(
+            "INSERT INTO credit_reservations (id, tenant_id, user_id, amount, status, reason, model, job_id,
+                                              idempotency_key, created_at)
+             SELECT ?, ?, ?, ?, 'held', ?, ?, ?, ?, ?
+             WHERE NOT EXISTS (SELECT 1 FROM credit_accounts WHERE id IN (?, ?) AND blocked_at IS NOT NULL)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+            &id,
+            tenant_id,
+            user_id,
+            hold.amount,
+            hold.reason.clone(),
+            hold.model.clone(),
+            hold.job_id.clone(),
+            &key,
+            now,
+            &pool,
+            &account
+        ),
+    ];
+    for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
+        statements.push(ledger_from_reservation(
+            ledger_id, account_id, "reserve", &id, "r.amount", "0", now,
+        ));
+    }
+    statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
+    statements.extend(alerts::evaluate(&[pool, account], now));
+    statements.push(sql!(
+        format!("SELECT {RESERVATION_COLUMNS} FROM credit_reservations WHERE tenant_id = ? AND idempotency_key = ?"),
+        tenant_id,
+        &key
+    ));
+    let results = match env.db.batch(statements).await {
+        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+            return Err(insufficient(env, tenant_id, user_id, hold.amount).await?);
+        }
+        other => other?,
+    };
+    let Some(row) = results.last().and_then(|rows| rows.first()) else {
+        return Err(insufficient(env, tenant_id, user_id, hold.amount).await?);
+    };
+    let reservation = reservation_json(&row)?;
+    let fresh = reservation["id"] == id.as_str();
+    let same_request = reservation["user_id"] == user_id
+        && reservation["amount"] == hold.amount
+        && reservation["job_id"] == json!(hold.job_id);
+    if !fresh && !same_request {
+        return Err(ApiError::conflict(
+            "idempotency_conflict",
+            "this Idempotency-Key was used for a different reservation",
+        )
+        .with_details(json!({ "reservation_id": reservation["id"] })));
+    }
+    Ok((fresh, reservation))
+}
+
+/// A ledger row for `account_id` built from the reservation's own row, so it exists only
+/// when the reservation is in the state the movement needs. Its idempotency key is the
+/// reservation's key for a reserve and the reservation id for the steps after.
+fn ledger_from_reservation(
+    ledger_id: &str,
+    account_id: &str,
+    kind: &str,
+    reservation_id: &str,
+    reserved_delta: &str,
+    used_delta: &str,
+    now: i64,
+) -> Statement {
+    let (status, key) = match kind {
+        "reserve" => ("held", "r.idempotency_key"),
+        "settle" => ("settled", "r.id"),
+        _ => ("released", "r.id"),
+    };
+    sql!(
+        format!(
+            "INSERT INTO credit_ledger (id, tenant_id, account_id, kind, reserved_delta, used_delta, reason,
+                                        actor_id, reservation_id, model, job_id, idempotency_key, created_at)
+             SELECT ?, r.tenant_id, ?, '{kind}', {reserved_delta}, {used_delta}, r.reason, r.user_id, r.id,
+                    r.model, r.job_id, {key}, ?
+             FROM credit_reservations r WHERE r.id = ? AND r.status = '{status}'
+             ON CONFLICT (account_id, kind, idempotency_key) DO NOTHING"
+        ),
+        ledger_id,
+        account_id,
+        now,
+        reservation_id
+    )
+}
+
+/// Which reservations a caller may finish: its own, or with `CreditsManage` any of its
+/// tenant's.
+fn visible(principal: &Principal) -> Option<String> {
+    match principal.require(Permission::CreditsManage) {
+        Ok(()) => None,
+        Err(_) => Some(principal.user_id.as_str().to_owned()),
+    }
+}
+
+async fn fetch(env: &Env, principal: &Principal, id: &str) -> ApiResult<Json> {
+    let rows = env
+        .db
+        .execute(sql!(
+            format!(
+                "SELECT {RESERVATION_COLUMNS} FROM credit_reservations
+                 WHERE id = ? AND tenant_id = ? AND (? IS NULL OR user_id = ?)"
+            ),
+            id,
+            &principal.tenant_id,
+            visible(principal),
+            visible(principal)
+        ))
+        .await?;
+    rows.first()
+        .map(|row| reservation_json(&row))
+        .ok_or_else(|| ApiError::not_found("reservation"))?
+}
+
+/// Settles the tenant's held reservation `id` at `actual` (charged within the overage
+/// bound); the same settle again is a replay, anything else on a finished reservation a
+/// conflict.
+pub async fn settle(env: &Env, tenant: &str, id: &str, actual: i64) -> ApiResult<Json> {
+    if actual < 0 {
+        return Err(ApiError::invalid_field("actual", "must not be negative"));
+    }
+    finish(env, tenant, id, Some(actual)).await
+}
+
+/// Releases the tenant's held reservation `id`.
+pub async fn release(env: &Env, tenant: &str, id: &str) -> ApiResult<Json> {
+    finish(env, tenant, id, None).await
+}
+
+/// Settles (`actual` given) or releases a held reservation, in one batch.
+async fn finish(env: &Env, tenant: &str, id: &str, actual: Option<i64>) -> ApiResult<Json> {
+    let read = sql!(
+        format!(
+            "SELECT {RESERVATION_COLUMNS} FROM credit_reservations WHERE id = ? AND tenant_id = ?"
+        ),
+        id,
+        tenant
+    );
+    let current = env.db.execute(read.clone()).await?;
+    let user_id: String = current
+        .first()
+        .ok_or_else(|| ApiError::not_found("reservation"))?
+        .get("user_id")?;
+    let now = env.now();
+    let (pool, account) = (pool_id(tenant), user_account_id(&user_id));
+    let ledger_ids = [new_id(), new_id()];
+    let transition = match actual {
+        Some(actual) => sql!(
+            format!(
+                "UPDATE credit_reservations SET status = 'settled', actual = ?, finished_at = ?,
+                     charged = MIN(?, amount + (amount * {SETTLE_OVERAGE_PERCENT} + 99) / 100,
+                                   amount + (SELECT MIN(total - used - reserved) FROM credit_accounts
+                                             WHERE id IN (?, ?) AND total IS NOT NULL))
+                 WHERE id = ? AND tenant_id = ? AND status = 'held'"
+            ),
+            actual,
+            now,
+            actual,
+            &pool,
+            &account,
+            id,
+            tenant
+        ),
+        None => sql!(
+            "UPDATE credit_reservations SET status = 'released', finished_at = ?
+             WHERE id = ? AND tenant_id = ? AND status = 'held'",
+            now,
+            id,
+            tenant
+        ),
+    };
+    let (kind, used_delta) = match actual {
+        Some(_) => ("settle", "r.charged"),
+        None => ("release", "0"),
+    };
+    let mut statements = vec![transition];
+    for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
+        statements.push(ledger_from_reservation(
+            ledger_id,
+            account_id,
+            kind,
+            id,
+            "-r.amount",
+            used_delta,
+            now,
+        ));
+    }
+    statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
+    statements.extend(alerts::evaluate(&[pool, account], now));
+    statements.push(read);
+    let results = env.db.batch(statements).await?;
+    let row = results
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::not_found("reservation"))?;
+    let finished = reservation_json(&row)?;
+    if results[0].rows_affected == 0 {
+        // Already finished: the same step again is a replay; the other step is a conflict.
+        let wanted = if actual.is_some() {
+            "settled"
+        } else {
+            "released"
+        };
+        let same = finished["status"] == wanted
+            && (actual.is_none() || finished["actual"] == json!(actual));
+        if !same {
+            return Err(ApiError::conflict(
+                "reservation_finished",
+                format!(
+                    "the reservation is already {}",
+                    finished["status"].as_str().unwrap_or("finished")
+                ),
+            )
+            .with_details(json!({ "reservation": finished })));
+        }
+    }
+    Ok(finished)
+}
+
+/// `POST /api/v1/credits/reservations` with an optional `Idempotency-Key` header.
+pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
+    principal.require(Permission::CreditsSpend)?;
+    let hold: Hold = request.json()?;
+    let key = idempotency_key(request)?.unwrap_or_else(new_id);
+    let (fresh, reservation) = reserve(
+        env,
+        principal.tenant_id.as_str(),
+        principal.user_id.as_str(),
+        &hold,
+        key,
+    )
+    .await?;
+    Ok(if fresh {
+        created(&reservation)
+    } else {
+        ok(&reservation)
+    })
+}
+
+/// `GET /api/v1/credits/reservations/{id}`
+pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::CreditsRead)?;
+    Ok(ok(&fetch(env, principal, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settle {
+    actual: i64,
+}
+
+/// `POST /api/v1/credits/reservations/{id}/settle` `{"actual": n}`
+pub async fn post_settle(
+    env: &Env,
+    request: &ApiRequest,
+    principal: &Principal,
+    id: &str,
+) -> ApiResult<Response> {
+    principal.require(Permission::CreditsSpend)?;
+    let body: Settle = request.json()?;
+    fetch(env, principal, id).await?;
+    Ok(ok(&settle(
+        env,
+        principal.tenant_id.as_str(),
+        id,
+        body.actual,
+    )
+    .await?))
+}
+
+/// `POST /api/v1/credits/reservations/{id}/release`
+pub async fn post_release(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::CreditsSpend)?;
+    fetch(env, principal, id).await?;
+    Ok(ok(&release(env, principal.tenant_id.as_str(), id).await?))
+}

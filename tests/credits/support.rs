@@ -1,0 +1,90 @@
+//! Arrangements the credit tests share, all made through the API.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use tollgate_tests::{TestApp, TestUser, expect_status};
+
+/// A tenant whose owner holds `credits` in the pool, granted by a platform admin, with the
+/// per-minute request limit lifted so that load tests measure credits, not rate limits.
+pub async fn funded_tenant(app: &TestApp, slug: &str, credits: i64) -> TestUser {
+    let owner = app.register(slug).await;
+    let admin = app.platform_admin(&format!("ops@{slug}.platform.test")).await;
+    let lifted = json!({ "plan": "FREE", "overrides": { "requests_per_minute": 1_000_000 } });
+    let response = app
+        .put(&format!("admin/tenants/{}/plan", owner.tenant_id), &admin, &lifted)
+        .await;
+    expect_status(response, StatusCode::NO_CONTENT).await;
+    if credits > 0 {
+        grant_pool(app, &admin, &owner.tenant_id, credits, None).await;
+    }
+    owner
+}
+
+/// A platform admin's grant into a tenant's pool.
+pub async fn grant_pool(app: &TestApp, admin: &str, tenant_id: &str, amount: i64, key: Option<&str>) -> Value {
+    let response = app
+        .post(
+            &format!("admin/tenants/{tenant_id}/credits/grants"),
+            admin,
+            &json!({ "amount": amount, "reason": "test grant", "idempotency_key": key }),
+        )
+        .await;
+    assert!(response.status().is_success(), "grant failed: {}", response.status());
+    response.json().await.unwrap()
+}
+
+/// `POST credits/reservations` with an optional `Idempotency-Key`.
+pub async fn reserve(app: &TestApp, user: &TestUser, amount: i64, key: Option<&str>) -> Response {
+    let mut request = app
+        .request(Method::POST, "credits/reservations")
+        .bearer_auth(&user.access_token)
+        .json(&json!({ "amount": amount, "reason": "render", "model": "sdxl" }));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.unwrap()
+}
+
+/// Reserves and expects success; returns the reservation.
+pub async fn reserved(app: &TestApp, user: &TestUser, amount: i64) -> Value {
+    expect_status(reserve(app, user, amount, None).await, StatusCode::CREATED).await
+}
+
+pub async fn settle(app: &TestApp, user: &TestUser, id: &str, actual: i64) -> Response {
+    app.post(
+        &format!("credits/reservations/{id}/settle"),
+        &user.access_token,
+        &json!({ "actual": actual }),
+    )
+    .await
+}
+
+pub async fn release(app: &TestApp, user: &TestUser, id: &str) -> Response {
+    app.post(&format!("credits/reservations/{id}/release"), &user.access_token, &json!({}))
+        .await
+}
+
+/// The caller's `GET credits` answer.
+pub async fn balances(app: &TestApp, user: &TestUser) -> Value {
+    expect_status(app.get("credits", &user.access_token).await, StatusCode::OK).await
+}
+
+/// `(total, used, reserved)` of an account, read from the database, and the sums of its
+/// ledger's deltas: the two must agree.
+pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> ([i64; 3], [i64; 3]) {
+    let account = app
+        .query(
+            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    let ledger = app
+        .query(
+            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
+             FROM credit_ledger WHERE account_id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    let numbers = |row: &Vec<Value>| [0, 1, 2].map(|index| row[index].as_i64().unwrap());
+    (numbers(&account[0]), numbers(&ledger[0]))
+}

@@ -24,12 +24,13 @@ use crate::{
     sql,
 };
 
+/// Credits to add, and the key that makes adding them idempotent.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Grant {
-    amount: i64,
-    reason: Option<String>,
-    idempotency_key: Option<String>,
+pub struct Grant {
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 impl Grant {
@@ -119,7 +120,16 @@ pub async fn grant_to_pool(
     admin_id: &str,
     tenant_id: &str,
 ) -> ApiResult<Response> {
-    let body: Grant = request.json()?;
+    add_to_pool(env, admin_id, tenant_id, request.json()?).await
+}
+
+/// Adds credits to a tenant's pool on an operator's behalf (the admin API, billing).
+pub async fn add_to_pool(
+    env: &Env,
+    actor_id: &str,
+    tenant_id: &str,
+    body: Grant,
+) -> ApiResult<Response> {
     let exists = env
         .db
         .execute(sql!(
@@ -131,7 +141,7 @@ pub async fn grant_to_pool(
         return Err(ApiError::not_found("tenant"));
     }
     let ensure = ensure_pool(tenant_id, env.now());
-    grant(env, tenant_id, pool_id(tenant_id), ensure, admin_id, body).await
+    grant(env, tenant_id, pool_id(tenant_id), ensure, actor_id, body).await
 }
 
 /// `POST /api/v1/users/{id}/credits/grants` (tenant admin): raises the user's allowance; a

@@ -69,6 +69,7 @@ CREATE TABLE credit_reservations (
     idempotency_key TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
     finished_at     INTEGER,
+    refunded_at     INTEGER,
     UNIQUE (tenant_id, idempotency_key)
 );
 

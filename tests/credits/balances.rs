@@ -46,7 +46,12 @@ async fn a_grant_needs_a_positive_amount() {
         )
         .await;
 
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -71,7 +76,11 @@ async fn a_grant_to_an_unknown_tenant_is_not_found() {
     let admin = app.platform_admin("ops@tollgate.test").await;
 
     let response = app
-        .post("admin/tenants/nope/credits/grants", &admin, &json!({ "amount": 1 }))
+        .post(
+            "admin/tenants/nope/credits/grants",
+            &admin,
+            &json!({ "amount": 1 }),
+        )
         .await;
 
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
@@ -86,7 +95,10 @@ async fn an_admin_reads_any_users_balance_and_a_member_only_its_own() {
     reserved(&app, &ada, 30).await;
 
     let by_admin = app
-        .get(&format!("users/{}/credits", ada.user_id), &owner.access_token)
+        .get(
+            &format!("users/{}/credits", ada.user_id),
+            &owner.access_token,
+        )
         .await;
     let by_self = app
         .get(&format!("users/{}/credits", ada.user_id), &ada.access_token)
@@ -95,8 +107,14 @@ async fn an_admin_reads_any_users_balance_and_a_member_only_its_own() {
         .get(&format!("users/{}/credits", ada.user_id), &max.access_token)
         .await;
 
-    assert_eq!(expect_status(by_admin, StatusCode::OK).await["user"]["reserved"], 30);
-    assert_eq!(expect_status(by_self, StatusCode::OK).await["pool"]["reserved"], 30);
+    assert_eq!(
+        expect_status(by_admin, StatusCode::OK).await["user"]["reserved"],
+        30
+    );
+    assert_eq!(
+        expect_status(by_self, StatusCode::OK).await["pool"]["reserved"],
+        30
+    );
     expect_error(by_peer, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
@@ -107,7 +125,10 @@ async fn another_tenants_user_is_not_found() {
     let globex = app.register("globex").await;
 
     let response = app
-        .get(&format!("users/{}/credits", globex.user_id), &acme.access_token)
+        .get(
+            &format!("users/{}/credits", globex.user_id),
+            &acme.access_token,
+        )
         .await;
 
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
@@ -129,7 +150,12 @@ async fn an_allowance_caps_a_users_spend_below_the_pool() {
 
     let too_much = crate::support::reserve(&app, &ada, 25, None).await;
 
-    let body = expect_error(too_much, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
+    let body = expect_error(
+        too_much,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+    .await;
     assert_eq!(body["error"]["details"]["remaining"]["user"], 20);
     assert_eq!(body["error"]["details"]["remaining"]["tenant"], 100);
     reserved(&app, &ada, 20).await;
@@ -160,11 +186,17 @@ async fn removing_an_allowance_leaves_only_the_pool_as_limit() {
     let owner = funded_tenant(&app, "acme", 100).await;
     let ada = app.add_user(&owner, "ada", "member").await;
     let path = format!("users/{}/credits/allowance", ada.user_id);
-    app.put(&path, &owner.access_token, &json!({ "allowance": 5 })).await;
+    app.put(&path, &owner.access_token, &json!({ "allowance": 5 }))
+        .await;
 
-    let cleared = app.put(&path, &owner.access_token, &json!({ "allowance": null })).await;
+    let cleared = app
+        .put(&path, &owner.access_token, &json!({ "allowance": null }))
+        .await;
 
-    assert_eq!(expect_status(cleared, StatusCode::OK).await["total"], json!(null));
+    assert_eq!(
+        expect_status(cleared, StatusCode::OK).await["total"],
+        json!(null)
+    );
     reserved(&app, &ada, 50).await;
 }
 
@@ -192,9 +224,66 @@ async fn a_tenant_admin_grant_raises_a_users_allowance() {
     let ada = app.add_user(&owner, "ada", "member").await;
     let path = format!("users/{}/credits/grants", ada.user_id);
 
-    let first = app.post(&path, &owner.access_token, &json!({ "amount": 10 })).await;
-    let second = app.post(&path, &owner.access_token, &json!({ "amount": 15 })).await;
+    let first = app
+        .post(&path, &owner.access_token, &json!({ "amount": 10 }))
+        .await;
+    let second = app
+        .post(&path, &owner.access_token, &json!({ "amount": 15 }))
+        .await;
 
-    assert_eq!(expect_status(first, StatusCode::CREATED).await["account"]["total"], 10);
-    assert_eq!(expect_status(second, StatusCode::CREATED).await["account"]["total"], 25);
+    assert_eq!(
+        expect_status(first, StatusCode::CREATED).await["account"]["total"],
+        10
+    );
+    assert_eq!(
+        expect_status(second, StatusCode::CREATED).await["account"]["total"],
+        25
+    );
+}
+
+#[tokio::test]
+async fn a_platform_adjustment_corrects_the_pool_with_a_reason() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let admin = app.platform_admin("ops2@tollgate.test").await;
+    let path = format!("admin/tenants/{}/credits/adjustments", owner.tenant_id);
+
+    let down = app
+        .post(
+            &path,
+            &admin,
+            &json!({ "amount": -40, "reason": "duplicate invoice" }),
+        )
+        .await;
+    let without_reason = app.post(&path, &admin, &json!({ "amount": 5 })).await;
+
+    assert_eq!(
+        expect_status(down, StatusCode::CREATED).await["account"]["total"],
+        60
+    );
+    expect_error(
+        without_reason,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_adjustment_below_what_is_spent_is_refused() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    reserved(&app, &owner, 70).await;
+    let admin = app.platform_admin("ops2@tollgate.test").await;
+
+    let response = app
+        .post(
+            &format!("admin/tenants/{}/credits/adjustments", owner.tenant_id),
+            &admin,
+            &json!({ "amount": -40, "reason": "chargeback" }),
+        )
+        .await;
+
+    expect_error(response, StatusCode::CONFLICT, "adjustment_below_spend").await;
+    assert_eq!(balances(&app, &owner).await["pool"]["total"], 100);
 }

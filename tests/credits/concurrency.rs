@@ -4,7 +4,9 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use tollgate_tests::{expect_status, spawn_app};
 
-use crate::support::{account_and_ledger, balances, funded_tenant, release, reserve, reserved, settle};
+use crate::support::{
+    account_and_ledger, balances, funded_tenant, release, reserve, reserved, settle,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_reserves_of_ten_against_a_thousand_leave_exactly_one_hundred() {
@@ -17,8 +19,14 @@ async fn two_hundred_concurrent_reserves_of_ten_against_a_thousand_leave_exactly
         .map(|response| response.status())
         .collect();
 
-    let succeeded = statuses.iter().filter(|status| **status == StatusCode::CREATED).count();
-    let refused = statuses.iter().filter(|status| **status == StatusCode::PAYMENT_REQUIRED).count();
+    let succeeded = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::PAYMENT_REQUIRED)
+        .count();
     assert_eq!((succeeded, refused), (100, 100), "{statuses:?}");
     let pool = &balances(&app, &owner).await["pool"];
     assert_eq!(pool["remaining"], 0);
@@ -26,7 +34,10 @@ async fn two_hundred_concurrent_reserves_of_ten_against_a_thousand_leave_exactly
     let (account, ledger) = account_and_ledger(&app, &format!("pool:{}", owner.tenant_id)).await;
     assert_eq!(account, ledger, "the ledger sums to the balance");
     let holds = app
-        .query("SELECT COUNT(*) FROM credit_reservations WHERE status = 'held'", vec![])
+        .query(
+            "SELECT COUNT(*) FROM credit_reservations WHERE status = 'held'",
+            vec![],
+        )
         .await;
     assert_eq!(holds[0][0], 100);
 }
@@ -42,8 +53,16 @@ async fn concurrent_settles_and_releases_of_one_reservation_finish_it_once() {
     let releases = (0..20).map(|_| release(&app, &owner, id));
     let (settled, released) = futures::join!(join_all(settles), join_all(releases));
 
-    let ok = settled.iter().chain(&released).filter(|r| r.status() == StatusCode::OK).count();
-    let conflicts = settled.iter().chain(&released).filter(|r| r.status() == StatusCode::CONFLICT).count();
+    let ok = settled
+        .iter()
+        .chain(&released)
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    let conflicts = settled
+        .iter()
+        .chain(&released)
+        .filter(|r| r.status() == StatusCode::CONFLICT)
+        .count();
     assert_eq!(ok + conflicts, 40);
     let pool = &balances(&app, &owner).await["pool"];
     assert_eq!(pool["reserved"], 0, "never negative, never left held");
@@ -78,7 +97,11 @@ async fn concurrent_spend_across_users_never_passes_the_pool_or_an_allowance() {
     let max = app.add_user(&owner, "max", "member").await;
     let allowance = serde_json::json!({ "allowance": 100 });
     let response = app
-        .put(&format!("users/{}/credits/allowance", ada.user_id), &owner.access_token, &allowance)
+        .put(
+            &format!("users/{}/credits/allowance", ada.user_id),
+            &owner.access_token,
+            &allowance,
+        )
         .await;
     expect_status(response, StatusCode::OK).await;
 
@@ -87,10 +110,21 @@ async fn concurrent_spend_across_users_never_passes_the_pool_or_an_allowance() {
     let (ada_results, max_results) = futures::join!(join_all(by_ada), join_all(by_max));
 
     let won = |results: &[reqwest::Response]| {
-        results.iter().filter(|r| r.status() == StatusCode::CREATED).count() as i64
+        results
+            .iter()
+            .filter(|r| r.status() == StatusCode::CREATED)
+            .count() as i64
     };
-    assert_eq!(won(&ada_results) * 5, 100, "ada's allowance is exactly used up");
-    assert_eq!(won(&ada_results) * 5 + won(&max_results) * 5, 300, "the pool is exactly used up");
+    assert_eq!(
+        won(&ada_results) * 5,
+        100,
+        "ada's allowance is exactly used up"
+    );
+    assert_eq!(
+        won(&ada_results) * 5 + won(&max_results) * 5,
+        300,
+        "the pool is exactly used up"
+    );
     for user in [&ada, &max] {
         let (account, ledger) = account_and_ledger(&app, &format!("user:{}", user.user_id)).await;
         assert_eq!(account[1..], ledger[1..]);

@@ -27,7 +27,12 @@ async fn a_reserve_that_does_not_fit_answers_402_with_the_remaining_balance() {
 
     let response = reserve(&app, &owner, 31, None).await;
 
-    let body = expect_error(response, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
+    let body = expect_error(
+        response,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+    .await;
     assert_eq!(body["error"]["details"]["requested"], 31);
     assert_eq!(body["error"]["details"]["remaining"]["tenant"], 30);
     assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 70);
@@ -42,7 +47,10 @@ async fn replaying_an_idempotency_key_returns_the_first_reservation_and_moves_no
 
     let replay = reserve(&app, &owner, 30, Some("job-42")).await;
 
-    assert_eq!(expect_status(replay, StatusCode::OK).await["id"], first["id"]);
+    assert_eq!(
+        expect_status(replay, StatusCode::OK).await["id"],
+        first["id"]
+    );
     assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 30);
 }
 
@@ -64,7 +72,12 @@ async fn a_non_positive_amount_is_refused() {
 
     for amount in [0, -5] {
         let response = reserve(&app, &owner, amount, None).await;
-        expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
     }
 }
 
@@ -91,7 +104,14 @@ async fn settling_charges_the_actual_cost_and_frees_the_rest() {
     assert_eq!(settled["status"], "settled");
     assert_eq!(settled["charged"], 25);
     let pool = &balances(&app, &owner).await["pool"];
-    assert_eq!((pool["used"].clone(), pool["reserved"].clone(), pool["remaining"].clone()), (json!(25), json!(0), json!(75)));
+    assert_eq!(
+        (
+            pool["used"].clone(),
+            pool["reserved"].clone(),
+            pool["remaining"].clone()
+        ),
+        (json!(25), json!(0), json!(75))
+    );
 }
 
 #[tokio::test]
@@ -146,9 +166,15 @@ async fn releasing_returns_the_hold() {
 
     let released = release(&app, &owner, hold["id"].as_str().unwrap()).await;
 
-    assert_eq!(expect_status(released, StatusCode::OK).await["status"], "released");
+    assert_eq!(
+        expect_status(released, StatusCode::OK).await["status"],
+        "released"
+    );
     let pool = &balances(&app, &owner).await["pool"];
-    assert_eq!((pool["used"].clone(), pool["reserved"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (pool["used"].clone(), pool["reserved"].clone()),
+        (json!(0), json!(0))
+    );
 }
 
 #[tokio::test]
@@ -159,7 +185,12 @@ async fn a_negative_actual_is_refused() {
 
     let response = settle(&app, &owner, hold["id"].as_str().unwrap(), -1).await;
 
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -186,7 +217,9 @@ async fn another_tenants_reservation_is_not_found() {
     let hold = reserved(&app, &acme, 30).await;
     let id = hold["id"].as_str().unwrap();
 
-    let read = app.get(&format!("credits/reservations/{id}"), &globex.access_token).await;
+    let read = app
+        .get(&format!("credits/reservations/{id}"), &globex.access_token)
+        .await;
     let settled = settle(&app, &globex, id, 1).await;
 
     expect_error(read, StatusCode::NOT_FOUND, "not_found").await;
@@ -203,12 +236,62 @@ async fn an_api_key_needs_the_credits_write_scope_to_spend() {
     let body = json!({ "amount": 5 });
 
     let refused = app
-        .post("credits/reservations", reader["key"].as_str().unwrap(), &body)
+        .post(
+            "credits/reservations",
+            reader["key"].as_str().unwrap(),
+            &body,
+        )
         .await;
     let allowed = app
-        .post("credits/reservations", spender["key"].as_str().unwrap(), &body)
+        .post(
+            "credits/reservations",
+            spender["key"].as_str().unwrap(),
+            &body,
+        )
         .await;
 
     expect_error(refused, StatusCode::FORBIDDEN, "insufficient_scope").await;
     expect_status(allowed, StatusCode::CREATED).await;
+}
+
+#[tokio::test]
+async fn an_admin_refunds_a_settled_reservation_once() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let hold = reserved(&app, &owner, 30).await;
+    let id = hold["id"].as_str().unwrap();
+    settle(&app, &owner, id, 25).await;
+    let path = format!("credits/reservations/{id}/refund");
+
+    let refunded = app.post(&path, &owner.access_token, &json!({})).await;
+    let again = app.post(&path, &owner.access_token, &json!({})).await;
+
+    assert!(!expect_status(refunded, StatusCode::OK).await["refunded_at"].is_null());
+    expect_status(again, StatusCode::OK).await;
+    let pool = &balances(&app, &owner).await["pool"];
+    assert_eq!(
+        (pool["used"].clone(), pool["remaining"].clone()),
+        (json!(0), json!(100))
+    );
+    let (account, ledger) =
+        crate::support::account_and_ledger(&app, &format!("pool:{}", owner.tenant_id)).await;
+    assert_eq!(account, ledger);
+}
+
+#[tokio::test]
+async fn a_held_reservation_cannot_be_refunded_and_a_member_cannot_refund() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let ada = app.add_user(&owner, "ada", "member").await;
+    let hold = reserved(&app, &ada, 30).await;
+    let path = format!(
+        "credits/reservations/{}/refund",
+        hold["id"].as_str().unwrap()
+    );
+
+    let by_member = app.post(&path, &ada.access_token, &json!({})).await;
+    let while_held = app.post(&path, &owner.access_token, &json!({})).await;
+
+    expect_error(by_member, StatusCode::FORBIDDEN, "forbidden").await;
+    expect_error(while_held, StatusCode::CONFLICT, "reservation_finished").await;
 }

@@ -8,10 +8,16 @@ use tollgate_tests::{TestApp, TestUser, expect_status};
 /// per-minute request limit lifted so that load tests measure credits, not rate limits.
 pub async fn funded_tenant(app: &TestApp, slug: &str, credits: i64) -> TestUser {
     let owner = app.register(slug).await;
-    let admin = app.platform_admin(&format!("ops@{slug}.platform.test")).await;
+    let admin = app
+        .platform_admin(&format!("ops@{slug}.platform.test"))
+        .await;
     let lifted = json!({ "plan": "FREE", "overrides": { "requests_per_minute": 1_000_000 } });
     let response = app
-        .put(&format!("admin/tenants/{}/plan", owner.tenant_id), &admin, &lifted)
+        .put(
+            &format!("admin/tenants/{}/plan", owner.tenant_id),
+            &admin,
+            &lifted,
+        )
         .await;
     expect_status(response, StatusCode::NO_CONTENT).await;
     if credits > 0 {
@@ -21,7 +27,13 @@ pub async fn funded_tenant(app: &TestApp, slug: &str, credits: i64) -> TestUser 
 }
 
 /// A platform admin's grant into a tenant's pool.
-pub async fn grant_pool(app: &TestApp, admin: &str, tenant_id: &str, amount: i64, key: Option<&str>) -> Value {
+pub async fn grant_pool(
+    app: &TestApp,
+    admin: &str,
+    tenant_id: &str,
+    amount: i64,
+    key: Option<&str>,
+) -> Value {
     let response = app
         .post(
             &format!("admin/tenants/{tenant_id}/credits/grants"),
@@ -29,7 +41,11 @@ pub async fn grant_pool(app: &TestApp, admin: &str, tenant_id: &str, amount: i64
             &json!({ "amount": amount, "reason": "test grant", "idempotency_key": key }),
         )
         .await;
-    assert!(response.status().is_success(), "grant failed: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "grant failed: {}",
+        response.status()
+    );
     response.json().await.unwrap()
 }
 
@@ -60,8 +76,12 @@ pub async fn settle(app: &TestApp, user: &TestUser, id: &str, actual: i64) -> Re
 }
 
 pub async fn release(app: &TestApp, user: &TestUser, id: &str) -> Response {
-    app.post(&format!("credits/reservations/{id}/release"), &user.access_token, &json!({}))
-        .await
+    app.post(
+        &format!("credits/reservations/{id}/release"),
+        &user.access_token,
+        &json!({}),
+    )
+    .await
 }
 
 /// The caller's `GET credits` answer.

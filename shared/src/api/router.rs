@@ -9,7 +9,7 @@ use crate::{
     auth::{api_keys, identity, principal, recovery, sessions},
     credits::{accounts, alerts, grants, ledger, reservations},
     error::ApiResult,
-    sql,
+    quota, sql,
     tenancy::{admin, invitations, plans, tenants, users},
 };
 
@@ -132,6 +132,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["credits", "reservations", id, "settle"] => on!(method, {
             POST => signed_in!(env, request, |p| reservations::post_settle(env, request, p, id)),
         }),
+        ["credits", "reservations", id, "refund"] => on!(method, {
+            POST => signed_in!(env, request, |p| reservations::post_refund(env, p, id)),
+        }),
         ["credits", "reservations", id, "release"] => on!(method, {
             POST => signed_in!(env, request, |p| reservations::post_release(env, p, id)),
         }),
@@ -151,6 +154,25 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
             PUT => signed_in!(env, request, |p| accounts::update_user_settings(env, request, p, id)),
         }),
 
+        ["usage"] => on!(method, {
+            GET => signed_in!(env, request, |p| quota::http::usage(env, request, p)),
+        }),
+        ["usage", "events"] => on!(method, {
+            POST => signed_in!(env, request, |p| quota::http::record_event(env, request, p)),
+        }),
+        ["users", id, "usage"] => on!(method, {
+            GET => signed_in!(env, request, |p| quota::http::user_usage(env, p, id)),
+        }),
+        ["users", id, "quota"] => on!(method, {
+            PUT => signed_in!(env, request, |p| quota::http::set_user_limit(env, request, p, id)),
+        }),
+        ["plan-limits", "check"] => on!(method, {
+            POST => signed_in!(env, request, |p| quota::http::check_plan_limits(env, request, p)),
+        }),
+        ["admin", "tenants", id, "quota"] => on!(method, {
+            PUT => quota::http::set_tenant_limit(env, request, id).await,
+        }),
+
         ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),
         ["admin", "tenants"] => on!(method, { GET => admin::list_tenants(env, request).await }),
         ["admin", "tenants", id, "suspend"] => on!(method, {
@@ -158,6 +180,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         }),
         ["admin", "tenants", id, "reactivate"] => on!(method, {
             POST => admin::change_status(env, request, id, "active").await,
+        }),
+        ["admin", "tenants", id, "credits", "adjustments"] => on!(method, {
+            POST => admin::adjust_credits(env, request, id).await,
         }),
         ["admin", "tenants", id, "credits", "grants"] => on!(method, {
             POST => admin::grant_credits(env, request, id).await,

@@ -34,8 +34,22 @@ pub struct Grant {
 }
 
 impl Grant {
-    fn validate(&self) -> ApiResult<()> {
-        if self.amount <= 0 {
+    fn validate(&self, kind: &str) -> ApiResult<()> {
+        if kind == "adjustment" {
+            if self.amount == 0 {
+                return Err(ApiError::invalid_field("amount", "must not be zero"));
+            }
+            if self
+                .reason
+                .as_ref()
+                .is_none_or(|reason| reason.trim().is_empty())
+            {
+                return Err(ApiError::invalid_field(
+                    "reason",
+                    "an adjustment states its reason",
+                ));
+            }
+        } else if self.amount <= 0 {
             return Err(ApiError::invalid_field(
                 "amount",
                 "must be a positive whole number of credits",
@@ -65,8 +79,8 @@ impl Grant {
     }
 }
 
-/// Records the grant on `account_id` and answers with the account; a replayed key answers
-/// the account as it is, with `applied: false`.
+/// Records a grant (or a signed adjustment) on `account_id` and answers with the account;
+/// a replayed key answers the account as it is, with `applied: false`.
 async fn grant(
     env: &Env,
     tenant_id: &str,
@@ -74,14 +88,15 @@ async fn grant(
     ensure: Statement,
     actor_id: &str,
     body: Grant,
+    kind: &'static str,
 ) -> ApiResult<Response> {
-    body.validate()?;
+    body.validate(kind)?;
     let now = env.now();
     let movement = Movement {
         id: new_id(),
         tenant_id,
         account_id: account_id.clone(),
-        kind: "grant",
+        kind,
         total_delta: body.amount,
         used_delta: 0,
         reserved_delta: 0,
@@ -90,20 +105,37 @@ async fn grant(
         idempotency_key: body.idempotency_key.unwrap_or_else(new_id),
         now,
     };
+    let touched = std::slice::from_ref(&account_id);
     let mut statements = vec![ensure, movement.record(), apply(&[&movement.id], now)];
-    statements.extend(alerts::resolve(std::slice::from_ref(&account_id), now));
+    statements.extend(alerts::resolve(touched, now));
+    statements.extend(alerts::evaluate(touched, now));
+    let event = if kind == "grant" {
+        "credits.granted"
+    } else {
+        "credits.adjusted"
+    };
     statements.push(sql!(
         "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
-         SELECT ?, tenant_id, 'credits.granted', json_object('account_id', account_id, 'amount', total_delta), created_at
+         SELECT ?, tenant_id, ?, json_object('account_id', account_id, 'amount', total_delta, 'reason', reason), created_at
          FROM credit_ledger WHERE id = ?",
         new_id(),
+        event,
         &movement.id
     ));
     statements.push(sql!(
         format!("SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE id = ?"),
         &account_id
     ));
-    let results = env.db.batch(statements).await?;
+    let results = match env.db.batch(statements).await {
+        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "adjustment_below_spend",
+                "the adjustment would take the account below what is already used or held",
+            ));
+        }
+        other => other?,
+    };
     let applied = results[1].rows_affected == 1;
     let row = results
         .last()
@@ -123,13 +155,30 @@ pub async fn grant_to_pool(
     add_to_pool(env, admin_id, tenant_id, request.json()?).await
 }
 
-/// Adds credits to a tenant's pool on an operator's behalf (the admin API, billing).
-pub async fn add_to_pool(
+/// `POST /api/v1/admin/tenants/{id}/credits/adjustments` (platform admin): a signed
+/// correction of the pool with a stated reason.
+pub async fn adjust_pool(
     env: &Env,
-    actor_id: &str,
+    request: &ApiRequest,
+    admin_id: &str,
     tenant_id: &str,
-    body: Grant,
 ) -> ApiResult<Response> {
+    let body: Grant = request.json()?;
+    require_tenant(env, tenant_id).await?;
+    let ensure = ensure_pool(tenant_id, env.now());
+    grant(
+        env,
+        tenant_id,
+        pool_id(tenant_id),
+        ensure,
+        admin_id,
+        body,
+        "adjustment",
+    )
+    .await
+}
+
+async fn require_tenant(env: &Env, tenant_id: &str) -> ApiResult<()> {
     let exists = env
         .db
         .execute(sql!(
@@ -140,8 +189,28 @@ pub async fn add_to_pool(
     if exists.is_empty() {
         return Err(ApiError::not_found("tenant"));
     }
+    Ok(())
+}
+
+/// Adds credits to a tenant's pool on an operator's behalf (the admin API, billing).
+pub async fn add_to_pool(
+    env: &Env,
+    actor_id: &str,
+    tenant_id: &str,
+    body: Grant,
+) -> ApiResult<Response> {
+    require_tenant(env, tenant_id).await?;
     let ensure = ensure_pool(tenant_id, env.now());
-    grant(env, tenant_id, pool_id(tenant_id), ensure, actor_id, body).await
+    grant(
+        env,
+        tenant_id,
+        pool_id(tenant_id),
+        ensure,
+        actor_id,
+        body,
+        "grant",
+    )
+    .await
 }
 
 /// `POST /api/v1/users/{id}/credits/grants` (tenant admin): raises the user's allowance; a
@@ -164,6 +233,7 @@ pub async fn grant_to_user(
         ensure,
         principal.user_id.as_str(),
         body,
+        "grant",
     )
     .await
 }

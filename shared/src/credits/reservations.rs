@@ -28,7 +28,8 @@ use crate::{
 /// that ran long cannot drive a balance below zero.
 pub const SETTLE_OVERAGE_PERCENT: i64 = 10;
 
-const RESERVATION_COLUMNS: &str = "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key, created_at, finished_at";
+const RESERVATION_COLUMNS: &str = "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key,
+     created_at, finished_at, refunded_at";
 
 fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
     Ok(json!({
@@ -44,6 +45,7 @@ fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
         "idempotency_key": row.get::<String>("idempotency_key")?,
         "created_at": rfc3339(row.get("created_at")?),
         "finished_at": row.get::<Option<i64>>("finished_at")?.map(rfc3339),
+        "refunded_at": row.get::<Option<i64>>("refunded_at")?.map(rfc3339),
     }))
 }
 
@@ -176,9 +178,7 @@ pub async fn reserve(
         ),
     ];
     for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
-        statements.push(ledger_from_reservation(
-            ledger_id, account_id, "reserve", &id, "r.amount", "0", now,
-        ));
+        statements.push(Step::Reserve.ledger_row(ledger_id, account_id, &id, now));
     }
     statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
     statements.extend(alerts::evaluate(&[pool, account], now));
@@ -211,37 +211,78 @@ pub async fn reserve(
     Ok((fresh, reservation))
 }
 
-/// A ledger row for `account_id` built from the reservation's own row, so it exists only
-/// when the reservation is in the state the movement needs. Its idempotency key is the
-/// reservation's key for a reserve and the reservation id for the steps after.
-fn ledger_from_reservation(
-    ledger_id: &str,
-    account_id: &str,
-    kind: &str,
-    reservation_id: &str,
-    reserved_delta: &str,
-    used_delta: &str,
-    now: i64,
-) -> Statement {
-    let (status, key) = match kind {
-        "reserve" => ("held", "r.idempotency_key"),
-        "settle" => ("settled", "r.id"),
-        _ => ("released", "r.id"),
-    };
-    sql!(
-        format!(
-            "INSERT INTO credit_ledger (id, tenant_id, account_id, kind, reserved_delta, used_delta, reason,
-                                        actor_id, reservation_id, model, job_id, idempotency_key, created_at)
-             SELECT ?, r.tenant_id, ?, '{kind}', {reserved_delta}, {used_delta}, r.reason, r.user_id, r.id,
-                    r.model, r.job_id, {key}, ?
-             FROM credit_reservations r WHERE r.id = ? AND r.status = '{status}'
-             ON CONFLICT (account_id, kind, idempotency_key) DO NOTHING"
-        ),
-        ledger_id,
-        account_id,
-        now,
-        reservation_id
-    )
+/// The movements of a reservation's life.
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Reserve,
+    Settle,
+    Release,
+    Refund,
+}
+
+impl Step {
+    fn kind(self) -> &'static str {
+        match self {
+            Step::Reserve => "reserve",
+            Step::Settle => "settle",
+            Step::Release => "release",
+            Step::Refund => "refund",
+        }
+    }
+
+    /// The reservation state (over `r`) the movement needs.
+    fn condition(self) -> &'static str {
+        match self {
+            Step::Reserve => "r.status = 'held'",
+            Step::Settle => "r.status = 'settled'",
+            Step::Release => "r.status = 'released'",
+            Step::Refund => "r.status = 'settled' AND r.refunded_at IS NOT NULL",
+        }
+    }
+
+    /// `(reserved_delta, used_delta)` as SQL over `r`.
+    fn deltas(self) -> (&'static str, &'static str) {
+        match self {
+            Step::Reserve => ("r.amount", "0"),
+            Step::Settle => ("-r.amount", "r.charged"),
+            Step::Release => ("-r.amount", "0"),
+            Step::Refund => ("0", "-r.charged"),
+        }
+    }
+
+    /// A ledger row for `account_id` built from the reservation's own row, so it exists
+    /// only when the reservation is in the state the movement needs. Its idempotency key is
+    /// the reservation's key for a reserve and the reservation id for the steps after, so
+    /// each step moves each account once.
+    fn ledger_row(
+        self,
+        ledger_id: &str,
+        account_id: &str,
+        reservation_id: &str,
+        now: i64,
+    ) -> Statement {
+        let (kind, condition) = (self.kind(), self.condition());
+        let (reserved_delta, used_delta) = self.deltas();
+        let key = if self == Step::Reserve {
+            "r.idempotency_key"
+        } else {
+            "r.id"
+        };
+        sql!(
+            format!(
+                "INSERT INTO credit_ledger (id, tenant_id, account_id, kind, reserved_delta, used_delta, reason,
+                                            actor_id, reservation_id, model, job_id, idempotency_key, created_at)
+                 SELECT ?, r.tenant_id, ?, '{kind}', {reserved_delta}, {used_delta}, r.reason, r.user_id, r.id,
+                        r.model, r.job_id, {key}, ?
+                 FROM credit_reservations r WHERE r.id = ? AND {condition}
+                 ON CONFLICT (account_id, kind, idempotency_key) DO NOTHING"
+            ),
+            ledger_id,
+            account_id,
+            now,
+            reservation_id
+        )
+    }
 }
 
 /// Which reservations a caller may finish: its own, or with `CreditsManage` any of its
@@ -279,16 +320,28 @@ pub async fn settle(env: &Env, tenant: &str, id: &str, actual: i64) -> ApiResult
     if actual < 0 {
         return Err(ApiError::invalid_field("actual", "must not be negative"));
     }
-    finish(env, tenant, id, Some(actual)).await
+    advance(env, tenant, id, Step::Settle, Some(actual)).await
 }
 
 /// Releases the tenant's held reservation `id`.
 pub async fn release(env: &Env, tenant: &str, id: &str) -> ApiResult<Json> {
-    finish(env, tenant, id, None).await
+    advance(env, tenant, id, Step::Release, None).await
 }
 
-/// Settles (`actual` given) or releases a held reservation, in one batch.
-async fn finish(env: &Env, tenant: &str, id: &str, actual: Option<i64>) -> ApiResult<Json> {
+/// Gives back what a settled reservation charged (a failed job, a goodwill credit), once.
+pub async fn refund(env: &Env, tenant: &str, id: &str) -> ApiResult<Json> {
+    advance(env, tenant, id, Step::Refund, None).await
+}
+
+/// Moves a reservation one step (settle, release or refund) with its ledger rows, in one
+/// batch. A step that already happened is a replay; a step the state forbids, a conflict.
+async fn advance(
+    env: &Env,
+    tenant: &str,
+    id: &str,
+    step: Step,
+    actual: Option<i64>,
+) -> ApiResult<Json> {
     let read = sql!(
         format!(
             "SELECT {RESERVATION_COLUMNS} FROM credit_reservations WHERE id = ? AND tenant_id = ?"
@@ -304,8 +357,8 @@ async fn finish(env: &Env, tenant: &str, id: &str, actual: Option<i64>) -> ApiRe
     let now = env.now();
     let (pool, account) = (pool_id(tenant), user_account_id(&user_id));
     let ledger_ids = [new_id(), new_id()];
-    let transition = match actual {
-        Some(actual) => sql!(
+    let transition = match step {
+        Step::Settle => sql!(
             format!(
                 "UPDATE credit_reservations SET status = 'settled', actual = ?, finished_at = ?,
                      charged = MIN(?, amount + (amount * {SETTLE_OVERAGE_PERCENT} + 99) / 100,
@@ -321,60 +374,66 @@ async fn finish(env: &Env, tenant: &str, id: &str, actual: Option<i64>) -> ApiRe
             id,
             tenant
         ),
-        None => sql!(
+        Step::Release => sql!(
             "UPDATE credit_reservations SET status = 'released', finished_at = ?
              WHERE id = ? AND tenant_id = ? AND status = 'held'",
             now,
             id,
             tenant
         ),
-    };
-    let (kind, used_delta) = match actual {
-        Some(_) => ("settle", "r.charged"),
-        None => ("release", "0"),
+        Step::Refund | Step::Reserve => sql!(
+            "UPDATE credit_reservations SET refunded_at = ?
+             WHERE id = ? AND tenant_id = ? AND status = 'settled' AND refunded_at IS NULL",
+            now,
+            id,
+            tenant
+        ),
     };
     let mut statements = vec![transition];
     for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
-        statements.push(ledger_from_reservation(
-            ledger_id,
-            account_id,
-            kind,
-            id,
-            "-r.amount",
-            used_delta,
-            now,
-        ));
+        statements.push(step.ledger_row(ledger_id, account_id, id, now));
     }
     statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
-    statements.extend(alerts::evaluate(&[pool, account], now));
+    let touched = [pool, account];
+    if step == Step::Refund {
+        statements.extend(alerts::resolve(&touched, now));
+    }
+    statements.extend(alerts::evaluate(&touched, now));
     statements.push(read);
     let results = env.db.batch(statements).await?;
     let row = results
         .last()
         .and_then(|rows| rows.first())
         .ok_or_else(|| ApiError::not_found("reservation"))?;
-    let finished = reservation_json(&row)?;
-    if results[0].rows_affected == 0 {
-        // Already finished: the same step again is a replay; the other step is a conflict.
-        let wanted = if actual.is_some() {
-            "settled"
-        } else {
-            "released"
-        };
-        let same = finished["status"] == wanted
-            && (actual.is_none() || finished["actual"] == json!(actual));
-        if !same {
-            return Err(ApiError::conflict(
-                "reservation_finished",
-                format!(
-                    "the reservation is already {}",
-                    finished["status"].as_str().unwrap_or("finished")
-                ),
-            )
-            .with_details(json!({ "reservation": finished })));
-        }
+    let after = reservation_json(&row)?;
+    if results[0].rows_affected == 0 && !already_done(step, &after, actual) {
+        return Err(ApiError::conflict(
+            "reservation_finished",
+            format!(
+                "the reservation is {}{}",
+                after["status"].as_str().unwrap_or("finished"),
+                if after["refunded_at"].is_null() {
+                    ""
+                } else {
+                    " and refunded"
+                }
+            ),
+        )
+        .with_details(json!({ "reservation": after })));
     }
-    Ok(finished)
+    Ok(after)
+}
+
+/// Whether a step that changed nothing had already happened just so (a replay).
+fn already_done(step: Step, reservation: &Json, actual: Option<i64>) -> bool {
+    match step {
+        Step::Settle => {
+            reservation["status"] == "settled" && reservation["actual"] == json!(actual)
+        }
+        Step::Release => reservation["status"] == "released",
+        Step::Refund => !reservation["refunded_at"].is_null(),
+        Step::Reserve => false,
+    }
 }
 
 /// `POST /api/v1/credits/reservations` with an optional `Idempotency-Key` header.
@@ -433,4 +492,10 @@ pub async fn post_release(env: &Env, principal: &Principal, id: &str) -> ApiResu
     principal.require(Permission::CreditsSpend)?;
     fetch(env, principal, id).await?;
     Ok(ok(&release(env, principal.tenant_id.as_str(), id).await?))
+}
+
+/// `POST /api/v1/credits/reservations/{id}/refund` (tenant admin)
+pub async fn post_refund(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::CreditsManage)?;
+    Ok(ok(&refund(env, principal.tenant_id.as_str(), id).await?))
 }

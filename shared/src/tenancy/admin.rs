@@ -200,6 +200,16 @@ pub async fn assign_plan(env: &Env, request: &ApiRequest, tenant_id: &str) -> Ap
     Ok(no_content())
 }
 
+/// `POST /api/v1/admin/tenants/{id}/credits/adjustments`: a signed correction of a pool.
+pub async fn adjust_credits(
+    env: &Env,
+    request: &ApiRequest,
+    tenant_id: &str,
+) -> ApiResult<Response> {
+    let admin_id = authenticate(env, request).await?;
+    crate::credits::grants::adjust_pool(env, request, &admin_id, tenant_id).await
+}
+
 /// `POST /api/v1/admin/tenants/{id}/credits/grants`: credits into a tenant's pool.
 pub async fn grant_credits(
     env: &Env,

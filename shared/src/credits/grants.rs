@@ -17,8 +17,9 @@ use crate::{
         },
         alerts,
         ledger::{Movement, apply},
+        within_balance,
     },
-    db::{DbError, Statement},
+    db::Statement,
     error::ApiResult,
     ids::new_id,
     sql,
@@ -126,15 +127,12 @@ async fn grant(
         format!("SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE id = ?"),
         &account_id
     ));
-    let results = match env.db.batch(statements).await {
-        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "adjustment_below_spend",
-                "the adjustment would take the account below what is already used or held",
-            ));
-        }
-        other => other?,
+    let Some(results) = within_balance(env, statements).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "adjustment_below_spend",
+            "the adjustment would take the account below what is already used or held",
+        ));
     };
     let applied = results[1].rows_affected == 1;
     let row = results
@@ -285,16 +283,13 @@ pub async fn set_allowance(
     ];
     statements.extend(alerts::resolve(ids, now));
     statements.extend(alerts::evaluate(ids, now));
-    match env.db.batch(statements).await {
-        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "allowance_below_spend",
-                "the allowance is below what the user has already used or holds",
-            ));
-        }
-        other => other?,
-    };
+    if within_balance(env, statements).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "allowance_below_spend",
+            "the allowance is below what the user has already used or holds",
+        ));
+    }
     let balances: Json = accounts::balances(env, &principal.tenant_id, user_id).await?;
     Ok(ok(&balances["user"]))
 }

@@ -17,6 +17,20 @@ pub mod grants;
 pub mod ledger;
 pub mod reservations;
 
+/// Runs a batch of movements. `None` when it would spend or hold more than an account
+/// holds: the account CHECK refused it, and the batch changed nothing.
+pub(crate) async fn within_balance(
+    env: &crate::Env,
+    statements: Vec<crate::db::Statement>,
+) -> crate::error::ApiResult<Option<Vec<crate::db::Rows>>> {
+    match env.db.batch(statements).await {
+        Err(crate::db::DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+            Ok(None)
+        }
+        other => Ok(Some(other?)),
+    }
+}
+
 /// The month an alert or a top-up counts against, `YYYY-MM` (UTC).
 pub(crate) fn period(now: i64) -> String {
     chrono::DateTime::from_timestamp(now, 0)

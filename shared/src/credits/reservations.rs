@@ -16,8 +16,9 @@ use crate::{
         accounts::{ensure_pool, ensure_user, pool_id, user_account_id},
         alerts,
         ledger::apply,
+        within_balance,
     },
-    db::{DbError, Row, Statement},
+    db::{Row, Statement},
     error::ApiResult,
     ids::new_id,
     sql,
@@ -28,7 +29,8 @@ use crate::{
 /// that ran long cannot drive a balance below zero.
 pub const SETTLE_OVERAGE_PERCENT: i64 = 10;
 
-const RESERVATION_COLUMNS: &str = "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key,
+const RESERVATION_COLUMNS: &str =
+    "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key,
      created_at, finished_at, refunded_at";
 
 fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
@@ -187,11 +189,8 @@ pub async fn reserve(
         tenant_id,
         &key
     ));
-    let results = match env.db.batch(statements).await {
-        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
-            return Err(insufficient(env, tenant_id, user_id, hold.amount).await?);
-        }
-        other => other?,
+    let Some(results) = within_balance(env, statements).await? else {
+        return Err(insufficient(env, tenant_id, user_id, hold.amount).await?);
     };
     let Some(row) = results.last().and_then(|rows| rows.first()) else {
         return Err(insufficient(env, tenant_id, user_id, hold.amount).await?);

@@ -165,3 +165,6 @@ CREATE TABLE usage_counters (
     CONSTRAINT quota_exceeded CHECK (limit_value IS NULL OR value <= limit_value),
     PRIMARY KEY (tenant_id, user_id, metric, period, period_start)
 ) WITHOUT ROWID;
+
+-- The tenant's usage report lists every user's counters of the current month.
+CREATE INDEX usage_counters_tenant_period ON usage_counters (tenant_id, period, period_start);

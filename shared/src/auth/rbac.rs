@@ -58,6 +58,9 @@ impl Role {
                 matches!(self, Role::Owner | Role::Admin)
             }
             TenantDelete => self == Role::Owner,
+            UsageRead => true,
+            UsageRecord => self != Role::Viewer,
+            UsageReadAll | QuotaManage => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -98,6 +101,14 @@ pub enum Permission {
     CreditsSpend,
     /// Read every account of the tenant, set allowances, grant to users, change settings.
     CreditsManage,
+    /// Read one's own usage and limits.
+    UsageRead,
+    /// Meter work done for oneself (`POST usage/events`).
+    UsageRecord,
+    /// Read the tenant's usage and every user's.
+    UsageReadAll,
+    /// Set or remove a user's quota limits.
+    QuotaManage,
 }
 
 impl Permission {
@@ -114,6 +125,9 @@ impl Permission {
             OwnApiKeys | AllApiKeys => ("keys", Access::Write),
             CreditsRead => ("credits", Access::Read),
             CreditsSpend | CreditsManage => ("credits", Access::Write),
+            UsageRead | UsageReadAll => ("usage", Access::Read),
+            UsageRecord => ("usage", Access::Write),
+            QuotaManage => ("users", Access::Write),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),

@@ -7,8 +7,8 @@ use serde_json::{Value as Json, json};
 
 use crate::{
     ApiError, Env,
-    api::{Response, ok},
-    db::Row,
+    api::{Response, ok, present},
+    db::{Row, Statement, Value},
     error::ApiResult,
     ids::{TenantId, new_id},
     sql,
@@ -25,6 +25,8 @@ macro_rules! effective_plan_column {
         )
     };
 }
+/// For the quota module, which picks the daily and monthly limit columns by metric.
+pub(crate) use effective_plan_column;
 
 pub const REQUESTS_PER_MINUTE_OF_T: &str = effective_plan_column!("requests_per_minute");
 pub const MAX_API_KEYS_OF_T: &str = effective_plan_column!("max_api_keys");
@@ -32,20 +34,54 @@ pub const MAX_USERS_OF_T: &str = effective_plan_column!("max_users");
 
 pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 
-const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority";
+const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority,
+    p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.allowed_models,
+    p.daily_jobs, p.monthly_jobs, p.daily_gpu_seconds, p.monthly_gpu_seconds, p.daily_llm_tokens, p.monthly_llm_tokens";
+
+/// The limits that may be NULL, meaning none: the work limits `quota::plan_limits` checks
+/// and the quotas `quota::limits` falls back to.
+const NULLABLE_LIMITS: [&str; 13] = [
+    "max_width",
+    "max_height",
+    "max_pixels",
+    "max_vram_mb",
+    "max_batch_size",
+    "max_concurrent_jobs",
+    "allowed_models",
+    "daily_jobs",
+    "monthly_jobs",
+    "daily_gpu_seconds",
+    "monthly_gpu_seconds",
+    "daily_llm_tokens",
+    "monthly_llm_tokens",
+];
 
 fn plan_json(row: &Row<'_>) -> ApiResult<Json> {
+    let mut limits = json!({
+        "requests_per_minute": row.get::<i64>("requests_per_minute")?,
+        "max_users": row.get::<i64>("max_users")?,
+        "max_api_keys": row.get::<i64>("max_api_keys")?,
+        "monthly_credits": row.get::<i64>("monthly_credits")?,
+        "priority": row.get::<i64>("priority")?,
+    });
+    for column in NULLABLE_LIMITS {
+        limits[column] = match column {
+            "allowed_models" => row
+                .get::<Option<String>>(column)?
+                .map(|text| serde_json::from_str::<Json>(&text))
+                .transpose()
+                .map_err(|error| {
+                    ApiError::internal().caused_by(format!("plans.{column}: {error}"))
+                })?
+                .unwrap_or(Json::Null),
+            _ => json!(row.get::<Option<i64>>(column)?),
+        };
+    }
     Ok(json!({
         "code": row.get::<String>("code")?,
         "name": row.get::<String>("name")?,
         "overridden": row.get::<Option<String>>("tenant_id")?.is_some(),
-        "limits": {
-            "requests_per_minute": row.get::<i64>("requests_per_minute")?,
-            "max_users": row.get::<i64>("max_users")?,
-            "max_api_keys": row.get::<i64>("max_api_keys")?,
-            "monthly_credits": row.get::<i64>("monthly_credits")?,
-            "priority": row.get::<i64>("priority")?,
-        }
+        "limits": limits,
     }))
 }
 
@@ -104,7 +140,8 @@ pub fn parse_code(field: &str, text: &str) -> ApiResult<&'static str> {
         })
 }
 
-/// Limits a platform admin sets for one tenant; absent ones keep their current value.
+/// Limits a platform admin sets for one tenant; absent ones keep their current value. The
+/// limits that may be unlimited (work limits, quotas) take `null` for no limit.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
@@ -113,6 +150,33 @@ pub struct Overrides {
     pub max_api_keys: Option<i64>,
     pub monthly_credits: Option<i64>,
     pub priority: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_width: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_height: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_pixels: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_vram_mb: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_batch_size: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_concurrent_jobs: Option<Option<i64>>,
+    /// Model names; `null` allows any model.
+    #[serde(default, deserialize_with = "present")]
+    pub allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub daily_jobs: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub monthly_jobs: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub daily_gpu_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub monthly_gpu_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub daily_llm_tokens: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub monthly_llm_tokens: Option<Option<i64>>,
 }
 
 impl Overrides {
@@ -133,7 +197,76 @@ impl Overrides {
                 "must not be negative",
             ));
         }
+        let work_limits = [
+            ("max_width", self.max_width),
+            ("max_height", self.max_height),
+            ("max_pixels", self.max_pixels),
+            ("max_vram_mb", self.max_vram_mb),
+            ("max_batch_size", self.max_batch_size),
+            ("max_concurrent_jobs", self.max_concurrent_jobs),
+        ];
+        for (field, value) in work_limits {
+            if value.flatten().is_some_and(|value| value <= 0) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "must be positive, or null for no limit",
+                ));
+            }
+        }
+        let quotas = [
+            ("daily_jobs", self.daily_jobs),
+            ("monthly_jobs", self.monthly_jobs),
+            ("daily_gpu_seconds", self.daily_gpu_seconds),
+            ("monthly_gpu_seconds", self.monthly_gpu_seconds),
+            ("daily_llm_tokens", self.daily_llm_tokens),
+            ("monthly_llm_tokens", self.monthly_llm_tokens),
+        ];
+        for (field, value) in quotas {
+            if value.flatten().is_some_and(|value| value < 0) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "must not be negative, or null for no limit",
+                ));
+            }
+        }
+        if let Some(Some(models)) = &self.allowed_models {
+            let valid = models.len() <= 200
+                && models
+                    .iter()
+                    .all(|model| !model.trim().is_empty() && model.len() <= 255);
+            if !valid {
+                return Err(ApiError::invalid_field(
+                    "allowed_models",
+                    "must be at most 200 model names of 1 to 255 characters, or null for any model",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The nullable limits in [`NULLABLE_LIMITS`] order: `None` keeps the current value,
+    /// `Some(Value::Null)` removes the limit.
+    fn nullable_values(&self) -> [Option<Value>; 13] {
+        let number = |value: Option<Option<i64>>| value.map(Value::from);
+        [
+            number(self.max_width),
+            number(self.max_height),
+            number(self.max_pixels),
+            number(self.max_vram_mb),
+            number(self.max_batch_size),
+            number(self.max_concurrent_jobs),
+            self.allowed_models.as_ref().map(|models| {
+                models.as_ref().map_or(Value::Null, |models| {
+                    Value::from(serde_json::to_string(models).expect("strings serialize"))
+                })
+            }),
+            number(self.daily_jobs),
+            number(self.monthly_jobs),
+            number(self.daily_gpu_seconds),
+            number(self.monthly_gpu_seconds),
+            number(self.daily_llm_tokens),
+            number(self.monthly_llm_tokens),
+        ]
     }
 }
 
@@ -161,29 +294,50 @@ pub async fn assign(
             overrides.monthly_credits,
             overrides.priority,
         ];
+        // A nullable limit is bound as (given?, value), so that null can mean "no limit".
+        let nullable = overrides.nullable_values();
+        let bind_nullable = |mut statement: Statement| {
+            for value in &nullable {
+                statement = statement.bind(value.is_some()).bind(value.clone());
+            }
+            statement
+        };
         let mut upsert = sql!(
-            "INSERT INTO plans (id, code, tenant_id, name, requests_per_minute, max_users, max_api_keys,
-                                monthly_credits, priority, created_at, updated_at)
-             SELECT ?, g.code, t.id, g.name, COALESCE(?, g.requests_per_minute), COALESCE(?, g.max_users),
-                    COALESCE(?, g.max_api_keys), COALESCE(?, g.monthly_credits), COALESCE(?, g.priority), ?, ?
-             FROM plans g JOIN tenants t ON t.id = ? AND t.status != 'deleted'
-             WHERE g.code = ? AND g.tenant_id IS NULL
-             ON CONFLICT (tenant_id, code) WHERE tenant_id IS NOT NULL DO UPDATE SET
-                 requests_per_minute = COALESCE(?, requests_per_minute),
-                 max_users = COALESCE(?, max_users),
-                 max_api_keys = COALESCE(?, max_api_keys),
-                 monthly_credits = COALESCE(?, monthly_credits),
-                 priority = COALESCE(?, priority),
-                 updated_at = ?",
+            format!(
+                "INSERT INTO plans (id, code, tenant_id, name, requests_per_minute, max_users, max_api_keys,
+                                    monthly_credits, priority, {columns}, created_at, updated_at)
+                 SELECT ?, g.code, t.id, g.name, COALESCE(?, g.requests_per_minute), COALESCE(?, g.max_users),
+                        COALESCE(?, g.max_api_keys), COALESCE(?, g.monthly_credits), COALESCE(?, g.priority),
+                        {from_global}, ?, ?
+                 FROM plans g JOIN tenants t ON t.id = ? AND t.status != 'deleted'
+                 WHERE g.code = ? AND g.tenant_id IS NULL
+                 ON CONFLICT (tenant_id, code) WHERE tenant_id IS NOT NULL DO UPDATE SET
+                     requests_per_minute = COALESCE(?, requests_per_minute),
+                     max_users = COALESCE(?, max_users),
+                     max_api_keys = COALESCE(?, max_api_keys),
+                     monthly_credits = COALESCE(?, monthly_credits),
+                     priority = COALESCE(?, priority),
+                     {updated},
+                     updated_at = ?",
+                columns = NULLABLE_LIMITS.join(", "),
+                from_global = NULLABLE_LIMITS
+                    .map(|column| format!("CASE WHEN ? THEN ? ELSE g.{column} END"))
+                    .join(", "),
+                updated = NULLABLE_LIMITS
+                    .map(|column| format!("{column} = CASE WHEN ? THEN ? ELSE {column} END"))
+                    .join(", "),
+            ),
             new_id()
         );
         for value in values {
             upsert = upsert.bind(value);
         }
+        upsert = bind_nullable(upsert);
         upsert = upsert.bind(now).bind(now).bind(tenant_id).bind(code);
         for value in values {
             upsert = upsert.bind(value);
         }
+        upsert = bind_nullable(upsert);
         statements.push(upsert.bind(now));
     }
     let results = env.db.batch(statements).await?;

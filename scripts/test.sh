@@ -29,4 +29,8 @@ cargo build --locked -p tollgate -p tollgate-cloudflare --target wasm32-unknown-
 cargo build --locked -p tollgate -p tollgate-spin --target wasm32-wasip2
 
 say "tests"
-cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"

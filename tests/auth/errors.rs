@@ -142,3 +142,22 @@ async fn error_answers_are_json_and_never_cached() {
     );
     expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+#[tokio::test]
+async fn a_json_array_where_an_object_belongs_is_refused_and_counts_nothing() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+
+    let response = app
+        .request(Method::POST, "usage/events")
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "application/json")
+        .body(r#"["jobs", 1]"#)
+        .send()
+        .await
+        .unwrap();
+
+    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let counters = app.query("SELECT COUNT(*) FROM usage_counters", vec![]).await;
+    assert_eq!(counters[0][0], 0);
+}

@@ -64,11 +64,20 @@ impl ApiRequest {
     /// The body as JSON of type `T`: 400 when it is not JSON, 422 when it is JSON of the
     /// wrong shape.
     pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
-        if self.body.is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the request body must be a JSON object",
-            ));
+        let first = self.body.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            // Every body of this API is an object; serde would also read a struct from an
+            // array, which no client means.
+            let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&self.body).is_ok();
+            return Err(if is_json {
+                ApiError::new(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the request body must be a JSON object",
+                )
+            } else {
+                ApiError::bad_request("invalid_json", "the request body must be a JSON object")
+            });
         }
         serde_json::from_slice(&self.body).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => ApiError::new(

@@ -168,3 +168,15 @@ CREATE TABLE usage_counters (
 
 -- The tenant's usage report lists every user's counters of the current month.
 CREATE INDEX usage_counters_tenant_period ON usage_counters (tenant_id, period, period_start);
+
+-- Recorded usage events by idempotency key, so a retried event is counted once.
+CREATE TABLE usage_events (
+    tenant_id       TEXT NOT NULL REFERENCES tenants (id),
+    idempotency_key TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    metric          TEXT NOT NULL,
+    amount          INTEGER NOT NULL,
+    batch_id        TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, idempotency_key)
+) WITHOUT ROWID;

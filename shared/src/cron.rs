@@ -2,17 +2,24 @@
 //! trigger, an external scheduler calling Spin). Each task is idempotent and safe to run
 //! twice at once.
 
-use crate::{Env, db::DbError, quota::rate_limit, sql};
+use crate::{
+    Env,
+    db::DbError,
+    quota::{counters, rate_limit},
+    sql,
+};
 
 /// What one run did, for the runtime's log.
 #[derive(Debug, Default, PartialEq)]
 pub struct CronReport {
     pub rate_limit_windows_purged: u64,
     pub expired_tokens_purged: u64,
+    pub usage_rows_purged: u64,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     let now = env.now();
+    let [old_days, old_events] = counters::purge_expired(now);
     let results = env
         .db
         .batch(vec![
@@ -27,10 +34,13 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
                 "DELETE FROM one_time_tokens WHERE expires_at < ?",
                 now - 24 * 3600
             ),
+            old_days,
+            old_events,
         ])
         .await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
         expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
+        usage_rows_purged: results[3].rows_affected + results[4].rows_affected,
     })
 }

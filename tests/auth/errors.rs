@@ -157,7 +157,14 @@ async fn a_json_array_where_an_object_belongs_is_refused_and_counts_nothing() {
         .await
         .unwrap();
 
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let counters = app.query("SELECT COUNT(*) FROM usage_counters", vec![]).await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let counters = app
+        .query("SELECT COUNT(*) FROM usage_counters", vec![])
+        .await;
     assert_eq!(counters[0][0], 0);
 }

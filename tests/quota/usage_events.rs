@@ -364,3 +364,73 @@ async fn events_are_only_posted() {
     )
     .await;
 }
+
+async fn record_with_key(
+    app: &tollgate_tests::TestApp,
+    token: &str,
+    amount: i64,
+    key: &str,
+) -> reqwest::Response {
+    app.request(Method::POST, "usage/events")
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({ "metric": "llm_tokens", "amount": amount }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_retried_with_its_idempotency_key_is_counted_once() {
+    let app = spawn_quota_app().await;
+    let owner = app.register("acme").await;
+
+    let first = record_with_key(&app, &owner.access_token, 700, "call-1").await;
+    let retry = record_with_key(&app, &owner.access_token, 700, "call-1").await;
+
+    expect_status(first, StatusCode::CREATED).await;
+    assert_eq!(expect_status(retry, StatusCode::OK).await["replayed"], true);
+    let used = counter(
+        &app,
+        &owner.tenant_id,
+        &owner.user_id,
+        "llm_tokens",
+        Period::Day,
+    )
+    .await;
+    assert_eq!(used, 700);
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_event_is_a_conflict() {
+    let app = spawn_quota_app().await;
+    let owner = app.register("acme").await;
+    record_with_key(&app, &owner.access_token, 700, "call-1").await;
+
+    let response = record_with_key(&app, &owner.access_token, 800, "call-1").await;
+
+    expect_error(response, StatusCode::CONFLICT, "idempotency_conflict").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_replayed_concurrently_is_counted_once() {
+    let app = spawn_quota_app().await;
+    let owner = app.register("acme").await;
+    let admin = app.platform_admin("ops@tollgate.test").await;
+    lift_rate_limit(&app, &admin, &owner).await;
+
+    let responses =
+        join_all((0..25).map(|_| record_with_key(&app, &owner.access_token, 40, "call-9"))).await;
+
+    let created = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::CREATED)
+        .count();
+    let replayed = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    assert_eq!((created, replayed), (1, 24));
+    let used = counter(&app, &owner.tenant_id, "", "llm_tokens", Period::Month).await;
+    assert_eq!(used, 40);
+}

@@ -104,17 +104,27 @@ impl TestApp {
         self.clock.advance(seconds);
     }
 
-    /// Creates a platform admin the way the operator's CLI does (`tollgate-server admin
-    /// create-platform-admin`), and signs it in; returns its access token.
-    pub async fn platform_admin(&self, email: &str) -> String {
+    /// Runs the shared cron entry point once against this server's database and clock, as
+    /// the server's own loop (or an edge runtime's trigger) does.
+    pub async fn run_cron(&self) -> tollgate::cron::CronReport {
+        tollgate::cron::run(&self.env().await).await.unwrap()
+    }
+
+    async fn env(&self) -> Env {
         let db = server::open_database(self.db_path.to_str().unwrap(), 0)
             .await
             .unwrap();
-        let env = Env::new(
+        Env::new(
             Box::new(db),
             Box::new(self.clock.clone()),
             self.config.clone(),
-        );
+        )
+    }
+
+    /// Creates a platform admin the way the operator's CLI does (`tollgate-server admin
+    /// create-platform-admin`), and signs it in; returns its access token.
+    pub async fn platform_admin(&self, email: &str) -> String {
+        let env = self.env().await;
         let password = Password::parse("password", PASSWORD.into()).unwrap();
         admin::create_platform_admin(&env, &Email::parse("email", email).unwrap(), &password)
             .await

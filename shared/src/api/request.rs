@@ -92,6 +92,18 @@ impl ApiRequest {
         })
     }
 
+    /// The `Idempotency-Key` header, if sent: 1 to 200 characters.
+    pub fn idempotency_key(&self) -> ApiResult<Option<String>> {
+        match self.header("idempotency-key").map(str::trim) {
+            None => Ok(None),
+            Some(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 200 characters",
+            )),
+        }
+    }
+
     /// A query-string parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {

@@ -71,17 +71,6 @@ fn bounded_text(field: &str, text: &Option<String>) -> ApiResult<()> {
     Ok(())
 }
 
-fn idempotency_key(request: &ApiRequest) -> ApiResult<Option<String>> {
-    match request.header("idempotency-key").map(str::trim) {
-        None => Ok(None),
-        Some(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 200 characters",
-        )),
-    }
-}
-
 /// The answer when a reserve does not fit, with what remains.
 async fn insufficient(
     env: &Env,
@@ -439,7 +428,7 @@ fn already_done(step: Step, reservation: &Json, actual: Option<i64>) -> bool {
 pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::CreditsSpend)?;
     let hold: Hold = request.json()?;
-    let key = idempotency_key(request)?.unwrap_or_else(new_id);
+    let key = request.idempotency_key()?.unwrap_or_else(new_id);
     let (fresh, reservation) = reserve(
         env,
         principal.tenant_id.as_str(),

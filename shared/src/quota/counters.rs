@@ -80,12 +80,16 @@ impl CounterState {
 /// [`is_quota_exceeded`] as [`exceeded`] explains it.
 ///
 /// The user must belong to the tenant; a deleted user's work in flight is still counted.
+///
+/// With `only_if`, each upsert runs only when that query returns a row (see
+/// [`record_once`]).
 pub fn increment(
     tenant_id: &TenantId,
     user_id: &UserId,
     metric: Metric,
     amount: i64,
     now: i64,
+    only_if: Option<&Statement>,
 ) -> Vec<Statement> {
     MOVED_BY_AN_EVENT
         .iter()
@@ -94,13 +98,14 @@ pub fn increment(
                 Scope::User => "u.id",
                 Scope::Tenant => "''",
             };
-            sql!(
+            let guard = only_if.map_or(String::new(), |query| format!(" AND EXISTS ({})", query.sql));
+            let statement = sql!(
                 format!(
                     "INSERT INTO usage_counters
                          (tenant_id, user_id, metric, period, period_start, value, limit_value, updated_at)
                      SELECT t.id, {user_column}, ?, ?, ?, ?, {limit}, ?
                      FROM tenants t JOIN users u ON u.id = ? AND u.tenant_id = t.id
-                     WHERE t.id = ?
+                     WHERE t.id = ?{guard}
                      ON CONFLICT (tenant_id, user_id, metric, period, period_start) DO UPDATE SET
                          value = value + excluded.value,
                          limit_value = excluded.limit_value,
@@ -115,7 +120,11 @@ pub fn increment(
                 now,
                 user_id,
                 tenant_id
-            )
+            );
+            only_if
+                .into_iter()
+                .flat_map(|query| query.params.iter().cloned())
+                .fold(statement, Statement::bind)
         })
         .collect()
 }
@@ -137,7 +146,7 @@ pub async fn record(
     let now = env.now();
     let results = match env
         .db
-        .batch(increment(tenant_id, user_id, metric, amount, now))
+        .batch(increment(tenant_id, user_id, metric, amount, now, None))
         .await
     {
         Ok(results) => results,
@@ -161,6 +170,98 @@ pub async fn record(
             })
         })
         .collect()
+}
+
+/// What an event with an idempotency key came to.
+pub enum Recorded {
+    /// Counted now.
+    Counted(Vec<CounterState>),
+    /// The key was seen before with the same event: nothing was counted again.
+    Replayed,
+}
+
+/// [`record`], once per `key` and tenant: the event is written in the same batch as the
+/// increments, which run only when this batch wrote it. The same key with another event is
+/// a conflict.
+pub async fn record_once(
+    env: &Env,
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    metric: Metric,
+    amount: i64,
+    key: &str,
+) -> ApiResult<Recorded> {
+    let now = env.now();
+    let batch = crate::ids::new_id();
+    let fresh = sql!(
+        "SELECT 1 FROM usage_events WHERE tenant_id = ? AND idempotency_key = ? AND batch_id = ?",
+        tenant_id,
+        key,
+        &batch
+    );
+    let mut statements = vec![sql!(
+        "INSERT INTO usage_events (tenant_id, idempotency_key, user_id, metric, amount, batch_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+        tenant_id,
+        key,
+        user_id,
+        metric.as_str(),
+        amount,
+        &batch,
+        now
+    )];
+    statements.extend(increment(
+        tenant_id,
+        user_id,
+        metric,
+        amount,
+        now,
+        Some(&fresh),
+    ));
+    statements.push(sql!(
+        "SELECT user_id, metric, amount FROM usage_events WHERE tenant_id = ? AND idempotency_key = ?",
+        tenant_id,
+        key
+    ));
+    let results = match env.db.batch(statements).await {
+        Ok(results) => results,
+        Err(error) if is_quota_exceeded(&error) => {
+            return Err(exceeded(env, tenant_id, user_id, metric, amount, now).await);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if results[0].rows_affected == 0 {
+        let first = results
+            .last()
+            .and_then(|rows| rows.first())
+            .ok_or_else(|| ApiError::internal().caused_by("usage event vanished"))?;
+        let same = first.get::<String>("user_id")? == user_id.as_str()
+            && first.get::<String>("metric")? == metric.as_str()
+            && first.get::<i64>("amount")? == amount;
+        if !same {
+            return Err(ApiError::conflict(
+                "idempotency_conflict",
+                "this Idempotency-Key was used for a different usage event",
+            ));
+        }
+        return Ok(Recorded::Replayed);
+    }
+    MOVED_BY_AN_EVENT
+        .iter()
+        .zip(&results[1..])
+        .map(|(&(scope, period), rows)| {
+            let row = rows.first().ok_or_else(|| ApiError::not_found("user"))?;
+            Ok(CounterState {
+                scope,
+                metric,
+                period,
+                used: row.get("value")?,
+                limit: row.get("limit_value")?,
+                window: Window::containing(period, now),
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Recorded::Counted)
 }
 
 /// The current day's and month's values of every metric, for a user (`user_id`) and its
@@ -316,6 +417,21 @@ pub fn quota_exceeded(states: &[CounterState], amount: i64, now: i64) -> ApiErro
         "exceeded": full.iter().map(|state| state.to_json()).collect::<Vec<_>>(),
     }))
     .with_header(http::header::RETRY_AFTER, retry_after)
+}
+
+/// Daily counters are kept two months (a month's daily history needs one); idempotency
+/// keys of usage events a week (longer than any client retries). Run by cron.
+pub fn purge_expired(now: i64) -> [Statement; 2] {
+    [
+        sql!(
+            "DELETE FROM usage_counters WHERE period = 'day' AND period_start < ?",
+            now - 62 * 86_400
+        ),
+        sql!(
+            "DELETE FROM usage_events WHERE created_at < ?",
+            now - 7 * 86_400
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -54,14 +54,20 @@ pub async fn record_event(
             format!("must be a whole number from 1 to {MAX_AMOUNT}"),
         ));
     }
-    let states = counters::record(
-        env,
-        &principal.tenant_id,
-        &principal.user_id,
-        metric,
-        event.amount,
-    )
-    .await?;
+    let (tenant, user) = (&principal.tenant_id, &principal.user_id);
+    let states = match request.idempotency_key()? {
+        None => counters::record(env, tenant, user, metric, event.amount).await?,
+        Some(key) => {
+            match counters::record_once(env, tenant, user, metric, event.amount, &key).await? {
+                counters::Recorded::Counted(states) => states,
+                counters::Recorded::Replayed => {
+                    return Ok(ok(
+                        &json!({ "metric": metric, "amount": event.amount, "replayed": true }),
+                    ));
+                }
+            }
+        }
+    };
     Ok(created(&json!({
         "metric": metric,
         "amount": event.amount,

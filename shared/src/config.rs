@@ -50,6 +50,18 @@ pub struct Config {
     pub auth_attempts_per_account: i64,
     /// Base of links in emails.
     pub public_url: String,
+    /// The signing secret of the Stripe webhook endpoint (`whsec_...`); without it Stripe
+    /// events are not accepted.
+    pub stripe_webhook_secret: Option<String>,
+    /// How long a tenant whose invoice failed keeps its plan before the downgrade to FREE.
+    pub billing_grace_seconds: i64,
+    /// Let tenant webhooks reach private, loopback and link-local addresses: for tests and
+    /// for deployments whose receivers live on a private network. Off by default, since
+    /// otherwise any tenant could make Tollgate probe the network it runs in.
+    pub webhooks_allow_private: bool,
+    /// How long after a secret rotation deliveries are still signed with the old secret too,
+    /// so receivers can switch over without dropping a message.
+    pub webhook_secret_overlap_seconds: i64,
 }
 
 #[derive(Debug, PartialEq)]
@@ -123,6 +135,14 @@ impl Config {
                 .unwrap_or_else(|| "http://127.0.0.1:8787".into())
                 .trim_end_matches('/')
                 .to_owned(),
+            stripe_webhook_secret: lookup("TOLLGATE_STRIPE_WEBHOOK_SECRET")
+                .filter(|secret| !secret.is_empty()),
+            billing_grace_seconds: number("TOLLGATE_BILLING_GRACE_SECONDS", 7 * 24 * 3600)?,
+            webhooks_allow_private: flag("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE"),
+            webhook_secret_overlap_seconds: number(
+                "TOLLGATE_WEBHOOK_SECRET_OVERLAP_SECONDS",
+                24 * 3600,
+            )?,
         })
     }
 
@@ -171,6 +191,16 @@ mod tests {
         let old_kid = JwtKey::from_secret(&old).kid;
         assert_eq!(config.jwt_key(&old_kid).unwrap().secret, old.as_bytes());
         assert!(config.jwt_key("00000000").is_none());
+    }
+
+    #[test]
+    fn private_webhook_targets_are_refused_unless_allowed() {
+        let default = Config::from_lookup(lookup(&[])).unwrap();
+        assert!(!default.webhooks_allow_private);
+        assert_eq!(default.webhook_secret_overlap_seconds, 24 * 3600);
+        let allowed =
+            Config::from_lookup(lookup(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")])).unwrap();
+        assert!(allowed.webhooks_allow_private);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::{
     Env,
+    billing::stripe_events,
     db::DbError,
     quota::{counters, rate_limit},
     sql,
@@ -15,11 +16,13 @@ pub struct CronReport {
     pub rate_limit_windows_purged: u64,
     pub expired_tokens_purged: u64,
     pub usage_rows_purged: u64,
+    pub tenants_downgraded: u64,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     let now = env.now();
     let [old_days, old_events] = counters::purge_expired(now);
+    let [downgrade_events, downgrade] = stripe_events::downgrade_lapsed(now);
     let results = env
         .db
         .batch(vec![
@@ -36,11 +39,14 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
             ),
             old_days,
             old_events,
+            downgrade_events,
+            downgrade,
         ])
         .await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
         expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
         usage_rows_purged: results[3].rows_affected + results[4].rows_affected,
+        tenants_downgraded: results[6].rows_affected,
     })
 }

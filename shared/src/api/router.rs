@@ -7,6 +7,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     auth::{api_keys, identity, principal, recovery, sessions},
+    billing,
     credits::{accounts, alerts, grants, ledger, reservations},
     error::ApiResult,
     quota, sql,
@@ -67,6 +68,10 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["auth", "verify"] => identity::verify(env, request).await,
         ["auth", "me"] => {
             on!(method, { GET => signed_in!(env, request, |p| identity::me(env, p)) })
+        }
+
+        ["webhooks", "stripe"] => {
+            on!(method, { POST => billing::stripe_events::receive(env, request).await })
         }
 
         ["plans"] => on!(method, { GET => plans::list(env).await }),

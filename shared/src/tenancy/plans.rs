@@ -31,6 +31,7 @@ pub(crate) use effective_plan_column;
 pub const REQUESTS_PER_MINUTE_OF_T: &str = effective_plan_column!("requests_per_minute");
 pub const MAX_API_KEYS_OF_T: &str = effective_plan_column!("max_api_keys");
 pub const MAX_USERS_OF_T: &str = effective_plan_column!("max_users");
+pub const MONTHLY_CREDITS_OF_T: &str = effective_plan_column!("monthly_credits");
 
 pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 

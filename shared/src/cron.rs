@@ -3,11 +3,12 @@
 //! twice at once.
 
 use crate::{
-    Env,
+    Env, audit,
     billing::stripe_events,
     db::DbError,
     quota::{counters, rate_limit},
     sql,
+    webhooks::{self, DeliveryReport},
 };
 
 /// What one run did, for the runtime's log.
@@ -17,6 +18,11 @@ pub struct CronReport {
     pub expired_tokens_purged: u64,
     pub usage_rows_purged: u64,
     pub tenants_downgraded: u64,
+    /// Audit entries sealed (left unsealed by their requests) and pruned past retention.
+    pub audit_entries_sealed: u64,
+    pub audit_entries_pruned: u64,
+    /// Outbox events fanned out to webhook endpoints, and the attempts made.
+    pub webhooks: DeliveryReport,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
@@ -43,10 +49,18 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
             downgrade,
         ])
         .await?;
+    // Sealing first: retention prunes sealed entries only.
+    let audit_entries_sealed = audit::seal::seal_all(env).await?;
+    let audit_entries_pruned = audit::retention::prune(env).await?;
+    // After the housekeeping batch, so the events it wrote go out in this run.
+    let webhooks = webhooks::delivery::run(env).await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
         expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
         usage_rows_purged: results[3].rows_affected + results[4].rows_affected,
         tenants_downgraded: results[6].rows_affected,
+        audit_entries_sealed,
+        audit_entries_pruned,
+        webhooks,
     })
 }

@@ -6,6 +6,7 @@
 //! runtime's request into an `http::Request<Bytes>`, call it, and translate the response back.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod clock;
@@ -17,8 +18,10 @@ pub mod env;
 pub mod error;
 pub mod ids;
 pub mod mail;
+pub mod outbound;
 pub mod quota;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use api::handle;
 pub use env::Env;

@@ -109,21 +109,30 @@ async fn concurrent_spend_across_users_never_passes_the_pool_or_an_allowance() {
     let by_max = (0..80).map(|_| reserve(&app, &max, 5, None));
     let (ada_results, max_results) = futures::join!(join_all(by_ada), join_all(by_max));
 
-    let won = |results: &[reqwest::Response]| {
+    let tally = |results: &[reqwest::Response]| {
         results
             .iter()
             .filter(|r| r.status() == StatusCode::CREATED)
             .count() as i64
     };
+    let statuses = |results: &[reqwest::Response]| {
+        results
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect::<Vec<_>>()
+    };
+    let (ada_won, max_won) = (tally(&ada_results), tally(&max_results));
     assert_eq!(
-        won(&ada_results) * 5,
+        ada_won * 5,
         100,
-        "ada's allowance is exactly used up"
+        "ada's allowance is exactly used up: {:?}",
+        statuses(&ada_results)
     );
     assert_eq!(
-        won(&ada_results) * 5 + won(&max_results) * 5,
+        (ada_won + max_won) * 5,
         300,
-        "the pool is exactly used up"
+        "the pool is exactly used up: {:?}",
+        statuses(&max_results)
     );
     for user in [&ada, &max] {
         let (account, ledger) = account_and_ledger(&app, &format!("user:{}", user.user_id)).await;

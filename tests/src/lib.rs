@@ -13,7 +13,10 @@ use tollgate::{
     config::Config,
     tenancy::{Email, admin},
 };
-use tollgate_server::server::{self, RunningServer, ServerClock, ServerSettings};
+use tollgate_server::{
+    outbound::NativeOutbound,
+    server::{self, RunningServer, ServerClock, ServerSettings},
+};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -29,8 +32,9 @@ pub struct TestApp {
 }
 
 /// A server with the test defaults: a fixed JWT secret, client addresses taken from
-/// `X-Forwarded-For` (so tests can act as distinct clients), generous attempt limits, and
-/// `tollgate.test` as the base domain of tenant subdomains.
+/// `X-Forwarded-For` (so tests can act as distinct clients), generous attempt limits,
+/// `tollgate.test` as the base domain of tenant subdomains, and webhooks allowed to reach
+/// loopback (where test receivers listen).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -43,6 +47,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         "TOLLGATE_AUTH_ATTEMPTS_PER_IP" => Some("1000".into()),
         "TOLLGATE_AUTH_ATTEMPTS_PER_ACCOUNT" => Some("1000".into()),
         "TOLLGATE_BASE_DOMAIN" => Some("tollgate.test".into()),
+        // Webhook receivers in tests listen on loopback.
+        "TOLLGATE_WEBHOOKS_ALLOW_PRIVATE" => Some("true".into()),
         _ => None,
     })
     .expect("the test configuration is valid");
@@ -117,6 +123,7 @@ impl TestApp {
         Env::new(
             Box::new(db),
             Box::new(self.clock.clone()),
+            Box::new(NativeOutbound::new(self.config.webhooks_allow_private)),
             self.config.clone(),
         )
     }

@@ -23,6 +23,7 @@ use tollgate::{
         reservations::{self, Hold},
     },
     ids::new_id,
+    outbound::NoOutbound,
     tenancy::{Email, Slug, tenants},
 };
 use tollgate_server::{db::LibsqlDb, server};
@@ -34,7 +35,12 @@ fn env(db: &LibsqlDb) -> Env {
         (name == "TOLLGATE_JWT_SECRET").then(|| "bench-secret-bench-secret-bench-secret-01".into())
     })
     .expect("the bench configuration is valid");
-    Env::new(Box::new(db.clone()), Box::new(SystemClock), config)
+    Env::new(
+        Box::new(db.clone()),
+        Box::new(SystemClock),
+        Box::new(NoOutbound),
+        config,
+    )
 }
 
 /// A tenant with an owner and a pool too deep to run dry during the bench.

@@ -9,6 +9,7 @@ use tollgate::{
     auth::password::Password,
     clock::{Clock, SystemClock},
     config::Config,
+    outbound::NoOutbound,
     tenancy::{Email, Slug, admin, parse_display_name, plans, tenants},
 };
 
@@ -155,7 +156,14 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Some(Command::Admin(command)) => {
-            let env = Env::new(Box::new(db), Box::new(SystemClock), config);
+            // Admin commands send nothing over HTTP; webhook events they cause go out with
+            // the server's next cron run.
+            let env = Env::new(
+                Box::new(db),
+                Box::new(SystemClock),
+                Box::new(NoOutbound),
+                config,
+            );
             runtime.block_on(admin(&env, command))
         }
     }

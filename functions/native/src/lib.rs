@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod db;
+pub mod outbound;
 pub mod server;

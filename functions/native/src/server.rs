@@ -25,7 +25,7 @@ use tollgate::{
     error::ErrorCause,
 };
 
-use crate::db::LibsqlDb;
+use crate::{db::LibsqlDb, outbound::NativeOutbound};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,7 +119,8 @@ pub fn start(settings: ServerSettings, db: LibsqlDb) -> Result<RunningServer, St
             thread::Builder::new()
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
-                    let env = Env::new(Box::new(db), clock.port(), config);
+                    let outbound = NativeOutbound::new(config.webhooks_allow_private);
+                    let env = Env::new(Box::new(db), clock.port(), Box::new(outbound), config);
                     run_worker(listener, env, cron_interval, stop)
                 })
                 .map_err(StartError::Bind)

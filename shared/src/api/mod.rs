@@ -3,7 +3,7 @@
 mod request;
 mod router;
 
-pub use request::{ApiRequest, ClientAddr, Page};
+pub use request::{ApiRequest, ClientAddr, ClientInfo, Page};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};

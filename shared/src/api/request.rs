@@ -10,6 +10,18 @@ use crate::{ApiError, config::Config, error::ApiResult};
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
+/// Where a request came from, as the audit log records it with the caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    /// At most [`ClientInfo::MAX_USER_AGENT_CHARS`] characters of `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub const MAX_USER_AGENT_CHARS: usize = 256;
+}
+
 /// An API request, as the handlers read it.
 pub struct ApiRequest {
     pub method: Method,
@@ -41,6 +53,18 @@ impl ApiRequest {
             headers: parts.headers,
             body,
             client_ip: forwarded.or(peer),
+        }
+    }
+
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.client_ip.clone(),
+            user_agent: self.header("user-agent").map(|agent| {
+                agent
+                    .chars()
+                    .take(ClientInfo::MAX_USER_AGENT_CHARS)
+                    .collect()
+            }),
         }
     }
 

@@ -6,12 +6,14 @@ use serde_json::json;
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
+    audit,
     auth::{api_keys, identity, principal, recovery, sessions},
     billing,
     credits::{accounts, alerts, grants, ledger, reservations},
     error::ApiResult,
     quota, sql,
     tenancy::{admin, invitations, plans, tenants, users},
+    webhooks,
 };
 
 /// Dispatches on the method; any other method answers 405 with `Allow`.
@@ -73,6 +75,34 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["webhooks", "stripe"] => {
             on!(method, { POST => billing::stripe_events::receive(env, request).await })
         }
+
+        ["webhooks", "event-types"] => on!(method, {
+            GET => signed_in!(env, request, |p| webhooks::endpoints::event_types(p)),
+        }),
+        ["webhooks", "endpoints"] => on!(method, {
+            GET => signed_in!(env, request, |p| webhooks::endpoints::list(env, request, p)),
+            POST => signed_in!(env, request, |p| webhooks::endpoints::create(env, request, p)),
+        }),
+        ["webhooks", "endpoints", id] => on!(method, {
+            GET => signed_in!(env, request, |p| webhooks::endpoints::get(env, p, id)),
+            PATCH => signed_in!(env, request, |p| webhooks::endpoints::update(env, request, p, id)),
+            DELETE => signed_in!(env, request, |p| webhooks::endpoints::delete(env, p, id)),
+        }),
+        ["webhooks", "endpoints", id, "rotate-secret"] => on!(method, {
+            POST => signed_in!(env, request, |p| webhooks::endpoints::rotate_secret(env, p, id)),
+        }),
+        ["webhooks", "endpoints", id, "test"] => on!(method, {
+            POST => signed_in!(env, request, |p| webhooks::log::send_test(env, p, id)),
+        }),
+        ["webhooks", "endpoints", id, "deliveries"] => on!(method, {
+            GET => signed_in!(env, request, |p| webhooks::log::list(env, request, p, id)),
+        }),
+        ["webhooks", "deliveries", id] => on!(method, {
+            GET => signed_in!(env, request, |p| webhooks::log::get(env, p, id)),
+        }),
+        ["webhooks", "deliveries", id, "redeliver"] => on!(method, {
+            POST => signed_in!(env, request, |p| webhooks::log::redeliver(env, p, id)),
+        }),
 
         ["plans"] => on!(method, { GET => plans::list(env).await }),
 
@@ -176,6 +206,19 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         }),
         ["admin", "tenants", id, "quota"] => on!(method, {
             PUT => quota::http::set_tenant_limit(env, request, id).await,
+        }),
+
+        ["audit-logs"] => on!(method, {
+            GET => signed_in!(env, request, |p| audit::http::list(env, request, p)),
+        }),
+        ["audit-logs", "verify"] => on!(method, {
+            GET => signed_in!(env, request, |p| audit::http::verify(env, p)),
+        }),
+        ["admin", "tenants", id, "audit-logs"] => on!(method, {
+            GET => audit::http::admin_list(env, request, id).await,
+        }),
+        ["admin", "tenants", id, "audit-logs", "verify"] => on!(method, {
+            GET => audit::http::admin_verify(env, request, id).await,
         }),
 
         ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),

@@ -6,6 +6,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         principal::Principal,
         rbac::{Permission, Scopes},
@@ -17,6 +18,7 @@ use crate::{
     ids::new_id,
     sql,
     tenancy::plans,
+    webhooks::events,
 };
 
 const KEY_PREFIX: &str = "tg_";
@@ -160,9 +162,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     let prefix = &secret[..DISPLAY_PREFIX_LEN];
     // The plan's key limit is checked by the insert itself, so concurrent creations
     // cannot overshoot it.
-    let inserted = env
-        .db
-        .execute(sql!(
+    let inserted = sql!(
             format!(
                 "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, key_hash, scopes, expires_at, created_at, updated_at)
                  SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
@@ -184,11 +184,44 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             &principal.tenant_id,
             now,
             &principal.tenant_id
-        ))
-        .await?;
-    if inserted.rows_affected == 0 {
+        );
+    let audited = audit::entry(
+        principal.tenant_id.as_str(),
+        &Actor::of(principal),
+        Action::ApiKeyCreated,
+        Target::new("api_key", &id),
+        json!({
+            "name": name,
+            "prefix": prefix,
+            "user_id": principal.user_id,
+            "scopes": scopes.to_vec(),
+            "expires_at": expires_at.map(rfc3339),
+        }),
+        now,
+    )
+    .only_if_exists(&sql!("SELECT 1 FROM api_keys WHERE id = ?", &id));
+    // Tenant webhooks hear of the key in the same batch (no key, no event).
+    let event = events::emit_from(
+        "apikey.created",
+        sql!(
+            "SELECT tenant_id, ? AS payload, created_at FROM api_keys WHERE id = ?",
+            json!({
+                "id": id,
+                "name": name,
+                "prefix": prefix,
+                "user_id": principal.user_id,
+                "scopes": scopes.to_vec(),
+                "expires_at": expires_at,
+            })
+            .to_string(),
+            &id
+        ),
+    );
+    let results = env.db.batch(vec![inserted, audited, event]).await?;
+    if results[0].rows_affected == 0 {
         return Err(plans::limit_reached("max_api_keys", "active API keys"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(created(&json!({
         "id": id,
         "name": name,
@@ -281,6 +314,11 @@ pub async fn update(
         Some(None) => Some(None),
         None => None,
     };
+    let metadata = json!({
+        "name": name,
+        "scopes": scopes.as_ref().map(Scopes::to_vec),
+        "expires_at": expiry.map(|expiry| expiry.map(rfc3339)),
+    });
     let (only_own, user) = visible_to(principal);
     let mut statement = sql!(
         format!(
@@ -302,7 +340,17 @@ pub async fn update(
     if let Some(user) = user {
         statement = statement.bind(user);
     }
-    if env.db.execute(statement).await?.rows_affected == 0 {
+    let audited = audit::entry(
+        principal.tenant_id.as_str(),
+        &Actor::of(principal),
+        Action::ApiKeyUpdated,
+        Target::new("api_key", id),
+        metadata,
+        now,
+    )
+    .only_if_exists(&audit::if_changed());
+    let results = env.db.batch(vec![statement, audited]).await?;
+    if results[0].rows_affected == 0 {
         // Revoked keys stay listed but cannot change.
         fetch(env, principal, id).await?;
         return Err(ApiError::conflict(
@@ -310,13 +358,34 @@ pub async fn update(
             "a revoked API key cannot be changed",
         ));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, principal, id).await?))
 }
 
-/// `DELETE /api/v1/api-keys/{id}`: revokes; revoking again changes nothing.
+/// `DELETE /api/v1/api-keys/{id}`: revokes; revoking again changes nothing (and is not
+/// audited again).
 pub async fn revoke(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::OwnApiKeys)?;
     let (only_own, user) = visible_to(principal);
+    let mut still_active = sql!(
+        format!(
+            "SELECT 1 FROM api_keys WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL{only_own}"
+        ),
+        id,
+        &principal.tenant_id
+    );
+    if let Some(user) = &user {
+        still_active = still_active.bind(user);
+    }
+    let audited = audit::entry(
+        principal.tenant_id.as_str(),
+        &Actor::of(principal),
+        Action::ApiKeyRevoked,
+        Target::new("api_key", id),
+        json!({}),
+        env.now(),
+    )
+    .only_if_exists(&still_active);
     let mut statement = sql!(
         format!(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?), updated_at = ?
@@ -330,8 +399,23 @@ pub async fn revoke(env: &Env, principal: &Principal, id: &str) -> ApiResult<Res
     if let Some(user) = user {
         statement = statement.bind(user);
     }
-    if env.db.execute(statement).await?.rows_affected == 0 {
+    // Before the update, so that only the call that revokes the key emits the event.
+    let mut event = sql!(
+        format!(
+            "SELECT tenant_id, json_object('id', id, 'name', name, 'prefix', prefix, 'user_id', user_id) AS payload,
+                    ? AS created_at
+             FROM api_keys WHERE id = ? AND EXISTS ({})",
+            still_active.sql
+        ),
+        env.now(),
+        id
+    );
+    event.params.extend(still_active.params.iter().cloned());
+    let event = events::emit_from("apikey.revoked", event);
+    let results = env.db.batch(vec![event, audited, statement]).await?;
+    if results[2].rows_affected == 0 {
         return Err(ApiError::not_found("API key"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(no_content())
 }

@@ -4,7 +4,7 @@ use http::StatusCode;
 
 use crate::{
     ApiError, Env,
-    api::ApiRequest,
+    api::{ApiRequest, ClientInfo},
     auth::{
         api_keys,
         jwt::{self, JwtError},
@@ -35,6 +35,8 @@ pub struct Principal {
     pub role: Role,
     pub credential: Credential,
     pub rate: RateStatus,
+    /// Where the request came from, for the audit log.
+    pub client: ClientInfo,
 }
 
 impl Principal {
@@ -116,9 +118,9 @@ pub async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<Principa
     let secret = presented_secret(request)
         .ok_or_else(|| ApiError::unauthorized("send an access token or an API key"))?;
     if api_keys::looks_like_key(secret) {
-        authenticate_key(env, secret).await
+        authenticate_key(env, secret, request.client()).await
     } else {
-        authenticate_session(env, secret).await
+        authenticate_session(env, secret, request.client()).await
     }
 }
 
@@ -133,7 +135,7 @@ fn invalid_credential(message: &str) -> ApiError {
     )
 }
 
-async fn authenticate_session(env: &Env, token: &str) -> ApiResult<Principal> {
+async fn authenticate_session(env: &Env, token: &str, client: ClientInfo) -> ApiResult<Principal> {
     let now = env.now();
     let claims = jwt::verify(&env.config, token, now).map_err(|error| match error {
         JwtError::Expired => invalid_credential("the access token has expired"),
@@ -187,10 +189,11 @@ async fn authenticate_session(env: &Env, token: &str) -> ApiResult<Principal> {
             session_id: claims.sid,
         },
         rate,
+        client,
     })
 }
 
-async fn authenticate_key(env: &Env, secret: &str) -> ApiResult<Principal> {
+async fn authenticate_key(env: &Env, secret: &str, client: ClientInfo) -> ApiResult<Principal> {
     let now = env.now();
     let key_hash = sha256_hex(secret);
     let mut statements = api_keys::lookup(&key_hash, now);
@@ -233,6 +236,7 @@ async fn authenticate_key(env: &Env, secret: &str) -> ApiResult<Principal> {
             scopes: Scopes::parse_stored(&row.get::<String>("scopes")?),
         },
         rate,
+        client,
     })
 }
 

@@ -61,6 +61,9 @@ impl Role {
             UsageRead => true,
             UsageRecord => self != Role::Viewer,
             UsageReadAll | QuotaManage => matches!(self, Role::Owner | Role::Admin),
+            // Endpoint URLs and delivery payloads are the tenant's integration secrets.
+            WebhooksRead | WebhooksManage => matches!(self, Role::Owner | Role::Admin),
+            AuditRead => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -109,6 +112,12 @@ pub enum Permission {
     UsageReadAll,
     /// Set or remove a user's quota limits.
     QuotaManage,
+    /// Read webhook endpoints and their delivery log.
+    WebhooksRead,
+    /// Create, change, delete and test webhook endpoints; rotate secrets; redeliver.
+    WebhooksManage,
+    /// Read and verify the tenant's audit log.
+    AuditRead,
 }
 
 impl Permission {
@@ -128,6 +137,9 @@ impl Permission {
             UsageRead | UsageReadAll => ("usage", Access::Read),
             UsageRecord => ("usage", Access::Write),
             QuotaManage => ("users", Access::Write),
+            WebhooksRead => ("webhooks", Access::Read),
+            WebhooksManage => ("webhooks", Access::Write),
+            AuditRead => ("audit", Access::Read),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),
@@ -348,5 +360,19 @@ mod tests {
         assert!(!Role::Admin.holds(Permission::TenantDelete));
         assert!(!Role::Member.holds(Permission::UsersRead));
         assert!(Role::Viewer.holds(Permission::OwnApiKeys));
+    }
+
+    #[test]
+    fn webhooks_are_for_owners_and_admins_under_their_own_scope() {
+        assert!(Role::Admin.holds(Permission::WebhooksManage));
+        assert!(!Role::Member.holds(Permission::WebhooksRead));
+        assert_eq!(
+            Permission::WebhooksRead.scope().to_string(),
+            "webhooks:read"
+        );
+        assert_eq!(
+            Permission::WebhooksManage.scope().to_string(),
+            "webhooks:write"
+        );
     }
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, json_response, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         password::{self, Password},
         principal::{Credential, Principal},
@@ -130,9 +131,33 @@ pub async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Respon
     let now = env.now();
     let token_hash = sha256_hex(body.token.trim());
     let user = token_user("password_reset");
+    // Whose token it is, for the audit entry; whether it still works is decided in the batch.
+    let holder = env
+        .db
+        .execute(sql!(
+            "SELECT tenant_id, user_id FROM one_time_tokens WHERE token_hash = ? AND purpose = 'password_reset'",
+            &token_hash
+        ))
+        .await?;
+    let holder = holder.first().ok_or_else(invalid_token)?;
+    let (tenant_id, user_id): (String, String) = (holder.get("tenant_id")?, holder.get("user_id")?);
+    let resets = sql!(
+        format!("SELECT 1 FROM users WHERE id = {user} AND status = 'active'"),
+        &token_hash,
+        now
+    );
     let results = env
         .db
         .batch(vec![
+            audit::entry(
+                &tenant_id,
+                &Actor::user(&user_id, request.client()),
+                Action::AuthPasswordReset,
+                Target::new("user", &user_id),
+                json!({}),
+                now,
+            )
+            .only_if_exists(&resets),
             sql!(
                 format!("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = {user} AND status = 'active'"),
                 password.hash(),
@@ -152,9 +177,10 @@ pub async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Respon
             use_token("password_reset", &token_hash, now),
         ])
         .await?;
-    if results[0].rows_affected == 0 {
+    if results[1].rows_affected == 0 {
         return Err(invalid_token());
     }
+    audit::try_seal(env, &tenant_id).await;
     Ok(ok(&json!({ "status": "password_changed" })))
 }
 
@@ -250,7 +276,16 @@ pub async fn change_password(
                 &principal.user_id,
                 session_id
             ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::AuthPasswordChanged,
+                Target::new("user", principal.user_id.as_str()),
+                json!({}),
+                now,
+            ),
         ])
         .await?;
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&json!({ "status": "password_changed" })))
 }

@@ -12,6 +12,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         jwt::{self, Claims},
         password,
@@ -189,17 +190,40 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             ))
             .bind(&email),
     );
+    // The tenant, even when the user is unknown: its audit log records the failure.
+    statements.push(tenant.bind(sql!(
+        "SELECT t.id FROM tenants t WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status != 'deleted'"
+    )));
     let results = env.db.batch(statements).await?;
     judge_attempts(env, &limits, &results)?;
+    let named_tenant = results[limits.len() + 1]
+        .first()
+        .map(|row| row.get::<String>("id"))
+        .transpose()?;
+    let failed = |user_id: Option<String>, reason: &'static str| FailedLogin {
+        tenant_id: named_tenant.clone(),
+        user_id,
+        email: email.as_str(),
+        reason,
+    };
     let Some(row) = results[limits.len()].first() else {
         password::verify_against_nothing(&body.password);
+        failed(None, "unknown_user").record(env, request).await?;
         return Err(invalid_credentials());
     };
+    let (tenant_id, user_id): (String, String) = (row.get("tenant_id")?, row.get("id")?);
     if !password::verify(&body.password, &row.get::<String>("password_hash")?) {
+        failed(Some(user_id), "wrong_password")
+            .record(env, request)
+            .await?;
         return Err(invalid_credentials());
     }
-    check_tenant_status(&row.get::<String>("tenant_status")?)?;
-    let (tenant_id, user_id): (String, String) = (row.get("tenant_id")?, row.get("id")?);
+    if let Err(refused) = check_tenant_status(&row.get::<String>("tenant_status")?) {
+        failed(Some(user_id), "tenant_suspended")
+            .record(env, request)
+            .await?;
+        return Err(refused);
+    }
     let role = row.get::<Role>("role")?;
     let user = SessionUser {
         tenant_id: &tenant_id,
@@ -212,11 +236,55 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
         now,
         &user_id
     ));
+    statements.push(audit::entry(
+        &tenant_id,
+        &Actor::user(&user_id, request.client()),
+        Action::AuthLogin,
+        Target::new("user", &user_id),
+        json!({}),
+        now,
+    ));
     env.db.batch(statements).await?;
+    audit::try_seal(env, &tenant_id).await;
     let mut body = pair.json();
     body["user_id"] = json!(user_id);
     body["tenant_id"] = json!(tenant_id);
     Ok(ok(&body))
+}
+
+/// A refused sign-in, for the audit log of the tenant it named.
+struct FailedLogin<'a> {
+    /// `None` when no such tenant exists: there is no log to write to.
+    tenant_id: Option<String>,
+    /// The account the attempt was against, when the email names one.
+    user_id: Option<String>,
+    email: &'a str,
+    reason: &'static str,
+}
+
+impl FailedLogin<'_> {
+    /// A refusal changes nothing, so its entry has no batch to ride with: it is written on
+    /// its own, like the attempt counters before it.
+    async fn record(self, env: &Env, request: &ApiRequest) -> ApiResult<()> {
+        let Some(tenant_id) = self.tenant_id else {
+            return Ok(());
+        };
+        let target = self
+            .user_id
+            .map_or_else(Target::none, |id| Target::new("user", id));
+        env.db
+            .execute(audit::entry(
+                &tenant_id,
+                &Actor::anonymous(request.client()),
+                Action::AuthLoginFailed,
+                target,
+                json!({ "email": self.email, "reason": self.reason }),
+                env.now(),
+            ))
+            .await?;
+        audit::try_seal(env, &tenant_id).await;
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]

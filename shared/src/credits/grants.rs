@@ -9,6 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, ok},
+    audit::{self, Action, Actor, Target},
     auth::{principal::Principal, rbac::Permission},
     credits::{
         accounts::{
@@ -81,18 +82,25 @@ impl Grant {
 }
 
 /// Records a grant (or a signed adjustment) on `account_id` and answers with the account;
-/// a replayed key answers the account as it is, with `applied: false`.
+/// a replayed key answers the account as it is, with `applied: false`, and is not audited
+/// again.
 async fn grant(
     env: &Env,
     tenant_id: &str,
     account_id: String,
     ensure: Statement,
-    actor_id: &str,
+    actor: &Actor,
     body: Grant,
     kind: &'static str,
 ) -> ApiResult<Response> {
     body.validate(kind)?;
     let now = env.now();
+    let metadata = json!({
+        "account_id": account_id,
+        "amount": body.amount,
+        "reason": body.reason,
+        "idempotency_key": body.idempotency_key,
+    });
     let movement = Movement {
         id: new_id(),
         tenant_id,
@@ -102,7 +110,7 @@ async fn grant(
         used_delta: 0,
         reserved_delta: 0,
         reason: body.reason,
-        actor_id: Some(actor_id.to_owned()),
+        actor_id: actor.acting_id().map(str::to_owned),
         idempotency_key: body.idempotency_key.unwrap_or_else(new_id),
         now,
     };
@@ -123,6 +131,24 @@ async fn grant(
         event,
         &movement.id
     ));
+    statements.push(
+        audit::entry(
+            tenant_id,
+            actor,
+            if kind == "grant" {
+                Action::CreditsGranted
+            } else {
+                Action::CreditsAdjusted
+            },
+            Target::new("credit_account", &account_id),
+            metadata,
+            now,
+        )
+        .only_if_exists(&sql!(
+            "SELECT 1 FROM credit_ledger WHERE id = ?",
+            &movement.id
+        )),
+    );
     statements.push(sql!(
         format!("SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE id = ?"),
         &account_id
@@ -135,6 +161,7 @@ async fn grant(
         ));
     };
     let applied = results[1].rows_affected == 1;
+    audit::try_seal(env, tenant_id).await;
     let row = results
         .last()
         .and_then(|rows| rows.first())
@@ -150,7 +177,8 @@ pub async fn grant_to_pool(
     admin_id: &str,
     tenant_id: &str,
 ) -> ApiResult<Response> {
-    add_to_pool(env, admin_id, tenant_id, request.json()?).await
+    let actor = Actor::platform_admin(admin_id, request.client());
+    add_to_pool_as(env, &actor, tenant_id, request.json()?).await
 }
 
 /// `POST /api/v1/admin/tenants/{id}/credits/adjustments` (platform admin): a signed
@@ -169,7 +197,7 @@ pub async fn adjust_pool(
         tenant_id,
         pool_id(tenant_id),
         ensure,
-        admin_id,
+        &Actor::platform_admin(admin_id, request.client()),
         body,
         "adjustment",
     )
@@ -190,10 +218,21 @@ async fn require_tenant(env: &Env, tenant_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Adds credits to a tenant's pool on an operator's behalf (the admin API, billing).
+/// Adds credits to a tenant's pool on an operator's behalf (the admin API, billing); the
+/// audit log names `actor_id` as the system component that granted.
 pub async fn add_to_pool(
     env: &Env,
     actor_id: &str,
+    tenant_id: &str,
+    body: Grant,
+) -> ApiResult<Response> {
+    add_to_pool_as(env, &Actor::system(actor_id), tenant_id, body).await
+}
+
+/// [`add_to_pool`] by `actor`.
+pub async fn add_to_pool_as(
+    env: &Env,
+    actor: &Actor,
     tenant_id: &str,
     body: Grant,
 ) -> ApiResult<Response> {
@@ -204,7 +243,7 @@ pub async fn add_to_pool(
         tenant_id,
         pool_id(tenant_id),
         ensure,
-        actor_id,
+        actor,
         body,
         "grant",
     )
@@ -229,7 +268,7 @@ pub async fn grant_to_user(
         tenant,
         user_account_id(user_id),
         ensure,
-        principal.user_id.as_str(),
+        &Actor::of(principal),
         body,
         "grant",
     )
@@ -283,6 +322,14 @@ pub async fn set_allowance(
     ];
     statements.extend(alerts::resolve(ids, now));
     statements.extend(alerts::evaluate(ids, now));
+    statements.push(audit::entry(
+        tenant,
+        &Actor::of(principal),
+        Action::CreditsAllowanceSet,
+        Target::new("credit_account", &account),
+        json!({ "user_id": user_id, "allowance": body.allowance }),
+        now,
+    ));
     if within_balance(env, statements).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -290,6 +337,7 @@ pub async fn set_allowance(
             "the allowance is below what the user has already used or holds",
         ));
     }
+    audit::try_seal(env, tenant).await;
     let balances: Json = accounts::balances(env, &principal.tenant_id, user_id).await?;
     Ok(ok(&balances["user"]))
 }

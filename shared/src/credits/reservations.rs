@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, ok},
+    audit::{self, Action, Actor, Target},
     auth::{principal::Principal, rbac::Permission},
     clock::rfc3339,
     credits::{
@@ -308,27 +309,37 @@ pub async fn settle(env: &Env, tenant: &str, id: &str, actual: i64) -> ApiResult
     if actual < 0 {
         return Err(ApiError::invalid_field("actual", "must not be negative"));
     }
-    advance(env, tenant, id, Step::Settle, Some(actual)).await
+    advance(env, tenant, id, Step::Settle, Some(actual), None).await
 }
 
 /// Releases the tenant's held reservation `id`.
 pub async fn release(env: &Env, tenant: &str, id: &str) -> ApiResult<Json> {
-    advance(env, tenant, id, Step::Release, None).await
+    advance(env, tenant, id, Step::Release, None, None).await
 }
 
 /// Gives back what a settled reservation charged (a failed job, a goodwill credit), once.
+/// Audited as Tollgate's own refund; [`refund_as`] names the actor.
 pub async fn refund(env: &Env, tenant: &str, id: &str) -> ApiResult<Json> {
-    advance(env, tenant, id, Step::Refund, None).await
+    refund_as(env, &Actor::system("credits"), tenant, id).await
+}
+
+/// [`refund`] by `actor`: the `credits.refunded` entry is written with the refund, once.
+pub async fn refund_as(env: &Env, actor: &Actor, tenant: &str, id: &str) -> ApiResult<Json> {
+    let json = advance(env, tenant, id, Step::Refund, None, Some(actor)).await?;
+    audit::try_seal(env, tenant).await;
+    Ok(json)
 }
 
 /// Moves a reservation one step (settle, release or refund) with its ledger rows, in one
 /// batch. A step that already happened is a replay; a step the state forbids, a conflict.
+/// With an `actor`, the step is audited in the batch when its pool ledger row is new.
 async fn advance(
     env: &Env,
     tenant: &str,
     id: &str,
     step: Step,
     actual: Option<i64>,
+    actor: Option<&Actor>,
 ) -> ApiResult<Json> {
     let read = sql!(
         format!(
@@ -387,6 +398,22 @@ async fn advance(
         statements.extend(alerts::resolve(&touched, now));
     }
     statements.extend(alerts::evaluate(&touched, now));
+    if let Some(actor) = actor {
+        statements.push(
+            audit::entry(
+                tenant,
+                actor,
+                Action::CreditsRefunded,
+                Target::new("reservation", id),
+                json!({ "user_id": user_id }),
+                now,
+            )
+            .only_if_exists(&sql!(
+                "SELECT 1 FROM credit_ledger WHERE id = ?",
+                &ledger_ids[0]
+            )),
+        );
+    }
     statements.push(read);
     let results = env.db.batch(statements).await?;
     let row = results
@@ -485,5 +512,12 @@ pub async fn post_release(env: &Env, principal: &Principal, id: &str) -> ApiResu
 /// `POST /api/v1/credits/reservations/{id}/refund` (tenant admin)
 pub async fn post_refund(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::CreditsManage)?;
-    Ok(ok(&refund(env, principal.tenant_id.as_str(), id).await?))
+    let actor = Actor::of(principal);
+    Ok(ok(&refund_as(
+        env,
+        &actor,
+        principal.tenant_id.as_str(),
+        id,
+    )
+    .await?))
 }

@@ -8,6 +8,7 @@ use crate::{
     ApiError, Env,
     api::Page,
     api::{ApiRequest, Response, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         jwt::{self, Claims, PLATFORM_ADMIN_ROLE},
         password::{self, Password},
@@ -148,21 +149,59 @@ pub async fn tenants(env: &Env, page: Page) -> ApiResult<Json> {
 }
 
 /// Suspends (`suspended`) or reinstates (`active`) a tenant named by id or slug. A deleted
-/// tenant stays deleted.
+/// tenant stays deleted. The operator's CLI acts as [`Actor::system`]`("cli")`.
 pub async fn set_status(env: &Env, tenant: &str, status: &str) -> ApiResult<()> {
-    let changed = env
+    set_status_as(env, &Actor::system("cli"), tenant, status).await
+}
+
+/// [`set_status`] by `actor`; a change of status is audited, a repeated one is not.
+pub async fn set_status_as(env: &Env, actor: &Actor, tenant: &str, status: &str) -> ApiResult<()> {
+    let found = env
         .db
         .execute(sql!(
-            "UPDATE tenants SET status = ?, updated_at = ? WHERE (id = ? OR slug = ?) AND status != 'deleted'",
-            status,
-            env.now(),
+            "SELECT id FROM tenants WHERE (id = ? OR slug = ?) AND status != 'deleted'",
             tenant,
             tenant
         ))
         .await?;
-    if changed.rows_affected == 0 {
+    let tenant_id: String = found
+        .first()
+        .ok_or_else(|| ApiError::not_found("tenant"))?
+        .get("id")?;
+    let action = match status {
+        "suspended" => Action::TenantSuspended,
+        _ => Action::TenantReactivated,
+    };
+    let now = env.now();
+    let changes_status = sql!(
+        "SELECT 1 FROM tenants WHERE id = ? AND status NOT IN ('deleted', ?)",
+        &tenant_id,
+        status
+    );
+    let results = env
+        .db
+        .batch(vec![
+            audit::entry(
+                &tenant_id,
+                actor,
+                action,
+                Target::new("tenant", &tenant_id),
+                json!({ "status": status }),
+                now,
+            )
+            .only_if_exists(&changes_status),
+            sql!(
+                "UPDATE tenants SET status = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+                status,
+                now,
+                &tenant_id
+            ),
+        ])
+        .await?;
+    if results[1].rows_affected == 0 {
         return Err(ApiError::not_found("tenant"));
     }
+    audit::try_seal(env, &tenant_id).await;
     Ok(())
 }
 
@@ -179,8 +218,9 @@ pub async fn change_status(
     tenant_id: &str,
     status: &str,
 ) -> ApiResult<Response> {
-    authenticate(env, request).await?;
-    set_status(env, tenant_id, status).await?;
+    let admin_id = authenticate(env, request).await?;
+    let actor = Actor::platform_admin(&admin_id, request.client());
+    set_status_as(env, &actor, tenant_id, status).await?;
     Ok(no_content())
 }
 
@@ -193,10 +233,13 @@ struct AssignPlan {
 
 /// `PUT /api/v1/admin/tenants/{id}/plan`: `{"plan": "PRO", "overrides": {...}}`
 pub async fn assign_plan(env: &Env, request: &ApiRequest, tenant_id: &str) -> ApiResult<Response> {
-    authenticate(env, request).await?;
+    let admin_id = authenticate(env, request).await?;
     let body: AssignPlan = request.json()?;
     let code = plans::parse_code("plan", &body.plan)?;
-    plans::assign(env, tenant_id, code, body.overrides).await?;
+    let overrides = request.json::<Json>()?["overrides"].take();
+    let actor = Actor::platform_admin(&admin_id, request.client());
+    let metadata = json!({ "plan": code, "overrides": overrides });
+    plans::assign_as(env, &actor, tenant_id, code, body.overrides, metadata).await?;
     Ok(no_content())
 }
 

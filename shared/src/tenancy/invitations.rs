@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         password::Password,
         principal::Principal,
@@ -20,6 +21,7 @@ use crate::{
     ids::new_id,
     mail, sql,
     tenancy::{Email, parse_display_name, plans, users},
+    webhooks,
 };
 
 fn invitation_json(row: &Row<'_>, now: i64) -> ApiResult<Json> {
@@ -110,11 +112,31 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                 now,
             )
             .only_if_exists(&no_such_user),
+            audit::entry(
+                tenant,
+                &Actor::of(principal),
+                Action::InvitationCreated,
+                Target::new("invitation", &id),
+                json!({ "email": email.as_str(), "role": role, "expires_at": rfc3339(expires_at) }),
+                now,
+            )
+            .only_if_exists(&sql!("SELECT 1 FROM invitations WHERE id = ?", &id)),
+            // For tenant webhooks; the token stays in the mail.
+            webhooks::events::emit_from(
+                "user.invited",
+                sql!(
+                    "SELECT tenant_id, json_object('invitation_id', id, 'email', email, 'role', role,
+                            'invited_by', invited_by, 'expires_at', expires_at) AS payload, created_at
+                     FROM invitations WHERE id = ?",
+                    &id
+                ),
+            ),
         ])
         .await?;
     if results[0].rows_affected == 0 {
         return Err(users::email_in_use());
     }
+    audit::try_seal(env, tenant).await;
     Ok(created(&json!({
         "id": id,
         "email": email.as_str(),
@@ -152,19 +174,37 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
 /// `DELETE /api/v1/invitations/{id}`: a pending invitation can no longer be accepted.
 pub async fn revoke(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::InvitationsManage)?;
-    let changed = env
+    let now = env.now();
+    let pending = sql!(
+        "SELECT 1 FROM invitations WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL",
+        id,
+        &principal.tenant_id
+    );
+    let results = env
         .db
-        .execute(sql!(
-            "UPDATE invitations SET revoked_at = COALESCE(revoked_at, ?)
-             WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL",
-            env.now(),
-            id,
-            &principal.tenant_id
-        ))
+        .batch(vec![
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::InvitationRevoked,
+                Target::new("invitation", id),
+                json!({}),
+                now,
+            )
+            .only_if_exists(&pending),
+            sql!(
+                "UPDATE invitations SET revoked_at = COALESCE(revoked_at, ?)
+                 WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL",
+                now,
+                id,
+                &principal.tenant_id
+            ),
+        ])
         .await?;
-    if changed.rows_affected == 0 {
+    if results[1].rows_affected == 0 {
         return Err(ApiError::not_found("invitation"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(no_content())
 }
 
@@ -193,7 +233,7 @@ pub async fn accept(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let rows = env
         .db
         .execute(sql!(
-            "SELECT i.tenant_id, i.email, i.role, t.slug FROM invitations i JOIN tenants t ON t.id = i.tenant_id
+            "SELECT i.id, i.tenant_id, i.email, i.role, t.slug FROM invitations i JOIN tenants t ON t.id = i.tenant_id
              WHERE i.token_hash = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
                AND i.expires_at > ? AND t.status = 'active'",
             &token_hash,
@@ -239,6 +279,17 @@ pub async fn accept(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             .into_iter()
             .map(|statement| statement.only_if_exists(&user_exists)),
     );
+    statements.push(
+        audit::entry(
+            &tenant_id,
+            &Actor::user(&user_id, request.client()),
+            Action::InvitationAccepted,
+            Target::new("invitation", invitation.get::<String>("id")?),
+            json!({ "user_id": user_id, "email": email.as_str(), "role": role }),
+            now,
+        )
+        .only_if_exists(&user_exists),
+    );
     // With no seat left the user is not inserted; this gives the invitation back, so it
     // can still be accepted once a seat frees up.
     statements.push(sql!(
@@ -253,6 +304,7 @@ pub async fn accept(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     if results[1].rows_affected == 0 {
         return Err(plans::limit_reached("max_users", "users"));
     }
+    audit::try_seal(env, &tenant_id).await;
     let mut body = pair.json();
     body["user"] = json!({
         "id": user_id,

@@ -8,6 +8,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{Response, ok, present},
+    audit::{self, Action, Actor, Target},
     db::{Row, Statement, Value},
     error::ApiResult,
     ids::{TenantId, new_id},
@@ -31,11 +32,15 @@ pub(crate) use effective_plan_column;
 pub const REQUESTS_PER_MINUTE_OF_T: &str = effective_plan_column!("requests_per_minute");
 pub const MAX_API_KEYS_OF_T: &str = effective_plan_column!("max_api_keys");
 pub const MAX_USERS_OF_T: &str = effective_plan_column!("max_users");
+pub const AUDIT_RETENTION_DAYS_OF_T: &str = effective_plan_column!("audit_retention_days");
 pub const MONTHLY_CREDITS_OF_T: &str = effective_plan_column!("monthly_credits");
 
 pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 
-const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority,
+/// Ten years: the longest an override may keep audit entries.
+const MAX_AUDIT_RETENTION_DAYS: i64 = 3_650;
+
+const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority, p.audit_retention_days,
     p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.allowed_models,
     p.daily_jobs, p.monthly_jobs, p.daily_gpu_seconds, p.monthly_gpu_seconds, p.daily_llm_tokens, p.monthly_llm_tokens";
 
@@ -64,6 +69,7 @@ fn plan_json(row: &Row<'_>) -> ApiResult<Json> {
         "max_api_keys": row.get::<i64>("max_api_keys")?,
         "monthly_credits": row.get::<i64>("monthly_credits")?,
         "priority": row.get::<i64>("priority")?,
+        "audit_retention_days": row.get::<i64>("audit_retention_days")?,
     });
     for column in NULLABLE_LIMITS {
         limits[column] = match column {
@@ -151,6 +157,7 @@ pub struct Overrides {
     pub max_api_keys: Option<i64>,
     pub monthly_credits: Option<i64>,
     pub priority: Option<i64>,
+    pub audit_retention_days: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     pub max_width: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
@@ -191,6 +198,15 @@ impl Overrides {
             if value.is_some_and(|value| value <= 0) {
                 return Err(ApiError::invalid_field(field, "must be positive"));
             }
+        }
+        if self
+            .audit_retention_days
+            .is_some_and(|days| !(1..=MAX_AUDIT_RETENTION_DAYS).contains(&days))
+        {
+            return Err(ApiError::invalid_field(
+                "audit_retention_days",
+                format!("must be 1 to {MAX_AUDIT_RETENTION_DAYS} days"),
+            ));
         }
         if self.monthly_credits.is_some_and(|value| value < 0) {
             return Err(ApiError::invalid_field(
@@ -272,20 +288,53 @@ impl Overrides {
 }
 
 /// Moves a tenant to plan `code` and, when `overrides` is given, writes the tenant's own row
-/// for that plan (created from the global row, then updated field by field).
+/// for that plan (created from the global row, then updated field by field). Audited as
+/// Tollgate's own change; [`assign_as`] names the actor.
 pub async fn assign(
     env: &Env,
     tenant_id: &str,
     code: &str,
     overrides: Option<Overrides>,
 ) -> ApiResult<()> {
-    let now = env.now();
-    let mut statements = vec![sql!(
-        "UPDATE tenants SET plan_code = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+    let metadata = json!({ "plan": code, "overridden": overrides.is_some() });
+    assign_as(
+        env,
+        &Actor::system("tollgate"),
+        tenant_id,
         code,
-        now,
-        tenant_id
-    )];
+        overrides,
+        metadata,
+    )
+    .await
+}
+
+/// [`assign`] by `actor`, with the `plan.changed` entry's metadata.
+pub async fn assign_as(
+    env: &Env,
+    actor: &Actor,
+    tenant_id: &str,
+    code: &str,
+    overrides: Option<Overrides>,
+    metadata: Json,
+) -> ApiResult<()> {
+    let now = env.now();
+    let mut statements = vec![
+        sql!(
+            "UPDATE tenants SET plan_code = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+            code,
+            now,
+            tenant_id
+        ),
+        audit::entry(
+            tenant_id,
+            actor,
+            Action::PlanChanged,
+            Target::new("tenant", tenant_id),
+            metadata,
+            now,
+        )
+        .only_if_exists(&audit::if_changed()),
+    ];
     if let Some(overrides) = &overrides {
         overrides.validate()?;
         let values = [
@@ -294,6 +343,7 @@ pub async fn assign(
             overrides.max_api_keys,
             overrides.monthly_credits,
             overrides.priority,
+            overrides.audit_retention_days,
         ];
         // A nullable limit is bound as (given?, value), so that null can mean "no limit".
         let nullable = overrides.nullable_values();
@@ -306,9 +356,10 @@ pub async fn assign(
         let mut upsert = sql!(
             format!(
                 "INSERT INTO plans (id, code, tenant_id, name, requests_per_minute, max_users, max_api_keys,
-                                    monthly_credits, priority, {columns}, created_at, updated_at)
+                                    monthly_credits, priority, audit_retention_days, {columns}, created_at, updated_at)
                  SELECT ?, g.code, t.id, g.name, COALESCE(?, g.requests_per_minute), COALESCE(?, g.max_users),
                         COALESCE(?, g.max_api_keys), COALESCE(?, g.monthly_credits), COALESCE(?, g.priority),
+                        COALESCE(?, g.audit_retention_days),
                         {from_global}, ?, ?
                  FROM plans g JOIN tenants t ON t.id = ? AND t.status != 'deleted'
                  WHERE g.code = ? AND g.tenant_id IS NULL
@@ -318,6 +369,7 @@ pub async fn assign(
                      max_api_keys = COALESCE(?, max_api_keys),
                      monthly_credits = COALESCE(?, monthly_credits),
                      priority = COALESCE(?, priority),
+                     audit_retention_days = COALESCE(?, audit_retention_days),
                      {updated},
                      updated_at = ?",
                 columns = NULLABLE_LIMITS.join(", "),
@@ -345,5 +397,6 @@ pub async fn assign(
     if results[0].rows_affected == 0 {
         return Err(ApiError::not_found("tenant"));
     }
+    audit::try_seal(env, tenant_id).await;
     Ok(())
 }

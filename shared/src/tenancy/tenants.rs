@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         password::Password,
         principal::Principal,
@@ -136,6 +137,26 @@ impl NewTenant {
     }
 }
 
+impl CreatedTenant {
+    /// The `tenant.created` entry that starts the new tenant's audit log.
+    fn audit_entry(&self, env: &Env, tenant: &NewTenant, actor: &Actor) -> Statement {
+        audit::entry(
+            &self.tenant_id,
+            actor,
+            Action::TenantCreated,
+            Target::new("tenant", &self.tenant_id),
+            json!({
+                "slug": tenant.slug.as_str(),
+                "name": tenant.name,
+                "plan": tenant.plan,
+                "owner_id": self.owner_id,
+                "owner_email": tenant.owner_email.as_str(),
+            }),
+            env.now(),
+        )
+    }
+}
+
 /// Maps the constraint a tenant creation can break to its answer.
 pub fn creation_error(error: crate::db::DbError) -> ApiError {
     if error.is_unique_violation("tenants.slug") {
@@ -181,7 +202,9 @@ pub async fn register(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     };
     let (session, pair) = sessions::open(env, &owner, request);
     statements.extend(session);
+    statements.push(new.audit_entry(env, &tenant, &Actor::user(&new.owner_id, request.client())));
     env.db.batch(statements).await.map_err(creation_error)?;
+    audit::try_seal(env, &new.tenant_id).await;
     let mut body = pair.json();
     body["tenant"] = json!({
         "id": new.tenant_id,
@@ -286,18 +309,30 @@ pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             "must lie outside the platform's own domain",
         ));
     }
+    let now = env.now();
+    let metadata = json!({ "name": name, "custom_domain": domain });
     env.db
-        .execute(sql!(
-            "UPDATE tenants SET name = COALESCE(?, name),
-                 custom_domain = CASE WHEN ? THEN ? ELSE custom_domain END,
-                 updated_at = ?
-             WHERE id = ?",
-            name,
-            domain.is_some(),
-            domain.flatten(),
-            env.now(),
-            &principal.tenant_id
-        ))
+        .batch(vec![
+            sql!(
+                "UPDATE tenants SET name = COALESCE(?, name),
+                     custom_domain = CASE WHEN ? THEN ? ELSE custom_domain END,
+                     updated_at = ?
+                 WHERE id = ?",
+                name,
+                domain.is_some(),
+                domain.flatten(),
+                now,
+                &principal.tenant_id
+            ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::TenantUpdated,
+                Target::new("tenant", principal.tenant_id.as_str()),
+                metadata,
+                now,
+            ),
+        ])
         .await
         .map_err(|error| {
             if error.is_unique_violation("tenants.custom_domain") {
@@ -306,6 +341,7 @@ pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                 error.into()
             }
         })?;
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, &principal.tenant_id).await?))
 }
 
@@ -338,14 +374,25 @@ pub async fn delete(env: &Env, principal: &Principal) -> ApiResult<Response> {
                 now,
                 tenant
             ),
+            audit::entry(
+                tenant.as_str(),
+                &Actor::of(principal),
+                Action::TenantDeleted,
+                Target::new("tenant", tenant.as_str()),
+                json!({}),
+                now,
+            ),
         ])
         .await?;
+    audit::try_seal(env, tenant.as_str()).await;
     Ok(no_content())
 }
 
 /// Creates a tenant with its owner outside any request: the operator's CLI.
 pub async fn create(env: &Env, tenant: &NewTenant) -> ApiResult<CreatedTenant> {
-    let (statements, created) = tenant.statements(env);
+    let (mut statements, created) = tenant.statements(env);
+    statements.push(created.audit_entry(env, tenant, &Actor::system("cli")));
     env.db.batch(statements).await.map_err(creation_error)?;
+    audit::try_seal(env, &created.tenant_id).await;
     Ok(created)
 }

@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         password::Password,
         principal::Principal,
@@ -179,15 +180,26 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     let password = Password::parse("password", body.password)?;
     let now = env.now();
     let user_id = new_id();
-    let mut statements = vec![insert_within_seats(
-        &user_id,
-        principal.tenant_id.as_str(),
-        &email,
-        &name,
-        &password.hash(),
-        role,
-        now,
-    )];
+    let mut statements = vec![
+        insert_within_seats(
+            &user_id,
+            principal.tenant_id.as_str(),
+            &email,
+            &name,
+            &password.hash(),
+            role,
+            now,
+        ),
+        audit::entry(
+            principal.tenant_id.as_str(),
+            &Actor::of(principal),
+            Action::UserCreated,
+            Target::new("user", &user_id),
+            json!({ "email": email.as_str(), "name": name, "role": role }),
+            now,
+        )
+        .only_if_exists(&sql!("SELECT 1 FROM users WHERE id = ?", &user_id)),
+    ];
     statements.extend(verification_mail(
         env,
         principal.tenant_id.as_str(),
@@ -198,6 +210,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     if results[0].rows_affected == 0 {
         return Err(plans::limit_reached("max_users", "users"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(created(&fetch(env, principal, &user_id).await?))
 }
 
@@ -270,7 +283,7 @@ pub async fn update(
              email = COALESCE(?, email),
              updated_at = ?
          WHERE id = ? AND tenant_id = ? AND status = 'active'",
-        name,
+        name.clone(),
         email.as_ref(),
         email.as_ref(),
         email.as_ref(),
@@ -278,6 +291,17 @@ pub async fn update(
         user_id,
         &principal.tenant_id
     )];
+    statements.push(
+        audit::entry(
+            principal.tenant_id.as_str(),
+            &Actor::of(principal),
+            Action::UserUpdated,
+            Target::new("user", user_id),
+            json!({ "name": name, "email": email.as_ref().map(Email::as_str) }),
+            now,
+        )
+        .only_if_exists(&audit::if_changed()),
+    );
     let current = fetch(env, principal, user_id).await?;
     let current_role = current["role"]
         .as_str()
@@ -302,6 +326,7 @@ pub async fn update(
         ));
     }
     env.db.batch(statements).await.map_err(email_taken)?;
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, principal, user_id).await?))
 }
 
@@ -336,23 +361,37 @@ pub async fn change_role(
             principal.role
         )));
     }
-    let changed = env
-        .db
-        .execute(sql!(
-            format!(
-                "UPDATE users SET role = ?, updated_at = ?
-                 WHERE id = ? AND tenant_id = ? AND status = 'active' AND (? = 'owner' OR {KEEPS_AN_OWNER})"
-            ),
-            role.as_str(),
-            env.now(),
-            user_id,
-            &principal.tenant_id,
-            role.as_str()
-        ))
-        .await?;
-    if changed.rows_affected == 0 {
+    let now = env.now();
+    let mut statements = vec![sql!(
+        format!(
+            "UPDATE users SET role = ?, updated_at = ?
+             WHERE id = ? AND tenant_id = ? AND status = 'active' AND (? = 'owner' OR {KEEPS_AN_OWNER})"
+        ),
+        role.as_str(),
+        now,
+        user_id,
+        &principal.tenant_id,
+        role.as_str()
+    )];
+    // Setting the role a user already has changes nothing, and is not audited.
+    if role != current_role {
+        statements.push(
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::UserRoleChanged,
+                Target::new("user", user_id),
+                json!({ "from": current_role, "to": role }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
+        );
+    }
+    let results = env.db.batch(statements).await?;
+    if results[0].rows_affected == 0 {
         return Err(last_owner());
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, principal, user_id).await?))
 }
 
@@ -387,6 +426,15 @@ pub async fn delete(env: &Env, principal: &Principal, user_id: &str) -> ApiResul
                 user_id,
                 &principal.tenant_id
             ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::UserDeleted,
+                Target::new("user", user_id),
+                json!({ "email": current["email"], "role": current_role }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
             sql!(
                 "UPDATE sessions SET revoked_at = ?, revoked_reason = 'user_deleted'
                  WHERE user_id = ? AND revoked_at IS NULL
@@ -408,5 +456,6 @@ pub async fn delete(env: &Env, principal: &Principal, user_id: &str) -> ApiResul
     if results[0].rows_affected == 0 {
         return Err(last_owner());
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(no_content())
 }

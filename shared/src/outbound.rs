@@ -1,0 +1,218 @@
+//! The `Outbound` port: HTTP requests Tollgate itself makes (tenant webhooks, Stripe, LLM
+//! providers), so the domain stays free of any runtime's HTTP client.
+//!
+//! Adapters promise three things every caller relies on: they follow no redirects (a 3xx
+//! is handed back as it is), they give up after a timeout ([`DEFAULT_TIMEOUT`] unless the
+//! request carries a [`Timeout`] extension), and they read at most
+//! [`RESPONSE_BODY_LIMIT`] bytes of a response. An adapter that connects by itself also
+//! refuses forbidden addresses (see [`is_forbidden_address`]) after resolving the host,
+//! unless its operator allowed private targets; that is the only place the check can be
+//! made, because a name that looked public when a URL was saved may resolve anywhere later.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// How long a request may take in all, unless it says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The most of a response body an adapter reads; the rest is dropped unread. Callers that
+/// need whole documents (Stripe) fetch far less than this.
+pub const RESPONSE_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A request extension that replaces [`DEFAULT_TIMEOUT`] for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeout(pub Duration);
+
+/// Why no response came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    /// The host did not resolve, refused the connection, or the TLS handshake failed.
+    Connect(String),
+    /// No complete response within the timeout.
+    Timeout,
+    /// The host resolved only to addresses this deployment may not reach (private,
+    /// loopback, link-local…); nothing was sent.
+    RefusedAddress(String),
+    /// The URL cannot be requested at all (no host, unsupported scheme).
+    InvalidRequest(String),
+    /// The connection broke mid-exchange, or anything else.
+    Other(String),
+}
+
+impl OutboundError {
+    /// A short stable name, stored with delivery attempts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutboundError::Connect(_) => "connect",
+            OutboundError::Timeout => "timeout",
+            OutboundError::RefusedAddress(_) => "refused_address",
+            OutboundError::InvalidRequest(_) => "invalid_request",
+            OutboundError::Other(_) => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundError::Connect(message) => write!(f, "could not connect: {message}"),
+            OutboundError::Timeout => write!(f, "no response within the timeout"),
+            OutboundError::RefusedAddress(message) => write!(f, "refused address: {message}"),
+            OutboundError::InvalidRequest(message) => write!(f, "invalid request: {message}"),
+            OutboundError::Other(message) => write!(f, "request failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for OutboundError {}
+
+#[async_trait(?Send)]
+pub trait Outbound {
+    /// Sends one request and returns the response, whatever its status.
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, OutboundError>;
+}
+
+/// For runtimes (or tools such as the admin CLI) that make no outbound requests: every
+/// request fails, so a misconfigured deployment shows up as failed deliveries, not as
+/// silence.
+pub struct NoOutbound;
+
+#[async_trait(?Send)]
+impl Outbound for NoOutbound {
+    async fn send(&self, _: http::Request<Bytes>) -> Result<http::Response<Bytes>, OutboundError> {
+        Err(OutboundError::Other(
+            "this runtime has no outbound HTTP client".into(),
+        ))
+    }
+}
+
+/// True for addresses a tenant-supplied URL must not reach: unspecified, loopback,
+/// private (RFC 1918), shared (CGNAT), link-local (cloud metadata lives there),
+/// unique-local, multicast, broadcast, documentation and reserved ranges; IPv6 forms that
+/// embed an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address.
+pub fn is_forbidden_address(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => is_forbidden_v4(v4),
+        IpAddr::V6(v6) => is_forbidden_v6(v6),
+    }
+}
+
+fn is_forbidden_v4(address: Ipv4Addr) -> bool {
+    let [a, b, c, _] = address.octets();
+    a == 0 // "this network", including the unspecified 0.0.0.0
+        || a == 10
+        || a == 127
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 169 && b == 254) // link-local, cloud metadata
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // documentation
+        || (a == 192 && b == 168)
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 198 && b == 51 && c == 100) // documentation
+        || (a == 203 && b == 0 && c == 113) // documentation
+        || a >= 224 // multicast, reserved, broadcast
+}
+
+fn is_forbidden_v6(address: Ipv6Addr) -> bool {
+    let segments = address.segments();
+    let embedded_v4 = |high: u16, low: u16| {
+        Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+    };
+    if let Some(v4) = address.to_ipv4_mapped() {
+        return is_forbidden_v4(v4);
+    }
+    match segments {
+        // Unspecified, loopback, and the deprecated IPv4-compatible form.
+        [0, 0, 0, 0, 0, 0, high, low] => {
+            (high == 0 && low <= 1) || is_forbidden_v4(embedded_v4(high, low))
+        }
+        // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_forbidden_v4(embedded_v4(high, low)),
+        // 6to4 (2002::/16) embeds the IPv4 address in the next 32 bits.
+        [0x2002, high, low, ..] => is_forbidden_v4(embedded_v4(high, low)),
+        // Teredo tunnels to addresses that cannot be judged from here; documentation.
+        [0x2001, 0, ..] | [0x2001, 0xdb8, ..] => true,
+        [first, ..] => {
+            (first & 0xfe00) == 0xfc00 // unique-local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+                || (first & 0xff00) == 0xff00 // multicast
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(text: &str) -> bool {
+        is_forbidden_address(text.parse().unwrap())
+    }
+
+    #[test]
+    fn private_loopback_link_local_and_unspecified_addresses_are_forbidden() {
+        for address in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:0101::1",
+        ] {
+            assert!(forbidden(address), "{address} should be forbidden");
+        }
+    }
+
+    #[test]
+    fn public_addresses_are_allowed() {
+        for address in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "169.253.0.1",
+            "2606:4700:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+            "2002:0101:0101::1",
+        ] {
+            assert!(!forbidden(address), "{address} should be allowed");
+        }
+    }
+
+    #[test]
+    fn error_kinds_are_stable_names() {
+        assert_eq!(OutboundError::Timeout.kind(), "timeout");
+        assert_eq!(
+            OutboundError::RefusedAddress("10.0.0.1".into()).kind(),
+            "refused_address"
+        );
+        assert_eq!(OutboundError::Connect("refused".into()).kind(), "connect");
+    }
+}

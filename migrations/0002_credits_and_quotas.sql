@@ -92,7 +92,7 @@ CREATE TABLE credit_topup_requests (
     account_id TEXT NOT NULL REFERENCES credit_accounts (id),
     amount     INTEGER NOT NULL CHECK (amount > 0),
     period     TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'charged', 'failed')),
+    status     TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'charging', 'charged', 'failed')),
     batch_id   TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );

@@ -55,6 +55,13 @@ pub struct Config {
     pub stripe_webhook_secret: Option<String>,
     /// How long a tenant whose invoice failed keeps its plan before the downgrade to FREE.
     pub billing_grace_seconds: i64,
+    /// Stripe's secret API key (`sk_...`): checkout, portal, invoices, off-session top-ups.
+    pub stripe_secret_key: Option<String>,
+    /// Where Stripe's API is (tests point it at a double on loopback).
+    pub stripe_api_base: String,
+    /// What one credit costs, in the smallest unit of `billing_currency`.
+    pub credit_price_cents: i64,
+    pub billing_currency: String,
     /// Let tenant webhooks reach private, loopback and link-local addresses: for tests and
     /// for deployments whose receivers live on a private network. Off by default, since
     /// otherwise any tenant could make Tollgate probe the network it runs in.
@@ -138,6 +145,15 @@ impl Config {
             stripe_webhook_secret: lookup("TOLLGATE_STRIPE_WEBHOOK_SECRET")
                 .filter(|secret| !secret.is_empty()),
             billing_grace_seconds: number("TOLLGATE_BILLING_GRACE_SECONDS", 7 * 24 * 3600)?,
+            stripe_secret_key: lookup("TOLLGATE_STRIPE_SECRET_KEY").filter(|key| !key.is_empty()),
+            stripe_api_base: lookup("TOLLGATE_STRIPE_API_BASE")
+                .unwrap_or_else(|| "https://api.stripe.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            credit_price_cents: number("TOLLGATE_CREDIT_PRICE_CENTS", 1)?,
+            billing_currency: lookup("TOLLGATE_BILLING_CURRENCY")
+                .map(|currency| currency.trim().to_ascii_lowercase())
+                .unwrap_or_else(|| "usd".into()),
             webhooks_allow_private: flag("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE"),
             webhook_secret_overlap_seconds: number(
                 "TOLLGATE_WEBHOOK_SECRET_OVERLAP_SECONDS",

@@ -4,7 +4,7 @@
 
 use crate::{
     Env, audit,
-    billing::stripe_events,
+    billing::{checkout, stripe_events},
     db::DbError,
     quota::{counters, rate_limit},
     sql,
@@ -18,6 +18,8 @@ pub struct CronReport {
     pub expired_tokens_purged: u64,
     pub usage_rows_purged: u64,
     pub tenants_downgraded: u64,
+    /// Auto top-up requests charged off-session through Stripe.
+    pub topups_charged: u64,
     /// Audit entries sealed (left unsealed by their requests) and pruned past retention.
     pub audit_entries_sealed: u64,
     pub audit_entries_pruned: u64,
@@ -52,13 +54,16 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     // Sealing first: retention prunes sealed entries only.
     let audit_entries_sealed = audit::seal::seal_all(env).await?;
     let audit_entries_pruned = audit::retention::prune(env).await?;
-    // After the housekeeping batch, so the events it wrote go out in this run.
+    let topups_charged = checkout::charge_topups(env).await?;
+    // After the housekeeping batch and the top-ups, so the events they wrote go out in
+    // this run.
     let webhooks = webhooks::delivery::run(env).await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
         expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
         usage_rows_purged: results[3].rows_affected + results[4].rows_affected,
         tenants_downgraded: results[6].rows_affected,
+        topups_charged,
         audit_entries_sealed,
         audit_entries_pruned,
         webhooks,

@@ -378,3 +378,74 @@ async fn a_refund_claws_back_its_share_of_unspent_credits_only() {
         .await;
     assert_eq!(clawed[0][0], 250);
 }
+
+#[tokio::test]
+async fn stripe_effects_are_audited_once_and_skipped_changes_are_not() {
+    let app = spawn_billing_app().await;
+    let owner = app.register("acme").await;
+    deliver(
+        &app,
+        &event(
+            "evt_1",
+            "checkout.session.completed",
+            100,
+            subscription_checkout(&owner.tenant_id, "PRO"),
+        ),
+    )
+    .await;
+    deliver(
+        &app,
+        &event(
+            "evt_3",
+            "customer.subscription.deleted",
+            300,
+            subscription("canceled", "PRO"),
+        ),
+    )
+    .await;
+    deliver(
+        &app,
+        &event(
+            "evt_2",
+            "customer.subscription.updated",
+            200,
+            subscription("active", "ENTERPRISE"),
+        ),
+    )
+    .await;
+    deliver(
+        &app,
+        &event(
+            "evt_4",
+            "checkout.session.completed",
+            400,
+            credit_purchase(&owner.tenant_id, "cs_1", "pi_1", 50),
+        ),
+    )
+    .await;
+    deliver(
+        &app,
+        &event(
+            "evt_4",
+            "checkout.session.completed",
+            400,
+            credit_purchase(&owner.tenant_id, "cs_1", "pi_1", 50),
+        ),
+    )
+    .await;
+
+    let actions: Vec<String> = app
+        .query(
+            "SELECT action FROM audit_log WHERE tenant_id = ? AND actor_type = 'system' ORDER BY seq",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await
+        .into_iter()
+        .map(|row| row[0].as_str().unwrap().to_owned())
+        .collect();
+
+    assert_eq!(
+        actions,
+        ["plan.changed", "plan.changed", "credits.purchased"]
+    );
+}

@@ -104,6 +104,16 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
             POST => signed_in!(env, request, |p| webhooks::log::redeliver(env, p, id)),
         }),
 
+        ["billing", "checkout"] => on!(method, {
+            POST => signed_in!(env, request, |p| billing::checkout::checkout(env, request, p)),
+        }),
+        ["billing", "portal"] => on!(method, {
+            POST => signed_in!(env, request, |p| billing::checkout::portal(env, request, p)),
+        }),
+        ["billing", "invoices"] => on!(method, {
+            GET => signed_in!(env, request, |p| billing::checkout::invoices(env, request, p)),
+        }),
+
         ["plans"] => on!(method, { GET => plans::list(env).await }),
 
         ["tenant"] => on!(method, {
@@ -234,6 +244,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         }),
         ["admin", "tenants", id, "credits", "grants"] => on!(method, {
             POST => admin::grant_credits(env, request, id).await,
+        }),
+        ["admin", "plans", code, "stripe-price"] => on!(method, {
+            PUT => admin::set_plan_price(env, request, code).await,
         }),
         ["admin", "tenants", id, "plan"] => {
             on!(method, { PUT => admin::assign_plan(env, request, id).await })

@@ -64,6 +64,7 @@ impl Role {
             // Endpoint URLs and delivery payloads are the tenant's integration secrets.
             WebhooksRead | WebhooksManage => matches!(self, Role::Owner | Role::Admin),
             AuditRead => matches!(self, Role::Owner | Role::Admin),
+            BillingManage => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -118,6 +119,8 @@ pub enum Permission {
     WebhooksManage,
     /// Read and verify the tenant's audit log.
     AuditRead,
+    /// Buy plans and credits, open the billing portal, read invoices.
+    BillingManage,
 }
 
 impl Permission {
@@ -140,6 +143,7 @@ impl Permission {
             WebhooksRead => ("webhooks", Access::Read),
             WebhooksManage => ("webhooks", Access::Write),
             AuditRead => ("audit", Access::Read),
+            BillingManage => ("billing", Access::Write),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),

@@ -4,5 +4,7 @@
 //! effect is idempotent on its own, so duplicates change nothing and late events do not
 //! undo newer ones.
 
+pub mod checkout;
 pub mod signature;
+pub mod stripe_api;
 pub mod stripe_events;

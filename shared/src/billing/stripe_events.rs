@@ -17,6 +17,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
+    audit::{self, Action, Actor, Target},
     billing::signature,
     credits::{
         accounts::{ensure_pool, pool_id},
@@ -123,6 +124,38 @@ fn outbox(
     .only_if_exists(written_now)
 }
 
+/// An audit entry by Stripe, written only when `written_now` finds the row this batch wrote.
+fn audited(
+    tenant_id: &str,
+    action: Action,
+    target: Target,
+    metadata: Json,
+    now: i64,
+    written_now: &Statement,
+) -> Statement {
+    audit::entry(
+        tenant_id,
+        &Actor::system("stripe"),
+        action,
+        target,
+        metadata,
+        now,
+    )
+    .only_if_exists(written_now)
+}
+
+/// Finds the tenant only when this batch recorded the event and its subscription change
+/// was the one applied (not skipped as older than what the tenant already has).
+fn plan_applied(tenant_id: &str, event: &Event, fresh: &Statement) -> Statement {
+    let mut query = Statement::new(format!(
+        "SELECT 1 FROM tenants WHERE id = ? AND subscription_event_at = ? AND EXISTS ({})",
+        fresh.sql
+    ));
+    query.params = vec![tenant_id.into(), event.created.into()];
+    query.params.extend(fresh.params.iter().cloned());
+    query
+}
+
 /// Moves the tenant to `plan` unless a newer subscription event already decided.
 fn change_plan(
     tenant_id: &str,
@@ -212,12 +245,21 @@ fn effects(
                         event.created,
                         now,
                     ));
+                    let applied = plan_applied(tenant_id, event, fresh);
                     statements.push(outbox(
                         tenant_id,
                         "plan.changed",
                         json!({ "plan": plan, "source": "checkout" }),
                         now,
-                        fresh,
+                        &applied,
+                    ));
+                    statements.push(audited(
+                        tenant_id,
+                        Action::PlanChanged,
+                        Target::new("tenant", tenant_id),
+                        json!({ "plan": plan, "stripe_event": event.id }),
+                        now,
+                        &applied,
                     ));
                 }
                 _ => {
@@ -255,6 +297,14 @@ fn effects(
                         now,
                         &bought,
                     ));
+                    statements.push(audited(
+                        tenant_id,
+                        Action::CreditsPurchased,
+                        Target::new("checkout_session", session),
+                        json!({ "credits": credits, "stripe_event": event.id }),
+                        now,
+                        &bought,
+                    ));
                 }
             }
         }
@@ -280,6 +330,14 @@ fn effects(
                     tenant_id,
                     "credits.granted",
                     json!({ "credits": tenant.monthly_credits, "invoice": invoice }),
+                    now,
+                    &granted,
+                ));
+                statements.push(audited(
+                    tenant_id,
+                    Action::CreditsGranted,
+                    Target::new("invoice", invoice),
+                    json!({ "credits": tenant.monthly_credits, "stripe_event": event.id }),
                     now,
                     &granted,
                 ));
@@ -328,12 +386,21 @@ fn effects(
                     .bind(tenant_id)
                     .bind(event.created),
             );
+            let applied = plan_applied(tenant_id, event, fresh);
             statements.push(outbox(
                 tenant_id,
                 "plan.changed",
                 json!({ "subscription_status": status, "source": event.kind }),
                 now,
-                fresh,
+                &applied,
+            ));
+            statements.push(audited(
+                tenant_id,
+                Action::PlanChanged,
+                Target::new("tenant", tenant_id),
+                json!({ "subscription_status": status, "stripe_event": event.id }),
+                now,
+                &applied,
             ));
         }
         "charge.refunded" => {
@@ -360,6 +427,14 @@ fn effects(
                     tenant_id,
                     "credits.refunded",
                     json!({ "charge": charge, "amount_refunded": refunded }),
+                    now,
+                    fresh,
+                ));
+                statements.push(audited(
+                    tenant_id,
+                    Action::CreditsRefunded,
+                    Target::new("charge", charge),
+                    json!({ "amount_refunded": refunded, "stripe_event": event.id }),
                     now,
                     fresh,
                 ));

@@ -81,7 +81,8 @@ pub fn evaluate(account_ids: &[String], now: i64) -> Vec<Statement> {
              FROM credit_accounts a
              WHERE a.id IN ({ids}) AND a.auto_topup_enabled = 1 AND a.auto_topup_amount > 0
                AND a.total IS NOT NULL AND a.total - a.used - a.reserved <= a.auto_topup_threshold
-               AND NOT EXISTS (SELECT 1 FROM credit_topup_requests r WHERE r.account_id = a.id AND r.status = 'pending')
+               AND NOT EXISTS (SELECT 1 FROM credit_topup_requests r WHERE r.account_id = a.id
+                               AND r.status IN ('pending', 'charging'))
                AND (SELECT COUNT(*) FROM credit_topup_requests r WHERE r.account_id = a.id AND r.period = ?)
                    < a.auto_topup_max_per_month"
         ),

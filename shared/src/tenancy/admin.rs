@@ -262,3 +262,9 @@ pub async fn grant_credits(
     let admin_id = authenticate(env, request).await?;
     crate::credits::grants::grant_to_pool(env, request, &admin_id, tenant_id).await
 }
+
+/// `PUT /api/v1/admin/plans/{code}/stripe-price`
+pub async fn set_plan_price(env: &Env, request: &ApiRequest, code: &str) -> ApiResult<Response> {
+    authenticate(env, request).await?;
+    plans::set_stripe_price(env, request, code).await
+}

@@ -400,3 +400,56 @@ pub async fn assign_as(
     audit::try_seal(env, tenant_id).await;
     Ok(())
 }
+
+/// The Stripe price that sells plan `code`, if the operator set one.
+pub async fn stripe_price(env: &Env, code: &str) -> ApiResult<Option<String>> {
+    let rows = env
+        .db
+        .execute(sql!(
+            "SELECT stripe_price_id FROM plans WHERE code = ? AND tenant_id IS NULL",
+            code
+        ))
+        .await?;
+    Ok(rows
+        .first()
+        .map(|row| row.get("stripe_price_id"))
+        .transpose()?
+        .flatten())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StripePrice {
+    /// `null` takes the plan off sale.
+    price_id: Option<String>,
+}
+
+/// `PUT /api/v1/admin/plans/{code}/stripe-price` (platform admin): which Stripe price sells
+/// the plan, so checkout can offer it and subscription events can name it.
+pub async fn set_stripe_price(
+    env: &Env,
+    request: &crate::api::ApiRequest,
+    code: &str,
+) -> ApiResult<Response> {
+    let code = parse_code("code", code)?;
+    let body: StripePrice = request.json()?;
+    if body
+        .price_id
+        .as_ref()
+        .is_some_and(|price| !price.starts_with("price_") || price.len() > 100)
+    {
+        return Err(ApiError::invalid_field(
+            "price_id",
+            "must be a Stripe price id (price_...)",
+        ));
+    }
+    env.db
+        .execute(sql!(
+            "UPDATE plans SET stripe_price_id = ?, updated_at = ? WHERE code = ? AND tenant_id IS NULL",
+            body.price_id,
+            env.now(),
+            code
+        ))
+        .await?;
+    Ok(crate::api::no_content())
+}

@@ -307,7 +307,7 @@ pub async fn charge_topups(env: &Env) -> Result<u64, DbError> {
                 now,
             };
             statements.extend([movement.record(), apply(&[&movement.id], now)]);
-            statements.extend(alerts::resolve(&[account_id.clone()], now));
+            statements.extend(alerts::resolve(std::slice::from_ref(&account_id), now));
             statements.push(sql!(
                 "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at) VALUES (?, ?, 'credits.purchased', ?, ?)",
                 new_id(),

@@ -1,0 +1,158 @@
+//! Runner configuration: flags, each with an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How the runner reaches Tollgate's job queue (the transports land next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueTransport {
+    /// Poll the queue table directly over libSQL (`--database-url`, `--database-token`).
+    Libsql,
+    /// Tollgate's runner endpoints with a runner token (hosts without database credentials).
+    Http,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "gpu-runner",
+    version,
+    about = "Runs Tollgate jobs on local ComfyUI instances"
+)]
+pub struct Config {
+    /// ComfyUI base URLs, one per GPU (comma-separated or repeated).
+    #[arg(
+        long = "comfyui",
+        env = "GPU_RUNNER_COMFYUI_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8188"
+    )]
+    pub comfyui_urls: Vec<String>,
+
+    /// Directory where job outputs are stored.
+    #[arg(
+        long,
+        env = "GPU_RUNNER_OUTPUT_DIR",
+        default_value = "/var/lib/gpu-runner/outputs"
+    )]
+    pub output_dir: PathBuf,
+
+    /// Probe every ComfyUI's /system_stats, print GPU, VRAM and version, and exit.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Queue transport.
+    #[arg(long, env = "GPU_RUNNER_QUEUE", value_enum, default_value = "http")]
+    pub queue: QueueTransport,
+
+    /// Tollgate API base URL (queue = http).
+    #[arg(long, env = "GPU_RUNNER_TOLLGATE_URL")]
+    pub tollgate_url: Option<String>,
+
+    /// Runner token created by the worker's owner (queue = http).
+    #[arg(long, env = "GPU_RUNNER_TOKEN", hide_env_values = true)]
+    pub runner_token: Option<String>,
+
+    /// libSQL URL: a file path or libsql:// / https:// (queue = libsql).
+    #[arg(long, env = "GPU_RUNNER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// libSQL auth token (queue = libsql, remote).
+    #[arg(long, env = "GPU_RUNNER_DATABASE_TOKEN", hide_env_values = true)]
+    pub database_token: Option<String>,
+
+    /// Worker pool this runner serves (queue = libsql; with http the token names it).
+    #[arg(long, env = "GPU_RUNNER_WORKER")]
+    pub worker: Option<String>,
+
+    /// Name reported in heartbeats (defaults to the host name).
+    #[arg(long, env = "GPU_RUNNER_NAME")]
+    pub name: Option<String>,
+
+    /// How often /history is polled while the WebSocket is up, in milliseconds
+    /// (a safety net; the socket's end marker normally comes first).
+    #[arg(long, env = "GPU_RUNNER_POLL_MS", default_value_t = 2000)]
+    pub poll_ms: u64,
+
+    /// How often /history is polled when there is no WebSocket, in milliseconds.
+    #[arg(long, env = "GPU_RUNNER_POLL_NO_WS_MS", default_value_t = 250)]
+    pub poll_no_ws_ms: u64,
+
+    /// After an interrupt, how long to wait for ComfyUI to end the prompt before giving up,
+    /// in seconds.
+    #[arg(long, env = "GPU_RUNNER_INTERRUPT_GRACE_S", default_value_t = 120)]
+    pub interrupt_grace_s: u64,
+}
+
+impl Config {
+    /// Problems that make the configuration unusable for the job loop.
+    pub fn queue_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.queue {
+            QueueTransport::Http => {
+                if self.tollgate_url.is_none() {
+                    out.push(
+                        "--tollgate-url (GPU_RUNNER_TOLLGATE_URL) is required with --queue http"
+                            .into(),
+                    );
+                }
+                if self.runner_token.is_none() {
+                    out.push(
+                        "--runner-token (GPU_RUNNER_TOKEN) is required with --queue http".into(),
+                    );
+                }
+            }
+            QueueTransport::Libsql => {
+                if self.database_url.is_none() {
+                    out.push(
+                        "--database-url (GPU_RUNNER_DATABASE_URL) is required with --queue libsql"
+                            .into(),
+                    );
+                }
+                if self.worker.is_none() {
+                    out.push("--worker (GPU_RUNNER_WORKER) is required with --queue libsql".into());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn execute_options(&self) -> crate::execute::Options {
+        crate::execute::Options {
+            poll_interval: Duration::from_millis(self.poll_ms.max(10)),
+            poll_interval_no_ws: Duration::from_millis(self.poll_no_ws_ms.max(10)),
+            interrupt_grace: Duration::from_secs(self.interrupt_grace_s),
+            ..crate::execute::Options::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_per_gpu_and_queue_checks() {
+        let c = Config::try_parse_from([
+            "gpu-runner",
+            "--comfyui",
+            "http://127.0.0.1:8188,http://127.0.0.1:8189",
+            "--queue",
+            "libsql",
+        ])
+        .unwrap();
+        assert_eq!(c.comfyui_urls.len(), 2);
+        assert_eq!(c.queue_problems().len(), 2);
+        let c = Config::try_parse_from([
+            "gpu-runner",
+            "--tollgate-url",
+            "https://api.example",
+            "--runner-token",
+            "rt_x",
+        ])
+        .unwrap();
+        assert!(c.queue_problems().is_empty());
+        assert_eq!(c.comfyui_urls, ["http://127.0.0.1:8188"]);
+    }
+}

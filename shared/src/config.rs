@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::tokens::random_token;
+use crate::{auth::tokens::random_token, mail::EmailProvider};
 
 /// One HS256 signing secret and the key id (`kid`) that names it in token headers.
 #[derive(Clone)]
@@ -69,6 +69,8 @@ pub struct Config {
     /// How long after a secret rotation deliveries are still signed with the old secret too,
     /// so receivers can switch over without dropping a message.
     pub webhook_secret_overlap_seconds: i64,
+    /// The HTTP email provider cron delivers the outbox to; `None` keeps mail in the outbox.
+    pub email_provider: Option<EmailProvider>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -159,6 +161,12 @@ impl Config {
                 "TOLLGATE_WEBHOOK_SECRET_OVERLAP_SECONDS",
                 24 * 3600,
             )?,
+            email_provider: EmailProvider::from_settings(
+                lookup("TOLLGATE_EMAIL_API_URL"),
+                lookup("TOLLGATE_EMAIL_API_KEY"),
+                lookup("TOLLGATE_EMAIL_FROM"),
+            )
+            .map_err(ConfigError)?,
         })
     }
 
@@ -217,6 +225,30 @@ mod tests {
         let allowed =
             Config::from_lookup(lookup(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")])).unwrap();
         assert!(allowed.webhooks_allow_private);
+    }
+
+    #[test]
+    fn the_email_provider_takes_all_three_settings_or_none() {
+        assert!(
+            Config::from_lookup(lookup(&[]))
+                .unwrap()
+                .email_provider
+                .is_none()
+        );
+        let provider = Config::from_lookup(lookup(&[
+            ("TOLLGATE_EMAIL_API_URL", "https://api.sendgrid.com/"),
+            ("TOLLGATE_EMAIL_API_KEY", "SG.key"),
+            ("TOLLGATE_EMAIL_FROM", "noreply@acme.test"),
+        ]))
+        .unwrap()
+        .email_provider
+        .unwrap();
+        assert_eq!(provider.send_url(), "https://api.sendgrid.com/v3/mail/send");
+        let Err(error) = Config::from_lookup(lookup(&[("TOLLGATE_EMAIL_API_KEY", "SG.key")]))
+        else {
+            panic!("a key without a URL was accepted");
+        };
+        assert!(error.0.contains("TOLLGATE_EMAIL_API_URL"));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use crate::{
     Env, audit,
     billing::{checkout, stripe_events},
     db::DbError,
+    jobs::queue::{self, ReapReport},
+    mail::{self, MailReport},
     quota::{counters, rate_limit},
+    reports::{self, ReportsBuilt},
     sql,
     webhooks::{self, DeliveryReport},
 };
@@ -25,6 +28,12 @@ pub struct CronReport {
     pub audit_entries_pruned: u64,
     /// Outbox events fanned out to webhook endpoints, and the attempts made.
     pub webhooks: DeliveryReport,
+    /// Usage reports built for the day and month that just ended.
+    pub reports: ReportsBuilt,
+    /// Mails sent from the outbox (none without a provider configured), and purged.
+    pub emails: MailReport,
+    /// Jobs whose lease expired: re-queued or failed, and holds released.
+    pub jobs_reaped: ReapReport,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
@@ -55,9 +64,15 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     let audit_entries_sealed = audit::seal::seal_all(env).await?;
     let audit_entries_pruned = audit::retention::prune(env).await?;
     let topups_charged = checkout::charge_topups(env).await?;
+    // Before the deliveries, so the events of jobs failed here go out in this run.
+    let jobs_reaped = queue::reap(env).await?;
+    // Before webhook delivery, so the report events go out in this run.
+    let reports = reports::build::run(env).await?;
     // After the housekeeping batch and the top-ups, so the events they wrote go out in
     // this run.
     let webhooks = webhooks::delivery::run(env).await?;
+    // Last: the reports and webhook deliveries above may have queued mail.
+    let emails = mail::delivery::run(env).await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
         expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
@@ -67,5 +82,8 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
         audit_entries_sealed,
         audit_entries_pruned,
         webhooks,
+        reports,
+        emails,
+        jobs_reaped,
     })
 }

@@ -17,9 +17,11 @@ pub mod db;
 pub mod env;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod mail;
 pub mod outbound;
 pub mod quota;
+pub mod reports;
 pub mod tenancy;
 pub mod webhooks;
 

@@ -332,3 +332,42 @@ async fn the_event_types_are_listed() {
         assert!(names.contains(&expected), "{expected} missing: {names:?}");
     }
 }
+
+#[tokio::test]
+async fn every_change_to_an_endpoint_is_audited_once() {
+    let app = spawn_webhook_app().await;
+    let owner = app.register("acme").await;
+    let created = create_endpoint(&app, &owner, "https://hooks.example.com/tollgate", &["*"]).await;
+    let path = format!("webhooks/endpoints/{}", created["id"].as_str().unwrap());
+
+    app.patch(&path, &owner.access_token, &json!({ "enabled": false }))
+        .await;
+    app.post(
+        &format!("{path}/rotate-secret"),
+        &owner.access_token,
+        &json!({}),
+    )
+    .await;
+    app.delete(&path, &owner.access_token).await;
+    let missing = app.delete(&path, &owner.access_token).await;
+
+    expect_error(missing, StatusCode::NOT_FOUND, "not_found").await;
+    let actions: Vec<String> = app
+        .query(
+            "SELECT action FROM audit_log WHERE tenant_id = ? AND action LIKE 'webhook.%' ORDER BY seq",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await
+        .into_iter()
+        .map(|row| row[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "webhook.created",
+            "webhook.updated",
+            "webhook.secret_rotated",
+            "webhook.deleted"
+        ]
+    );
+}

@@ -228,9 +228,14 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
     response.body(Full::new(Bytes::from(reply.body))).unwrap()
 }
 
-/// A server whose access tokens outlive the days the retry schedule spans.
+/// A server whose access tokens outlive the days the retry schedule spans, and whose
+/// clock stands at noon UTC, so that a test stepping minutes or hours ahead never crosses
+/// midnight (which brings the tenant's daily report event).
 pub async fn spawn_webhook_app() -> TestApp {
-    spawn_app_with(|config| config.access_token_ttl = 30 * 24 * 3600).await
+    let app = spawn_app_with(|config| config.access_token_ttl = 30 * 24 * 3600).await;
+    let now = tollgate::clock::Clock::now(&app.clock);
+    app.advance_clock(86_400 - now.rem_euclid(86_400) + 12 * 3600);
+    app
 }
 
 /// A tenant's owner, and a platform admin who can make events happen in it.

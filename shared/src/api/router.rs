@@ -11,7 +11,7 @@ use crate::{
     billing,
     credits::{accounts, alerts, grants, ledger, reservations},
     error::ApiResult,
-    quota, sql,
+    jobs, mail, quota, reports, sql,
     tenancy::{admin, invitations, plans, tenants, users},
     webhooks,
 };
@@ -218,6 +218,61 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
             PUT => quota::http::set_tenant_limit(env, request, id).await,
         }),
 
+        ["jobs"] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::http::list(env, request, p)),
+            POST => signed_in!(env, request, |p| jobs::http::create(env, request, p)),
+        }),
+        ["jobs", id] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::http::get(env, p, id)),
+        }),
+        ["jobs", id, "cancel"] => on!(method, {
+            POST => signed_in!(env, request, |p| jobs::http::cancel(env, p, id)),
+        }),
+        ["workers"] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::workers::list(env, p)),
+            POST => signed_in!(env, request, |p| jobs::workers::create(env, request, p)),
+        }),
+        ["workers", id] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::workers::get(env, p, id)),
+            PATCH => signed_in!(env, request, |p| jobs::workers::update(env, request, p, id)),
+        }),
+        ["workers", id, "runner-tokens"] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::runners::list_tokens(env, p, id)),
+            POST => signed_in!(env, request, |p| jobs::runners::create_token(env, request, p, id)),
+        }),
+        ["workers", id, "runner-tokens", token] => on!(method, {
+            DELETE => signed_in!(env, request, |p| jobs::runners::revoke_token(env, p, id, token)),
+        }),
+        ["bots"] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::bots::list(env, request, p)),
+            POST => signed_in!(env, request, |p| jobs::bots::create(env, request, p)),
+        }),
+        ["bots", id] => on!(method, {
+            GET => signed_in!(env, request, |p| jobs::bots::get(env, p, id)),
+            PATCH => signed_in!(env, request, |p| jobs::bots::update(env, request, p, id)),
+        }),
+        ["admin", "workers", id, "runner-tokens"] => on!(method, {
+            POST => jobs::runners::admin_create_token(env, request, id).await,
+        }),
+        ["runner", "heartbeat"] => {
+            on!(method, { POST => jobs::runners::heartbeat(env, request).await })
+        }
+        ["runner", "claim"] => {
+            on!(method, { POST => jobs::http::runner_claim(env, request).await })
+        }
+        ["runner", "jobs", id, "renew"] => {
+            on!(method, { POST => jobs::http::runner_renew(env, request, id).await })
+        }
+        ["runner", "jobs", id, "progress"] => {
+            on!(method, { POST => jobs::http::runner_progress(env, request, id).await })
+        }
+        ["runner", "jobs", id, "finish"] => {
+            on!(method, { POST => jobs::http::runner_finish(env, request, id).await })
+        }
+        ["runner", "jobs", id, "fail"] => {
+            on!(method, { POST => jobs::http::runner_fail(env, request, id).await })
+        }
+
         ["audit-logs"] => on!(method, {
             GET => signed_in!(env, request, |p| audit::http::list(env, request, p)),
         }),
@@ -230,6 +285,14 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["admin", "tenants", id, "audit-logs", "verify"] => on!(method, {
             GET => audit::http::admin_verify(env, request, id).await,
         }),
+
+        ["reports"] => on!(method, {
+            GET => signed_in!(env, request, |p| reports::http::list(env, request, p)),
+        }),
+        ["reports", id] => on!(method, {
+            GET => signed_in!(env, request, |p| reports::http::get(env, p, id)),
+        }),
+        ["admin", "emails"] => on!(method, { GET => mail::http::admin_list(env, request).await }),
 
         ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),
         ["admin", "tenants"] => on!(method, { GET => admin::list_tenants(env, request).await }),

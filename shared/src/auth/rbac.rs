@@ -64,7 +64,12 @@ impl Role {
             // Endpoint URLs and delivery payloads are the tenant's integration secrets.
             WebhooksRead | WebhooksManage => matches!(self, Role::Owner | Role::Admin),
             AuditRead => matches!(self, Role::Owner | Role::Admin),
+            // Reports list every user's consumption and the tenant's credits.
+            ReportsRead => matches!(self, Role::Owner | Role::Admin),
             BillingManage => matches!(self, Role::Owner | Role::Admin),
+            JobsRead => true,
+            JobsSubmit => self != Role::Viewer,
+            WorkersManage => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -119,8 +124,16 @@ pub enum Permission {
     WebhooksManage,
     /// Read and verify the tenant's audit log.
     AuditRead,
+    /// Read the tenant's daily and monthly usage reports.
+    ReportsRead,
     /// Buy plans and credits, open the billing portal, read invoices.
     BillingManage,
+    /// Read the tenant's jobs, workers and bots.
+    JobsRead,
+    /// Submit and cancel jobs.
+    JobsSubmit,
+    /// Create and change workers and bots; create and revoke runner tokens.
+    WorkersManage,
 }
 
 impl Permission {
@@ -143,7 +156,11 @@ impl Permission {
             WebhooksRead => ("webhooks", Access::Read),
             WebhooksManage => ("webhooks", Access::Write),
             AuditRead => ("audit", Access::Read),
+            ReportsRead => ("reports", Access::Read),
             BillingManage => ("billing", Access::Write),
+            JobsRead => ("jobs", Access::Read),
+            JobsSubmit => ("jobs", Access::Write),
+            WorkersManage => ("workers", Access::Write),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),
@@ -364,6 +381,15 @@ mod tests {
         assert!(!Role::Admin.holds(Permission::TenantDelete));
         assert!(!Role::Member.holds(Permission::UsersRead));
         assert!(Role::Viewer.holds(Permission::OwnApiKeys));
+    }
+
+    #[test]
+    fn reports_are_for_owners_and_admins_under_reports_read() {
+        assert!(Role::Owner.holds(Permission::ReportsRead));
+        assert!(Role::Admin.holds(Permission::ReportsRead));
+        assert!(!Role::Member.holds(Permission::ReportsRead));
+        assert!(!Role::Viewer.holds(Permission::ReportsRead));
+        assert_eq!(Permission::ReportsRead.scope().to_string(), "reports:read");
     }
 
     #[test]

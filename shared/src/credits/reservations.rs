@@ -73,7 +73,7 @@ fn bounded_text(field: &str, text: &Option<String>) -> ApiResult<()> {
 }
 
 /// The answer when a reserve does not fit, with what remains.
-async fn insufficient(
+pub(crate) async fn insufficient(
     env: &Env,
     tenant_id: &str,
     user_id: &str,
@@ -145,35 +145,7 @@ pub async fn reserve(
     bounded_text("job_id", &hold.job_id)?;
     let now = env.now();
     let id = new_id();
-    let (pool, account) = (pool_id(tenant_id), user_account_id(user_id));
-    let ledger_ids = [new_id(), new_id()];
-    let mut statements = vec![
-        ensure_pool(tenant_id, now),
-        ensure_user(tenant_id, user_id, now),
-        sql!(
-            "INSERT INTO credit_reservations (id, tenant_id, user_id, amount, status, reason, model, job_id,
-                                              idempotency_key, created_at)
-             SELECT ?, ?, ?, ?, 'held', ?, ?, ?, ?, ?
-             WHERE NOT EXISTS (SELECT 1 FROM credit_accounts WHERE id IN (?, ?) AND blocked_at IS NOT NULL)
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
-            &id,
-            tenant_id,
-            user_id,
-            hold.amount,
-            hold.reason.clone(),
-            hold.model.clone(),
-            hold.job_id.clone(),
-            &key,
-            now,
-            &pool,
-            &account
-        ),
-    ];
-    for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
-        statements.push(Step::Reserve.ledger_row(ledger_id, account_id, &id, now));
-    }
-    statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
-    statements.extend(alerts::evaluate(&[pool, account], now));
+    let mut statements = reserve_statements(tenant_id, user_id, hold, &key, &id, now);
     statements.push(sql!(
         format!("SELECT {RESERVATION_COLUMNS} FROM credit_reservations WHERE tenant_id = ? AND idempotency_key = ?"),
         tenant_id,
@@ -198,6 +170,107 @@ pub async fn reserve(
         .with_details(json!({ "reservation_id": reservation["id"] })));
     }
     Ok((fresh, reservation))
+}
+
+/// The statements of a reserve (reservation `id` under `key`), for a caller that holds
+/// credits in its own batch: a replayed key inserts nothing and moves nothing. Run the batch
+/// through [`within_balance`]; a blocked account leaves no reservation row.
+pub(crate) fn reserve_statements(
+    tenant_id: &str,
+    user_id: &str,
+    hold: &Hold,
+    key: &str,
+    id: &str,
+    now: i64,
+) -> Vec<Statement> {
+    let (pool, account) = (pool_id(tenant_id), user_account_id(user_id));
+    let ledger_ids = [new_id(), new_id()];
+    let mut statements = vec![
+        ensure_pool(tenant_id, now),
+        ensure_user(tenant_id, user_id, now),
+        sql!(
+            "INSERT INTO credit_reservations (id, tenant_id, user_id, amount, status, reason, model, job_id,
+                                              idempotency_key, created_at)
+             SELECT ?, ?, ?, ?, 'held', ?, ?, ?, ?, ?
+             WHERE NOT EXISTS (SELECT 1 FROM credit_accounts WHERE id IN (?, ?) AND blocked_at IS NOT NULL)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+            id,
+            tenant_id,
+            user_id,
+            hold.amount,
+            hold.reason.clone(),
+            hold.model.clone(),
+            hold.job_id.clone(),
+            key,
+            now,
+            &pool,
+            &account
+        ),
+    ];
+    for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
+        statements.push(Step::Reserve.ledger_row(ledger_id, account_id, id, now));
+    }
+    statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
+    statements.extend(alerts::evaluate(&[pool, account], now));
+    statements
+}
+
+/// The statements that settle (`Some(actual)`) or release (`None`) reservation `id` of
+/// `user_id`, for a caller's own batch, only when `guard` returns a row when they run. Each
+/// is a no-op when the reservation is no longer held, so a retried batch moves nothing.
+pub(crate) fn finish_statements(
+    tenant: &str,
+    user_id: &str,
+    id: &str,
+    actual: Option<i64>,
+    now: i64,
+    guard: &Statement,
+) -> Vec<Statement> {
+    let (pool, account) = (pool_id(tenant), user_account_id(user_id));
+    let ledger_ids = [new_id(), new_id()];
+    let (step, mut transition) = match actual {
+        Some(actual) => (
+            Step::Settle,
+            sql!(
+                format!(
+                    "UPDATE credit_reservations SET status = 'settled', actual = ?, finished_at = ?,
+                         charged = MIN(?, amount + (amount * {SETTLE_OVERAGE_PERCENT} + 99) / 100,
+                                       amount + (SELECT MIN(total - used - reserved) FROM credit_accounts
+                                                 WHERE id IN (?, ?) AND total IS NOT NULL))
+                     WHERE id = ? AND tenant_id = ? AND status = 'held' AND EXISTS ({})",
+                    guard.sql
+                ),
+                actual.max(0),
+                now,
+                actual.max(0),
+                &pool,
+                &account,
+                id,
+                tenant
+            ),
+        ),
+        None => (
+            Step::Release,
+            sql!(
+                format!(
+                    "UPDATE credit_reservations SET status = 'released', finished_at = ?
+                     WHERE id = ? AND tenant_id = ? AND status = 'held' AND EXISTS ({})",
+                    guard.sql
+                ),
+                now,
+                id,
+                tenant
+            ),
+        ),
+    };
+    transition.params.extend(guard.params.iter().cloned());
+    let mut statements = vec![transition];
+    for (ledger_id, account_id) in ledger_ids.iter().zip([&pool, &account]) {
+        statements.push(step.ledger_row(ledger_id, account_id, id, now));
+    }
+    statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
+    statements.extend(alerts::evaluate(&[pool, account], now));
+    statements
 }
 
 /// The movements of a reservation's life.

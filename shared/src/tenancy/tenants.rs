@@ -127,6 +127,10 @@ impl NewTenant {
                 now
             ),
         ];
+        statements.push(crate::jobs::workers::default_worker(
+            &created.tenant_id,
+            now,
+        ));
         statements.extend(users::verification_mail(
             env,
             &created.tenant_id,

@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{principal::Principal, rbac::Permission},
     clock::rfc3339,
     db::Row,
@@ -113,13 +114,22 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                 tenant,
                 MAX_ENDPOINTS_PER_TENANT
             ),
+            audit::entry(
+                tenant.as_str(),
+                &Actor::of(principal),
+                Action::WebhookCreated,
+                Target::new("webhook_endpoint", &id),
+                json!({ "url": url, "event_types": event_types, "enabled": enabled }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
             sql!(
                 format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?"),
                 &id
             ),
         ])
         .await?;
-    let row = results[1].first().ok_or_else(|| {
+    let row = results[2].first().ok_or_else(|| {
         ApiError::conflict(
             "endpoint_limit_reached",
             format!("a tenant has at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"),
@@ -128,6 +138,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     })?;
     let mut endpoint = endpoint_json(&row, now)?;
     endpoint["secret"] = json!(secret);
+    audit::try_seal(env, tenant.as_str()).await;
     Ok(created(&endpoint))
 }
 
@@ -205,10 +216,12 @@ pub async fn update(
         .map(parse_description)
         .transpose()?;
     let now = env.now();
-    let changed = env
+    let metadata = json!({ "url": url, "event_types": event_types, "enabled": body.enabled });
+    let results = env
         .db
-        .execute(sql!(
-            "UPDATE webhook_endpoints SET
+        .batch(vec![
+            sql!(
+                "UPDATE webhook_endpoints SET
                  url = COALESCE(?, url),
                  event_types = COALESCE(?, event_types),
                  description = COALESCE(?, description),
@@ -221,23 +234,34 @@ pub async fn update(
                  enabled = COALESCE(?, enabled),
                  updated_at = ?
              WHERE id = ? AND tenant_id = ?",
-            url,
-            event_types,
-            description,
-            body.enabled,
-            body.enabled,
-            body.enabled,
-            body.enabled,
-            now,
-            body.enabled,
-            now,
-            id,
-            &principal.tenant_id
-        ))
+                url,
+                event_types,
+                description,
+                body.enabled,
+                body.enabled,
+                body.enabled,
+                body.enabled,
+                now,
+                body.enabled,
+                now,
+                id,
+                &principal.tenant_id
+            ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::WebhookUpdated,
+                Target::new("webhook_endpoint", id),
+                metadata,
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
+        ])
         .await?;
-    if changed.rows_affected == 0 {
+    if results[0].rows_affected == 0 {
         return Err(ApiError::not_found("webhook endpoint"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, principal, id).await?))
 }
 
@@ -245,9 +269,23 @@ pub async fn update(
 pub async fn delete(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::WebhooksManage)?;
     let tenant = &principal.tenant_id;
+    let exists = sql!(
+        "SELECT 1 FROM webhook_endpoints WHERE id = ? AND tenant_id = ?",
+        id,
+        tenant
+    );
     let results = env
         .db
         .batch(vec![
+            audit::entry(
+                tenant.as_str(),
+                &Actor::of(principal),
+                Action::WebhookDeleted,
+                Target::new("webhook_endpoint", id),
+                json!({}),
+                env.now(),
+            )
+            .only_if_exists(&exists),
             sql!(
                 "DELETE FROM webhook_attempts WHERE delivery_id IN
                      (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND tenant_id = ?)",
@@ -266,9 +304,10 @@ pub async fn delete(env: &Env, principal: &Principal, id: &str) -> ApiResult<Res
             ),
         ])
         .await?;
-    if results[2].rows_affected == 0 {
+    if results[3].rows_affected == 0 {
         return Err(ApiError::not_found("webhook endpoint"));
     }
+    audit::try_seal(env, tenant.as_str()).await;
     Ok(no_content())
 }
 
@@ -281,22 +320,34 @@ pub async fn rotate_secret(env: &Env, principal: &Principal, id: &str) -> ApiRes
     let now = env.now();
     let secret = new_secret();
     let expires_at = now + env.config.webhook_secret_overlap_seconds;
-    let changed = env
+    let results = env
         .db
-        .execute(sql!(
-            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = ?,
-                 secret = ?, updated_at = ?
-             WHERE id = ? AND tenant_id = ?",
-            expires_at,
-            &secret,
-            now,
-            id,
-            &principal.tenant_id
-        ))
+        .batch(vec![
+            sql!(
+                "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = ?,
+                     secret = ?, updated_at = ?
+                 WHERE id = ? AND tenant_id = ?",
+                expires_at,
+                &secret,
+                now,
+                id,
+                &principal.tenant_id
+            ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::WebhookSecretRotated,
+                Target::new("webhook_endpoint", id),
+                json!({ "previous_secret_expires_at": rfc3339(expires_at) }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
+        ])
         .await?;
-    if changed.rows_affected == 0 {
+    if results[0].rows_affected == 0 {
         return Err(ApiError::not_found("webhook endpoint"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     let mut endpoint = fetch(env, principal, id).await?;
     endpoint["secret"] = json!(secret);
     Ok(ok(&endpoint))

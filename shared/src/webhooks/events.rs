@@ -26,6 +26,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "apikey.revoked",
     "user.invited",
     "report.daily",
+    "report.monthly",
 ];
 
 /// Sent by `POST webhooks/endpoints/{id}/test` to that endpoint only, whatever it subscribes to.

@@ -1,6 +1,23 @@
 //! The email outbox: mail is written in the same batch as the change it reports, and a
 //! delivery job sends it later, so no mail is lost and none is sent for a change that
 //! rolled back.
+//!
+//! - this file: queueing (`enqueue`, `enqueue_to_owners`) and the template names;
+//! - `templates`: the subject and plain-text body of each template, from its payload;
+//! - `provider`: the HTTP email provider (a SendGrid-compatible v3 Mail Send API);
+//! - `delivery`: cron's sender: claims with leases, retries with backoff, retention;
+//! - `http`: the operator's view of the outbox (`GET admin/emails`).
+//!
+//! Without a provider configured nothing is sent: mails wait in the outbox, listed to
+//! platform admins, and go out once one is configured.
+
+pub mod delivery;
+pub mod http;
+pub mod provider;
+pub mod templates;
+
+pub use delivery::MailReport;
+pub use provider::EmailProvider;
 
 use serde_json::Value as Json;
 
@@ -11,6 +28,8 @@ pub const TEMPLATE_PASSWORD_RESET: &str = "password_reset";
 pub const TEMPLATE_INVITATION: &str = "invitation";
 /// A webhook endpoint was switched off by delivery (410 Gone, or failing for days).
 pub const TEMPLATE_WEBHOOK_ENDPOINT_DISABLED: &str = "webhook_endpoint_disabled";
+/// A tenant's monthly usage report, to its owners.
+pub const TEMPLATE_USAGE_REPORT: &str = "usage_report";
 
 /// Queues one mail.
 pub fn enqueue(

@@ -1,0 +1,248 @@
+//! The jobs routes: the tenant's (`jobs`, signed in) and the runner's (`runner/...`, by
+//! runner token).
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::{
+    bots,
+    queue::{self, Finish, JOB_COLUMNS, NewJob, job_json},
+    runners, workers, workflow,
+};
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, created, ok},
+    audit::Actor,
+    auth::{principal::Principal, rbac::Permission},
+    error::ApiResult,
+    ids::new_id,
+    quota::plan_limits,
+    sql,
+};
+
+/// The time limit when a job names none, and the most it may name.
+pub const DEFAULT_TIME_LIMIT_SECONDS: i64 = 600;
+pub const MAX_TIME_LIMIT_SECONDS: i64 = 3600;
+
+const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateJob {
+    workflow: Option<Json>,
+    bot_id: Option<String>,
+    worker_id: Option<String>,
+    #[serde(default)]
+    priority: i64,
+    time_limit_seconds: Option<i64>,
+}
+
+/// `POST /api/v1/jobs` with an optional `Idempotency-Key`.
+pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
+    principal.require(Permission::JobsSubmit)?;
+    let body: CreateJob = request.json()?;
+    if body.priority.abs() > queue::MAX_USER_PRIORITY {
+        return Err(ApiError::invalid_field(
+            "priority",
+            format!("must be from -{0} to {0}", queue::MAX_USER_PRIORITY),
+        ));
+    }
+    let time_limit = body
+        .time_limit_seconds
+        .unwrap_or(DEFAULT_TIME_LIMIT_SECONDS);
+    if !(1..=MAX_TIME_LIMIT_SECONDS).contains(&time_limit) {
+        return Err(ApiError::invalid_field(
+            "time_limit_seconds",
+            format!("must be from 1 to {MAX_TIME_LIMIT_SECONDS}"),
+        ));
+    }
+    let key = request.idempotency_key()?.unwrap_or_else(new_id);
+    let tenant = principal.tenant_id.as_str();
+    let bot = match &body.bot_id {
+        Some(id) => Some(bots::load(env, tenant, id).await?),
+        None => None,
+    };
+    let workflow = match (body.workflow, &bot) {
+        (Some(workflow), _) => workflow,
+        (None, Some(bot)) => bot.workflow.clone(),
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "workflow",
+                "is required unless a bot_id names a saved workflow",
+            ));
+        }
+    };
+    let inspection = workflow::inspect(&workflow)?;
+    plan_limits::load(env, &principal.tenant_id)
+        .await?
+        .check(&inspection.work)?;
+    let worker_id = match (&body.worker_id, &bot) {
+        (Some(worker), _) => workers::usable(env, tenant, worker).await?,
+        (None, Some(bot)) => bot.worker_id.clone(),
+        (None, None) => workers::default_of(env, tenant).await?,
+    };
+    let job = NewJob {
+        tenant_id: principal.tenant_id.clone(),
+        user_id: principal.user_id.clone(),
+        worker_id,
+        bot_id: bot.map(|bot| bot.id),
+        workflow,
+        inspection,
+        priority: body.priority,
+        time_limit_seconds: time_limit,
+        idempotency_key: key,
+    };
+    let (fresh, job) = queue::enqueue(env, &job).await?;
+    Ok(if fresh { created(&job) } else { ok(&job) })
+}
+
+/// `GET /api/v1/jobs?status=&worker=&bot=&limit=&offset=`, newest first.
+pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
+    principal.require(Permission::JobsRead)?;
+    let page = request.page()?;
+    let status = request.query_param("status");
+    if let Some(status) = &status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "status must be one of queued, running, succeeded, failed, cancelled",
+        ));
+    }
+    let (worker, bot) = (request.query_param("worker"), request.query_param("bot"));
+    let rows = env
+        .db
+        .execute(sql!(
+            format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ?
+                   AND (? IS NULL OR status = ?) AND (? IS NULL OR worker_id = ?) AND (? IS NULL OR bot_id = ?)
+                 ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+            ),
+            &principal.tenant_id,
+            status.clone(),
+            status,
+            worker.clone(),
+            worker,
+            bot.clone(),
+            bot,
+            page.fetch_limit(),
+            page.offset
+        ))
+        .await?;
+    let items = rows
+        .iter()
+        .map(|row| job_json(&row))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(ok(&page.body(items)))
+}
+
+/// `GET /api/v1/jobs/{id}`
+pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::JobsRead)?;
+    let rows = env
+        .db
+        .execute(sql!(
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant_id = ?"),
+            id,
+            &principal.tenant_id
+        ))
+        .await?;
+    let row = rows.first().ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(ok(&job_json(&row)?))
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`
+pub async fn cancel(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::JobsSubmit)?;
+    let job = queue::cancel(env, principal.tenant_id.as_str(), &Actor::of(principal), id).await?;
+    Ok(ok(&job))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Claim {
+    free_vram_mb: i64,
+}
+
+/// `POST /api/v1/runner/claim` `{"free_vram_mb": n}`: 200 with the job and its lease, or
+/// 204 when nothing is due.
+pub async fn runner_claim(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let runner = runners::authenticate(env, request).await?;
+    let body: Claim = request.json()?;
+    if body.free_vram_mb < 0 {
+        return Err(ApiError::invalid_field(
+            "free_vram_mb",
+            "must not be negative",
+        ));
+    }
+    Ok(match queue::claim(env, &runner, body.free_vram_mb).await? {
+        Some(claimed) => ok(&claimed),
+        None => crate::api::no_content(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lease {
+    lease_id: String,
+}
+
+/// `POST /api/v1/runner/jobs/{id}/renew` `{"lease_id"}`
+pub async fn runner_renew(env: &Env, request: &ApiRequest, id: &str) -> ApiResult<Response> {
+    let runner = runners::authenticate(env, request).await?;
+    let body: Lease = request.json()?;
+    Ok(ok(
+        &queue::renew(env, &runner, id, &body.lease_id, None).await?
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Progress {
+    lease_id: String,
+    progress: i64,
+    current_node: Option<String>,
+}
+
+/// `POST /api/v1/runner/jobs/{id}/progress` `{"lease_id", "progress": 0..100, "current_node"}`:
+/// also renews the lease.
+pub async fn runner_progress(env: &Env, request: &ApiRequest, id: &str) -> ApiResult<Response> {
+    let runner = runners::authenticate(env, request).await?;
+    let body: Progress = request.json()?;
+    if !(0..=100).contains(&body.progress) {
+        return Err(ApiError::invalid_field("progress", "must be from 0 to 100"));
+    }
+    let progress = Some((body.progress, body.current_node));
+    Ok(ok(&queue::renew(
+        env,
+        &runner,
+        id,
+        &body.lease_id,
+        progress,
+    )
+    .await?))
+}
+
+/// `POST /api/v1/runner/jobs/{id}/finish`
+pub async fn runner_finish(env: &Env, request: &ApiRequest, id: &str) -> ApiResult<Response> {
+    let runner = runners::authenticate(env, request).await?;
+    let body: Finish = request.json()?;
+    Ok(ok(&queue::finish(env, &runner, id, &body).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Failure {
+    lease_id: String,
+    error: String,
+}
+
+/// `POST /api/v1/runner/jobs/{id}/fail` `{"lease_id", "error"}`
+pub async fn runner_fail(env: &Env, request: &ApiRequest, id: &str) -> ApiResult<Response> {
+    let runner = runners::authenticate(env, request).await?;
+    let body: Failure = request.json()?;
+    let error: String = body.error.chars().take(2000).collect();
+    Ok(ok(
+        &queue::fail(env, &runner, id, &body.lease_id, &error).await?
+    ))
+}

@@ -1,0 +1,710 @@
+//! The job queue. Each step is one statement or one atomic batch:
+//!
+//! - **enqueue**: the credit hold, the `jobs` quota counters and the job row in one batch
+//!   (a refused hold or counter rolls all of it back); a replayed `Idempotency-Key` moves
+//!   nothing and answers the first job.
+//! - **claim**: one `UPDATE jobs ... WHERE id = (SELECT ... ORDER BY effective priority)
+//!   RETURNING ...` — see [`claim_statement`].
+//! - **renew / progress**: one `UPDATE` guarded by the runner's lease; both answer whether
+//!   a cancel was requested.
+//! - **finish / fail / cancel / reap**: the status change stamps the job with a fresh
+//!   `finish_id`, and everything else of the batch (settle or release, counters, outbox
+//!   event, audit entry) is guarded on that stamp, so a retry or a second cron applies
+//!   nothing twice.
+
+use serde_json::{Value as Json, json};
+
+use super::{runners::Runner, workflow};
+use crate::{
+    ApiError, Env,
+    audit::{self, Action, Actor, Target},
+    clock::rfc3339,
+    credits::reservations,
+    db::{DbError, Row, Statement},
+    error::ApiResult,
+    ids::{TenantId, UserId, new_id},
+    quota::{counters, metrics::Metric},
+    sql,
+    webhooks::events,
+};
+
+/// A lease lasts this long unless renewed.
+pub const LEASE_SECONDS: i64 = 60;
+/// Attempts a job gets (first run and retries) before it fails for good.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// The wait before retry `n` (counting from 1) is `BACKOFF_SECONDS × 2^(n-1)`, at most an hour.
+pub const BACKOFF_SECONDS: i64 = 30;
+/// Ageing: a queued job gains one point of priority per this many seconds of waiting.
+pub const AGEING_SECONDS: i64 = 60;
+/// The user's priority hint is clamped to ± this.
+pub const MAX_USER_PRIORITY: i64 = 10;
+
+/// The backoff (SQL over the job's `attempts`) added to now when a job goes back to the queue.
+const BACKOFF_SQL: &str = "MIN(3600, 30 * (1 << MAX(attempts - 1, 0)))";
+
+pub const JOB_COLUMNS: &str = "id, tenant_id, user_id, worker_id, bot_id, status, priority, workflow, request_hash,
+     estimated_cost, estimated_vram_mb, reservation_id, idempotency_key, time_limit_seconds, attempts,
+     max_attempts, available_at, runner_token_id, lease_id, lease_expires_at, cancel_requested_at, progress,
+     current_node, outputs, error, gpu_seconds, peak_vram_mb, created_at, started_at, finished_at, updated_at";
+
+/// The API's view of a job.
+pub fn job_json(row: &Row<'_>) -> ApiResult<Json> {
+    let parse =
+        |text: Option<String>| text.and_then(|text| serde_json::from_str::<Json>(&text).ok());
+    Ok(json!({
+        "id": row.get::<String>("id")?,
+        "status": row.get::<String>("status")?,
+        "worker_id": row.get::<String>("worker_id")?,
+        "bot_id": row.get::<Option<String>>("bot_id")?,
+        "user_id": row.get::<String>("user_id")?,
+        "priority": row.get::<i64>("priority")?,
+        "progress": row.get::<i64>("progress")?,
+        "current_node": row.get::<Option<String>>("current_node")?,
+        "estimated_cost": row.get::<i64>("estimated_cost")?,
+        "estimated_vram_mb": row.get::<i64>("estimated_vram_mb")?,
+        "reservation_id": row.get::<String>("reservation_id")?,
+        "time_limit_seconds": row.get::<i64>("time_limit_seconds")?,
+        "attempts": row.get::<i64>("attempts")?,
+        "max_attempts": row.get::<i64>("max_attempts")?,
+        "cancel_requested": row.get::<Option<i64>>("cancel_requested_at")?.is_some(),
+        "outputs": parse(row.get("outputs")?).unwrap_or(json!([])),
+        "error": row.get::<Option<String>>("error")?,
+        "gpu_seconds": row.get::<Option<i64>>("gpu_seconds")?,
+        "peak_vram_mb": row.get::<Option<i64>>("peak_vram_mb")?,
+        "created_at": rfc3339(row.get("created_at")?),
+        "available_at": rfc3339(row.get("available_at")?),
+        "started_at": row.get::<Option<i64>>("started_at")?.map(rfc3339),
+        "finished_at": row.get::<Option<i64>>("finished_at")?.map(rfc3339),
+        "lease_expires_at": row.get::<Option<i64>>("lease_expires_at")?.map(rfc3339),
+    }))
+}
+
+fn read_job(id: &str) -> Statement {
+    sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"), id)
+}
+
+fn finished_by(job_id: &str, finish_id: &str) -> Statement {
+    sql!(
+        "SELECT 1 FROM jobs WHERE id = ? AND finish_id = ?",
+        job_id,
+        finish_id
+    )
+}
+
+/// The outbox event of a job finished by `finish_id` (any number of jobs, for the reaper).
+fn event(event_type: &str, finish_id: &str) -> Statement {
+    events::emit_from(
+        event_type,
+        sql!(
+            "SELECT tenant_id, updated_at AS created_at,
+                    json_object('job_id', id, 'status', status, 'worker_id', worker_id, 'bot_id', bot_id,
+                                'attempts', attempts, 'error', error, 'gpu_seconds', gpu_seconds,
+                                'outputs', json(COALESCE(outputs, '[]'))) AS payload
+             FROM jobs WHERE finish_id = ?",
+            finish_id
+        ),
+    )
+}
+
+/// A job to enqueue, checked and priced.
+pub struct NewJob {
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub worker_id: String,
+    pub bot_id: Option<String>,
+    pub workflow: Json,
+    pub inspection: workflow::Inspection,
+    pub priority: i64,
+    pub time_limit_seconds: i64,
+    pub idempotency_key: String,
+}
+
+/// Holds the estimate, counts the job and queues it, in one batch. `(fresh, job)`; a replay
+/// of the same request answers the first job, another request under the key is 409.
+pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
+    let now = env.now();
+    let (job_id, reservation_id) = (new_id(), new_id());
+    let tenant = job.tenant_id.as_str();
+    let key = format!("job:{}", job.idempotency_key);
+    let request_hash = crate::auth::tokens::sha256_hex(
+        &json!([
+            job.workflow,
+            job.bot_id,
+            job.worker_id,
+            job.priority,
+            job.time_limit_seconds
+        ])
+        .to_string(),
+    );
+    let hold = reservations::Hold {
+        amount: job.inspection.estimated_cost,
+        reason: Some("job".into()),
+        model: job.inspection.work.models.first().cloned(),
+        job_id: Some(job_id.clone()),
+    };
+    let fresh_reservation = sql!(
+        "SELECT 1 FROM credit_reservations WHERE id = ?",
+        &reservation_id
+    );
+    let mut statements = reservations::reserve_statements(
+        tenant,
+        job.user_id.as_str(),
+        &hold,
+        &key,
+        &reservation_id,
+        now,
+    );
+    statements.extend(counters::increment(
+        &job.tenant_id,
+        &job.user_id,
+        Metric::Jobs,
+        1,
+        now,
+        Some(&fresh_reservation),
+    ));
+    statements.push(sql!(
+        "INSERT INTO jobs (id, tenant_id, user_id, worker_id, bot_id, status, priority, workflow, request_hash,
+                           estimated_cost, estimated_vram_mb, reservation_id, idempotency_key,
+                           time_limit_seconds, max_attempts, available_at, created_at, updated_at)
+         SELECT ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+         WHERE EXISTS (SELECT 1 FROM credit_reservations WHERE id = ?)
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+        &job_id,
+        tenant,
+        &job.user_id,
+        &job.worker_id,
+        job.bot_id.clone(),
+        job.priority,
+        job.workflow.to_string(),
+        &request_hash,
+        job.inspection.estimated_cost,
+        i64::try_from(job.inspection.work.estimated_vram_mb).unwrap_or(i64::MAX),
+        &reservation_id,
+        &job.idempotency_key,
+        job.time_limit_seconds,
+        MAX_ATTEMPTS,
+        now,
+        now,
+        now,
+        &reservation_id
+    ));
+    statements.push(sql!(
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?"),
+        tenant,
+        &job.idempotency_key
+    ));
+    let results = match env.db.batch(statements).await {
+        Ok(results) => results,
+        Err(DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+            return Err(
+                reservations::insufficient(env, tenant, job.user_id.as_str(), hold.amount).await?,
+            );
+        }
+        Err(error) if counters::is_quota_exceeded(&error) => {
+            return Err(counters::exceeded(
+                env,
+                &job.tenant_id,
+                &job.user_id,
+                Metric::Jobs,
+                1,
+                now,
+            )
+            .await);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let Some(row) = results.last().and_then(|rows| rows.first()) else {
+        // No reservation was written: an account is blocked.
+        return Err(
+            reservations::insufficient(env, tenant, job.user_id.as_str(), hold.amount).await?,
+        );
+    };
+    let stored = job_json(&row)?;
+    let fresh = stored["id"] == job_id.as_str();
+    if !fresh && row.get::<String>("request_hash")? != request_hash {
+        return Err(ApiError::conflict(
+            "idempotency_conflict",
+            "this Idempotency-Key was used for a different job",
+        )
+        .with_details(json!({ "job_id": stored["id"] })));
+    }
+    Ok((fresh, stored))
+}
+
+/// The claim, in one statement: among the worker's queued jobs that are due, fit the
+/// runner's free VRAM, whose tenant is below its plan's `max_concurrent_jobs` and whose
+/// worker is below its `max_concurrency`, the one of highest effective priority — plan
+/// priority + the job's priority + one point per [`AGEING_SECONDS`] waited — oldest first
+/// (then in order of arrival) on a tie; it becomes `running` under a new lease. SQLite runs
+/// the whole UPDATE under the write lock, so two claimers can never take the same row. The
+/// running jobs are counted once per claim (a grouped derived table), not once per
+/// candidate.
+pub fn claim_statement(
+    worker_id: &str,
+    token_id: &str,
+    free_vram_mb: i64,
+    lease_id: &str,
+    now: i64,
+) -> Statement {
+    sql!(
+        format!(
+            "UPDATE jobs SET status = 'running', runner_token_id = ?, lease_id = ?, lease_expires_at = ?,
+                    attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?,
+                    progress = 0, current_node = NULL
+             WHERE status = 'queued' AND id = (
+                 SELECT j.id FROM jobs j
+                 JOIN tenants t ON t.id = j.tenant_id
+                 JOIN plans p ON p.id = (SELECT p2.id FROM plans p2
+                                         WHERE p2.code = t.plan_code AND (p2.tenant_id = t.id OR p2.tenant_id IS NULL)
+                                         ORDER BY p2.tenant_id IS NULL LIMIT 1)
+                 LEFT JOIN (SELECT tenant_id, COUNT(*) AS running FROM jobs WHERE status = 'running'
+                            GROUP BY tenant_id) busy ON busy.tenant_id = j.tenant_id
+                 WHERE j.worker_id = ? AND j.status = 'queued' AND j.available_at <= ?
+                   AND j.estimated_vram_mb <= ?
+                   AND COALESCE(busy.running, 0) < COALESCE(p.max_concurrent_jobs, 1000000000)
+                   AND (SELECT COUNT(*) FROM jobs w WHERE w.worker_id = ? AND w.status = 'running')
+                       < COALESCE((SELECT max_concurrency FROM workers WHERE id = ?), 1000000000)
+                 ORDER BY p.priority + j.priority + (? - j.created_at) / {AGEING_SECONDS} DESC, j.created_at, j.rowid
+                 LIMIT 1)
+             RETURNING id, tenant_id, workflow, time_limit_seconds, attempts, lease_id, lease_expires_at"
+        ),
+        token_id,
+        lease_id,
+        now + LEASE_SECONDS,
+        now,
+        now,
+        worker_id,
+        now,
+        free_vram_mb,
+        worker_id,
+        worker_id,
+        now
+    )
+}
+
+/// Claims the best job for the runner, if any.
+pub async fn claim(env: &Env, runner: &Runner, free_vram_mb: i64) -> ApiResult<Option<Json>> {
+    let rows = env
+        .db
+        .execute(claim_statement(
+            &runner.worker_id,
+            &runner.token_id,
+            free_vram_mb,
+            &new_id(),
+            env.now(),
+        ))
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(json!({
+        "job_id": row.get::<String>("id")?,
+        "lease_id": row.get::<String>("lease_id")?,
+        "lease_expires_at": rfc3339(row.get("lease_expires_at")?),
+        "attempt": row.get::<i64>("attempts")?,
+        "time_limit_seconds": row.get::<i64>("time_limit_seconds")?,
+        "workflow": serde_json::from_str::<Json>(&row.get::<String>("workflow")?).unwrap_or(Json::Null),
+    })))
+}
+
+fn lease_lost() -> ApiError {
+    ApiError::conflict(
+        "lease_lost",
+        "the job is not running under this runner's lease",
+    )
+}
+
+/// Extends the lease (and records progress when given); answers whether a cancel was
+/// requested. 409 when the runner no longer holds the lease.
+pub async fn renew(
+    env: &Env,
+    runner: &Runner,
+    job_id: &str,
+    lease_id: &str,
+    progress: Option<(i64, Option<String>)>,
+) -> ApiResult<Json> {
+    let now = env.now();
+    let (percent, node) = match &progress {
+        Some((percent, node)) => (Some(*percent), node.clone()),
+        None => (None, None),
+    };
+    let rows = env
+        .db
+        .execute(sql!(
+            "UPDATE jobs SET lease_expires_at = ?, updated_at = ?, progress = COALESCE(?, progress),
+                    current_node = CASE WHEN ? THEN ? ELSE current_node END
+             WHERE id = ? AND status = 'running' AND runner_token_id = ? AND lease_id = ?
+             RETURNING lease_expires_at, cancel_requested_at",
+            now + LEASE_SECONDS,
+            now,
+            percent,
+            progress.is_some(),
+            node,
+            job_id,
+            &runner.token_id,
+            lease_id
+        ))
+        .await?;
+    let row = rows.first().ok_or_else(lease_lost)?;
+    Ok(json!({
+        "lease_expires_at": rfc3339(row.get("lease_expires_at")?),
+        "cancel_requested": row.get::<Option<i64>>("cancel_requested_at")?.is_some(),
+    }))
+}
+
+/// How a runner says a job ended.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finish {
+    pub lease_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub outputs: Vec<Json>,
+    #[serde(default)]
+    pub gpu_seconds: i64,
+    pub peak_vram_mb: Option<i64>,
+    pub error: Option<String>,
+}
+
+struct JobRef {
+    tenant_id: String,
+    user_id: String,
+    reservation_id: String,
+}
+
+async fn job_ref(env: &Env, job_id: &str, tenant: Option<&str>) -> ApiResult<JobRef> {
+    let rows = env
+        .db
+        .execute(sql!(
+            "SELECT tenant_id, user_id, reservation_id FROM jobs WHERE id = ? AND (? IS NULL OR tenant_id = ?)",
+            job_id,
+            tenant,
+            tenant
+        ))
+        .await?;
+    let row = rows.first().ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(JobRef {
+        tenant_id: row.get("tenant_id")?,
+        user_id: row.get("user_id")?,
+        reservation_id: row.get("reservation_id")?,
+    })
+}
+
+/// Ends a running job as the runner reports, in one batch: the job row, the settle
+/// (succeeded and cancelled are charged for the GPU time used, a failure is released), the
+/// GPU-seconds counters and the outbox event. A retry of the same finish answers the job
+/// and changes nothing; a finish without the lease is 409.
+pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> ApiResult<Json> {
+    if !["succeeded", "failed", "cancelled"].contains(&body.status.as_str()) {
+        return Err(ApiError::invalid_field(
+            "status",
+            "must be succeeded, failed or cancelled",
+        ));
+    }
+    if !(0..=31_536_000).contains(&body.gpu_seconds) {
+        return Err(ApiError::invalid_field(
+            "gpu_seconds",
+            "must be from 0 to 31536000",
+        ));
+    }
+    let job = job_ref(env, job_id, None).await?;
+    let now = env.now();
+    let finish_id = new_id();
+    let guard = finished_by(job_id, &finish_id);
+    let base = vec![sql!(
+        "UPDATE jobs SET status = ?, outputs = ?, gpu_seconds = ?, peak_vram_mb = ?, error = ?,
+                progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
+                finish_id = ?, finished_at = ?, updated_at = ?, lease_expires_at = NULL
+         WHERE id = ? AND status = 'running' AND runner_token_id = ? AND lease_id = ?",
+        &body.status,
+        Json::from(body.outputs.clone()).to_string(),
+        body.gpu_seconds,
+        body.peak_vram_mb,
+        body.error.clone(),
+        &body.status,
+        &finish_id,
+        now,
+        now,
+        job_id,
+        &runner.token_id,
+        &body.lease_id
+    )];
+    let actual = (body.status != "failed").then(|| workflow::actual_cost(body.gpu_seconds));
+    let mut statements = base.clone();
+    statements.extend(reservations::finish_statements(
+        &job.tenant_id,
+        &job.user_id,
+        &job.reservation_id,
+        actual,
+        now,
+        &guard,
+    ));
+    statements.push(event(&format!("job.{}", body.status), &finish_id));
+    let tail = read_job(job_id);
+    let mut counted = statements.clone();
+    if body.gpu_seconds > 0 {
+        counted.extend(counters::increment(
+            &TenantId::trusted(job.tenant_id.clone()),
+            &UserId::trusted(job.user_id.clone()),
+            Metric::GpuSeconds,
+            body.gpu_seconds,
+            now,
+            Some(&guard),
+        ));
+    }
+    counted.push(tail.clone());
+    let results = match env.db.batch(counted).await {
+        Ok(results) => results,
+        // Work already done is settled even past a GPU-seconds limit: the counters stop
+        // at their limit (the next job is refused) and the job row keeps the real figure.
+        Err(error) if counters::is_quota_exceeded(&error) => {
+            statements.push(tail);
+            env.db.batch(statements).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let row = results
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    if results[0].rows_affected == 0 {
+        let replay = row.get::<String>("status")? == body.status
+            && row.get::<Option<String>>("lease_id")?.as_deref() == Some(body.lease_id.as_str())
+            && row.get::<Option<String>>("runner_token_id")?.as_deref()
+                == Some(runner.token_id.as_str());
+        if !replay {
+            return Err(lease_lost());
+        }
+    }
+    job_json(&row)
+}
+
+/// A runner's report that the attempt failed: back to the queue after a backoff while
+/// attempts remain (and no cancel was asked), else failed with its hold released.
+pub async fn fail(
+    env: &Env,
+    runner: &Runner,
+    job_id: &str,
+    lease_id: &str,
+    error: &str,
+) -> ApiResult<Json> {
+    let job = job_ref(env, job_id, None).await?;
+    let now = env.now();
+    let finish_id = new_id();
+    let mut statements = vec![
+        sql!(
+            format!(
+                "UPDATE jobs SET status = 'queued', error = ?, available_at = ? + {BACKOFF_SQL},
+                        runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?
+                 WHERE id = ? AND status = 'running' AND runner_token_id = ? AND lease_id = ?
+                   AND attempts < max_attempts AND cancel_requested_at IS NULL"
+            ),
+            error,
+            now,
+            now,
+            job_id,
+            &runner.token_id,
+            lease_id
+        ),
+        sql!(
+            "UPDATE jobs SET status = 'failed', error = ?, finish_id = ?, finished_at = ?, updated_at = ?,
+                    lease_expires_at = NULL
+             WHERE id = ? AND status = 'running' AND runner_token_id = ? AND lease_id = ?",
+            error,
+            &finish_id,
+            now,
+            now,
+            job_id,
+            &runner.token_id,
+            lease_id
+        ),
+    ];
+    statements.extend(reservations::finish_statements(
+        &job.tenant_id,
+        &job.user_id,
+        &job.reservation_id,
+        None,
+        now,
+        &finished_by(job_id, &finish_id),
+    ));
+    statements.push(event("job.failed", &finish_id));
+    statements.push(read_job(job_id));
+    let results = env.db.batch(statements).await?;
+    if results[0].rows_affected + results[1].rows_affected == 0 {
+        return Err(lease_lost());
+    }
+    let row = results
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    job_json(&row)
+}
+
+/// `cancel` by a tenant's user: a queued job is cancelled and its hold released at once; a
+/// running one is marked, and its runner stops it (it learns on its next renew). 409 for a
+/// finished job.
+pub async fn cancel(env: &Env, tenant: &str, actor: &Actor, job_id: &str) -> ApiResult<Json> {
+    let job = job_ref(env, job_id, Some(tenant)).await?;
+    let now = env.now();
+    let finish_id = new_id();
+    let guard = finished_by(job_id, &finish_id);
+    let mut statements = vec![sql!(
+        "UPDATE jobs SET status = 'cancelled', finish_id = ?, finished_at = ?, updated_at = ?
+         WHERE id = ? AND tenant_id = ? AND status = 'queued'",
+        &finish_id,
+        now,
+        now,
+        job_id,
+        tenant
+    )];
+    statements.push(
+        audit::entry(
+            tenant,
+            actor,
+            Action::JobCancelled,
+            Target::new("job", job_id),
+            json!({ "while": "queued" }),
+            now,
+        )
+        .only_if_exists(&guard),
+    );
+    statements.extend(reservations::finish_statements(
+        tenant,
+        &job.user_id,
+        &job.reservation_id,
+        None,
+        now,
+        &guard,
+    ));
+    statements.push(event("job.cancelled", &finish_id));
+    statements.push(sql!(
+        "UPDATE jobs SET cancel_requested_at = ?, updated_at = ?
+         WHERE id = ? AND tenant_id = ? AND status = 'running' AND cancel_requested_at IS NULL",
+        now,
+        now,
+        job_id,
+        tenant
+    ));
+    statements.push(
+        audit::entry(
+            tenant,
+            actor,
+            Action::JobCancelled,
+            Target::new("job", job_id),
+            json!({ "while": "running" }),
+            now,
+        )
+        .only_if_exists(&audit::if_changed()),
+    );
+    statements.push(read_job(job_id));
+    let results = env.db.batch(statements).await?;
+    let row = results
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    let after = job_json(&row)?;
+    audit::try_seal(env, tenant).await;
+    let status = after["status"].as_str().unwrap_or_default();
+    if results[0].rows_affected == 0 && status != "running" {
+        return Err(
+            ApiError::conflict("job_finished", format!("the job is already {status}"))
+                .with_details(json!({ "job": after })),
+        );
+    }
+    Ok(after)
+}
+
+/// What one reaper run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Jobs whose lease expired, queued again after a backoff.
+    pub requeued: u64,
+    /// Jobs whose lease expired on their last attempt, now failed.
+    pub failed: u64,
+    /// Holds released for failed or cancelled jobs.
+    pub released: u64,
+}
+
+/// Puts jobs with an expired lease back in the queue (with backoff) or, on their last
+/// attempt, fails them; then releases the holds of failed or cancelled jobs still held.
+/// Each statement moves a row only from the state it expects, so two reapers at once do
+/// each thing once.
+pub async fn reap(env: &Env) -> Result<ReapReport, DbError> {
+    let now = env.now();
+    let finish_id = new_id();
+    let results = env
+        .db
+        .batch(vec![
+            sql!(
+                format!(
+                    "UPDATE jobs SET status = 'queued', error = 'lease expired', available_at = ? + {BACKOFF_SQL},
+                            runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?
+                     WHERE status = 'running' AND lease_expires_at < ? AND attempts < max_attempts
+                       AND cancel_requested_at IS NULL"
+                ),
+                now,
+                now,
+                now
+            ),
+            sql!(
+                "UPDATE jobs SET status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+                        error = 'lease expired', finish_id = ?, finished_at = ?, updated_at = ?,
+                        lease_expires_at = NULL
+                 WHERE status = 'running' AND lease_expires_at < ?",
+                &finish_id,
+                now,
+                now,
+                now
+            ),
+            events::emit_from(
+                "job.failed",
+                sql!(
+                    "SELECT tenant_id, updated_at AS created_at,
+                            json_object('job_id', id, 'status', status, 'attempts', attempts, 'error', error) AS payload
+                     FROM jobs WHERE finish_id = ? AND status = 'failed'",
+                    &finish_id
+                ),
+            ),
+            events::emit_from(
+                "job.cancelled",
+                sql!(
+                    "SELECT tenant_id, updated_at AS created_at,
+                            json_object('job_id', id, 'status', status, 'attempts', attempts, 'error', error) AS payload
+                     FROM jobs WHERE finish_id = ? AND status = 'cancelled'",
+                    &finish_id
+                ),
+            ),
+        ])
+        .await?;
+    let mut report = ReapReport {
+        requeued: results[0].rows_affected,
+        failed: results[1].rows_affected,
+        released: 0,
+    };
+    let held = env
+        .db
+        .execute(sql!(
+            "SELECT j.id, j.tenant_id, j.user_id, j.reservation_id FROM jobs j
+             JOIN credit_reservations r ON r.id = j.reservation_id
+             WHERE j.status IN ('failed', 'cancelled') AND r.status = 'held' LIMIT 500"
+        ))
+        .await?;
+    for row in held.iter() {
+        let job_id: String = row.get("id")?;
+        let guard = sql!(
+            "SELECT 1 FROM jobs WHERE id = ? AND status IN ('failed', 'cancelled')",
+            &job_id
+        );
+        let statements = reservations::finish_statements(
+            &row.get::<String>("tenant_id")?,
+            &row.get::<String>("user_id")?,
+            &row.get::<String>("reservation_id")?,
+            None,
+            now,
+            &guard,
+        );
+        let done = env.db.batch(statements).await?;
+        report.released += done[0].rows_affected;
+    }
+    Ok(report)
+}

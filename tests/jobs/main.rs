@@ -1,0 +1,7 @@
+//! Black-box tests of GPU jobs: the jobs API, workers and bots, and the queue driven through
+//! the runner endpoints with runner tokens, against the real server.
+
+mod api;
+mod queue;
+mod support;
+mod workers;

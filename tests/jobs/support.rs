@@ -1,0 +1,234 @@
+//! Arrangements the job tests share, all made through the API: funded tenants, workflows,
+//! and a runner that speaks the runner endpoints with its token.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use tollgate_tests::{TestApp, TestUser, expect_status};
+
+/// A tenant on `plan` (with `overrides`) whose pool holds `credits`, with the per-minute
+/// request limit lifted.
+pub async fn tenant(
+    app: &TestApp,
+    slug: &str,
+    plan: &str,
+    overrides: Value,
+    credits: i64,
+) -> TestUser {
+    let owner = app.register(slug).await;
+    let admin = app
+        .platform_admin(&format!("ops@{slug}.platform.test"))
+        .await;
+    let mut overrides = overrides;
+    overrides["requests_per_minute"] = json!(1_000_000);
+    let response = app
+        .put(
+            &format!("admin/tenants/{}/plan", owner.tenant_id),
+            &admin,
+            &json!({ "plan": plan, "overrides": overrides }),
+        )
+        .await;
+    expect_status(response, StatusCode::NO_CONTENT).await;
+    if credits > 0 {
+        let response = app
+            .post(
+                &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
+                &admin,
+                &json!({ "amount": credits, "reason": "test grant" }),
+            )
+            .await;
+        assert!(
+            response.status().is_success(),
+            "grant: {}",
+            response.status()
+        );
+    }
+    owner
+}
+
+/// A FREE tenant with 100 credits.
+pub async fn free_tenant(app: &TestApp, slug: &str) -> TestUser {
+    tenant(app, slug, "FREE", json!({}), 100).await
+}
+
+/// SDXL text-to-image on `width`² with `steps`: estimate `1 + ceil(Mpx × steps / 10)`.
+pub fn sdxl(width: u64, steps: u64) -> Value {
+    json!({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": width, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
+                                                     "latent_image": ["5", 0], "steps": steps, "seed": 1, "cfg": 7,
+                                                     "sampler_name": "euler", "scheduler": "normal", "denoise": 1}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "out"}},
+    })
+}
+
+/// A recorded workflow from the ComfyUI handouts.
+pub fn recorded(name: &str) -> Value {
+    let path = format!(
+        "{}/../../shared/comfyui/workflows/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path}")))
+        .unwrap()
+}
+
+/// `POST jobs` with an optional `Idempotency-Key`.
+pub async fn submit(app: &TestApp, user: &TestUser, body: &Value, key: Option<&str>) -> Response {
+    let mut request = app
+        .request(Method::POST, "jobs")
+        .bearer_auth(&user.access_token)
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.unwrap()
+}
+
+/// A queued job of `workflow`; its JSON.
+pub async fn queued(app: &TestApp, user: &TestUser, body: Value) -> Value {
+    expect_status(submit(app, user, &body, None).await, StatusCode::CREATED).await
+}
+
+/// The tenant's default worker id.
+pub async fn default_worker(app: &TestApp, user: &TestUser) -> String {
+    let body = expect_status(app.get("workers", &user.access_token).await, StatusCode::OK).await;
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["default"] == true)
+        .expect("a default worker")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The pool: (total, used, reserved) of the tenant's credits.
+pub async fn pool(app: &TestApp, user: &TestUser) -> (i64, i64, i64) {
+    let rows = app
+        .query(
+            "SELECT total, used, reserved FROM credit_accounts WHERE tenant_id = ? AND user_id IS NULL",
+            vec![user.tenant_id.clone().into()],
+        )
+        .await;
+    let row = &rows[0];
+    (
+        row[0].as_i64().unwrap(),
+        row[1].as_i64().unwrap(),
+        row[2].as_i64().unwrap(),
+    )
+}
+
+/// A runner: a token on a worker, speaking the runner endpoints.
+#[derive(Clone)]
+pub struct Runner {
+    pub token: String,
+}
+
+impl Runner {
+    /// A token on `worker` (created by its owner) and the runner's first heartbeat.
+    pub async fn on(app: &TestApp, owner: &TestUser, worker: &str, host: &str) -> Runner {
+        let response = app
+            .post(
+                &format!("workers/{worker}/runner-tokens"),
+                &owner.access_token,
+                &json!({ "name": host }),
+            )
+            .await;
+        let body = expect_status(response, StatusCode::CREATED).await;
+        let runner = Runner {
+            token: body["token"].as_str().unwrap().to_owned(),
+        };
+        let response = runner
+            .post(
+                app,
+                "runner/heartbeat",
+                json!({ "host": host, "gpu": "RTX 4090", "vram_mb": 24576, "version": "0.1.0" }),
+            )
+            .await;
+        expect_status(response, StatusCode::OK).await;
+        runner
+    }
+
+    pub async fn post(&self, app: &TestApp, path: &str, body: Value) -> Response {
+        app.request(Method::POST, path)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The claimed job (`job_id`, `lease_id`, ...), or `None` on 204.
+    pub async fn claim(&self, app: &TestApp, free_vram_mb: i64) -> Option<Value> {
+        let response = self
+            .post(app, "runner/claim", json!({ "free_vram_mb": free_vram_mb }))
+            .await;
+        match response.status() {
+            StatusCode::NO_CONTENT => None,
+            _ => Some(expect_status(response, StatusCode::OK).await),
+        }
+    }
+
+    pub async fn finish(
+        &self,
+        app: &TestApp,
+        claimed: &Value,
+        status: &str,
+        gpu_seconds: i64,
+    ) -> Response {
+        self.post(
+            app,
+            &format!("runner/jobs/{}/finish", claimed["job_id"].as_str().unwrap()),
+            json!({
+                "lease_id": claimed["lease_id"],
+                "status": status,
+                "outputs": [{"filename": "out_00001_.png", "type": "output"}],
+                "gpu_seconds": gpu_seconds,
+                "peak_vram_mb": 7000,
+            }),
+        )
+        .await
+    }
+
+    pub async fn fail(&self, app: &TestApp, claimed: &Value, error: &str) -> Response {
+        self.post(
+            app,
+            &format!("runner/jobs/{}/fail", claimed["job_id"].as_str().unwrap()),
+            json!({ "lease_id": claimed["lease_id"], "error": error }),
+        )
+        .await
+    }
+
+    pub async fn renew(&self, app: &TestApp, claimed: &Value) -> Response {
+        self.post(
+            app,
+            &format!("runner/jobs/{}/renew", claimed["job_id"].as_str().unwrap()),
+            json!({ "lease_id": claimed["lease_id"] }),
+        )
+        .await
+    }
+}
+
+/// The job as its tenant sees it.
+pub async fn job(app: &TestApp, user: &TestUser, id: &str) -> Value {
+    expect_status(
+        app.get(&format!("jobs/{id}"), &user.access_token).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The outbox events of the tenant of `type`.
+pub async fn events(app: &TestApp, user: &TestUser, event_type: &str) -> Vec<Value> {
+    app.query(
+        "SELECT payload FROM outbox_events WHERE tenant_id = ? AND type = ? ORDER BY created_at",
+        vec![user.tenant_id.clone().into(), event_type.into()],
+    )
+    .await
+    .into_iter()
+    .map(|row| serde_json::from_str(row[0].as_str().unwrap()).unwrap())
+    .collect()
+}

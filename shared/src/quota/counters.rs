@@ -155,9 +155,14 @@ pub async fn record(
         }
         Err(error) => return Err(error.into()),
     };
+    counted(&results, metric, now)
+}
+
+/// The counters as the increment's upserts returned them (in [`MOVED_BY_AN_EVENT`] order).
+fn counted(results: &[Rows], metric: Metric, now: i64) -> ApiResult<Vec<CounterState>> {
     MOVED_BY_AN_EVENT
         .iter()
-        .zip(&results)
+        .zip(results)
         .map(|(&(scope, period), rows)| {
             let row = rows.first().ok_or_else(|| ApiError::not_found("user"))?;
             Ok(CounterState {
@@ -246,22 +251,7 @@ pub async fn record_once(
         }
         return Ok(Recorded::Replayed);
     }
-    MOVED_BY_AN_EVENT
-        .iter()
-        .zip(&results[1..])
-        .map(|(&(scope, period), rows)| {
-            let row = rows.first().ok_or_else(|| ApiError::not_found("user"))?;
-            Ok(CounterState {
-                scope,
-                metric,
-                period,
-                used: row.get("value")?,
-                limit: row.get("limit_value")?,
-                window: Window::containing(period, now),
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()
-        .map(Recorded::Counted)
+    counted(&results[1..], metric, now).map(Recorded::Counted)
 }
 
 /// The current day's and month's values of every metric, for a user (`user_id`) and its

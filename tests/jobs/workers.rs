@@ -36,6 +36,33 @@ async fn a_tenant_starts_with_a_default_worker_and_sees_the_shared_pool() {
 }
 
 #[tokio::test]
+async fn a_tenants_plan_override_raises_its_worker_limit() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let admin = app.platform_admin("ops-workers@tollgate.test").await;
+    let raised = json!({ "plan": "FREE", "overrides": { "max_workers": 2 } });
+    let response = app
+        .put(
+            &format!("admin/tenants/{}/plan", owner.tenant_id),
+            &admin,
+            &raised,
+        )
+        .await;
+    expect_status(response, StatusCode::NO_CONTENT).await;
+
+    for name in ["Finance", "Support"] {
+        let response = app
+            .post("workers", &owner.access_token, &json!({ "name": name }))
+            .await;
+        expect_status(response, StatusCode::CREATED).await;
+    }
+    let third = app
+        .post("workers", &owner.access_token, &json!({ "name": "Legal" }))
+        .await;
+    expect_error(third, StatusCode::FORBIDDEN, "plan_limit_exceeded").await;
+}
+
+#[tokio::test]
 async fn dedicated_workers_are_limited_by_the_plan_and_changeable() {
     let app = spawn_app().await;
     let owner = free_tenant(&app, "acme").await;

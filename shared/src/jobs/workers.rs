@@ -16,6 +16,7 @@ use crate::{
     error::ApiResult,
     ids::new_id,
     sql,
+    tenancy::plans,
 };
 
 /// A runner unheard of for longer than this is stale.
@@ -216,13 +217,14 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         .db
         .batch(vec![
             sql!(
-                "INSERT INTO workers (id, tenant_id, name, is_default, gpu_type, min_vram_mb, max_concurrency,
+                format!(
+                    "INSERT INTO workers (id, tenant_id, name, is_default, gpu_type, min_vram_mb, max_concurrency,
                                       created_at, updated_at)
                  SELECT ?, ?, ?, 0, ?, ?, ?, ?, ?
                  WHERE (SELECT COUNT(*) FROM workers WHERE tenant_id = ? AND is_default = 0)
-                       < COALESCE((SELECT p.max_workers FROM tenants t
-                                   JOIN plans p ON p.code = t.plan_code AND p.tenant_id IS NULL
-                                   WHERE t.id = ?), 1000000000)",
+                       < COALESCE((SELECT {max_workers} FROM tenants t WHERE t.id = ?), 1000000000)",
+                    max_workers = plans::MAX_WORKERS_OF_T
+                ),
                 &id,
                 tenant,
                 body.name.trim(),

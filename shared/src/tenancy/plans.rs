@@ -34,6 +34,7 @@ pub const MAX_API_KEYS_OF_T: &str = effective_plan_column!("max_api_keys");
 pub const MAX_USERS_OF_T: &str = effective_plan_column!("max_users");
 pub const AUDIT_RETENTION_DAYS_OF_T: &str = effective_plan_column!("audit_retention_days");
 pub const MONTHLY_CREDITS_OF_T: &str = effective_plan_column!("monthly_credits");
+pub const MAX_WORKERS_OF_T: &str = effective_plan_column!("max_workers");
 
 pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 
@@ -41,18 +42,19 @@ pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 const MAX_AUDIT_RETENTION_DAYS: i64 = 3_650;
 
 const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority, p.audit_retention_days,
-    p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.allowed_models,
+    p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.max_workers, p.allowed_models,
     p.daily_jobs, p.monthly_jobs, p.daily_gpu_seconds, p.monthly_gpu_seconds, p.daily_llm_tokens, p.monthly_llm_tokens";
 
 /// The limits that may be NULL, meaning none: the work limits `quota::plan_limits` checks
 /// and the quotas `quota::limits` falls back to.
-const NULLABLE_LIMITS: [&str; 13] = [
+const NULLABLE_LIMITS: [&str; 14] = [
     "max_width",
     "max_height",
     "max_pixels",
     "max_vram_mb",
     "max_batch_size",
     "max_concurrent_jobs",
+    "max_workers",
     "allowed_models",
     "daily_jobs",
     "monthly_jobs",
@@ -170,6 +172,9 @@ pub struct Overrides {
     pub max_batch_size: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub max_concurrent_jobs: Option<Option<i64>>,
+    /// Dedicated workers a tenant may create.
+    #[serde(default, deserialize_with = "present")]
+    pub max_workers: Option<Option<i64>>,
     /// Model names; `null` allows any model.
     #[serde(default, deserialize_with = "present")]
     pub allowed_models: Option<Option<Vec<String>>>,
@@ -221,6 +226,7 @@ impl Overrides {
             ("max_vram_mb", self.max_vram_mb),
             ("max_batch_size", self.max_batch_size),
             ("max_concurrent_jobs", self.max_concurrent_jobs),
+            ("max_workers", self.max_workers),
         ];
         for (field, value) in work_limits {
             if value.flatten().is_some_and(|value| value <= 0) {
@@ -263,7 +269,7 @@ impl Overrides {
 
     /// The nullable limits in [`NULLABLE_LIMITS`] order: `None` keeps the current value,
     /// `Some(Value::Null)` removes the limit.
-    fn nullable_values(&self) -> [Option<Value>; 13] {
+    fn nullable_values(&self) -> [Option<Value>; 14] {
         let number = |value: Option<Option<i64>>| value.map(Value::from);
         [
             number(self.max_width),
@@ -272,6 +278,7 @@ impl Overrides {
             number(self.max_vram_mb),
             number(self.max_batch_size),
             number(self.max_concurrent_jobs),
+            number(self.max_workers),
             self.allowed_models.as_ref().map(|models| {
                 models.as_ref().map_or(Value::Null, |models| {
                     Value::from(serde_json::to_string(models).expect("strings serialize"))

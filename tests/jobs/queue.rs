@@ -587,3 +587,32 @@ async fn another_tenants_runner_neither_claims_nor_finishes_a_job() {
     .await;
     assert_eq!(job(&app, &owner, id(&claimed)).await["status"], "running");
 }
+
+#[tokio::test]
+async fn gpu_seconds_past_the_daily_limit_fill_the_counter_to_its_limit() {
+    let app = spawn_app().await;
+    let owner = tenant(
+        &app,
+        "acme",
+        "FREE",
+        json!({ "daily_gpu_seconds": 100 }),
+        100,
+    )
+    .await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+    let claimed = runner.claim(&app, 24576).await.unwrap();
+
+    let finished = runner.finish(&app, &claimed, "succeeded", 250).await;
+
+    expect_status(finished, StatusCode::OK).await;
+    let counted = app
+        .query(
+            "SELECT value FROM usage_counters WHERE tenant_id = ? AND user_id = '' AND metric = 'gpu_seconds' AND period = 'day'",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await;
+    assert_eq!(counted[0][0], 100, "counted up to the limit, not dropped");
+    assert_eq!(job(&app, &owner, id(&claimed)).await["gpu_seconds"], 250);
+}

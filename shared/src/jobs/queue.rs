@@ -443,7 +443,7 @@ pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> 
     let tail = read_job(job_id);
     let mut counted = statements.clone();
     if body.gpu_seconds > 0 {
-        counted.extend(counters::increment(
+        counted.extend(counters::increment_to_limit(
             &TenantId::trusted(job.tenant_id.clone()),
             &UserId::trusted(job.user_id.clone()),
             Metric::GpuSeconds,
@@ -455,8 +455,10 @@ pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> 
     counted.push(tail.clone());
     let results = match env.db.batch(counted).await {
         Ok(results) => results,
-        // Work already done is settled even past a GPU-seconds limit: the counters stop
-        // at their limit (the next job is refused) and the job row keeps the real figure.
+        // Work already done is settled whatever the counters say: they fill up to their
+        // limit (the next job is refused) and the job row keeps the real figure. Only a
+        // limit lowered below what was already used still refuses, and then the job is
+        // settled without counting.
         Err(error) if counters::is_quota_exceeded(&error) => {
             statements.push(tail);
             env.db.batch(statements).await?

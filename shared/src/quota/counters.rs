@@ -91,6 +91,54 @@ pub fn increment(
     now: i64,
     only_if: Option<&Statement>,
 ) -> Vec<Statement> {
+    upserts(
+        tenant_id,
+        user_id,
+        metric,
+        amount,
+        now,
+        only_if,
+        Overflow::Refuse,
+    )
+}
+
+/// The same four upserts for work already done (a finished job's GPU seconds): a counter
+/// fills up to its limit and stops there instead of refusing, so the usage is counted as
+/// far as the limit goes and the next piece of work is the one refused.
+pub fn increment_to_limit(
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    metric: Metric,
+    amount: i64,
+    now: i64,
+    only_if: Option<&Statement>,
+) -> Vec<Statement> {
+    upserts(
+        tenant_id,
+        user_id,
+        metric,
+        amount,
+        now,
+        only_if,
+        Overflow::Saturate,
+    )
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Overflow {
+    Refuse,
+    Saturate,
+}
+
+fn upserts(
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    metric: Metric,
+    amount: i64,
+    now: i64,
+    only_if: Option<&Statement>,
+    overflow: Overflow,
+) -> Vec<Statement> {
     MOVED_BY_AN_EVENT
         .iter()
         .map(|&(scope, period)| {
@@ -98,33 +146,45 @@ pub fn increment(
                 Scope::User => "u.id",
                 Scope::Tenant => "''",
             };
+            let limit = in_force_sql(scope, metric, period);
+            let (inserted, updated) = match overflow {
+                Overflow::Refuse => ("?".to_owned(), "value + excluded.value".to_owned()),
+                Overflow::Saturate => (
+                    format!("MIN(?, COALESCE({limit}, ?))"),
+                    "MIN(value + ?, COALESCE(excluded.limit_value, value + ?))".to_owned(),
+                ),
+            };
             let guard = only_if.map_or(String::new(), |query| format!(" AND EXISTS ({})", query.sql));
-            let statement = sql!(
+            let mut statement = sql!(
                 format!(
                     "INSERT INTO usage_counters
                          (tenant_id, user_id, metric, period, period_start, value, limit_value, updated_at)
-                     SELECT t.id, {user_column}, ?, ?, ?, ?, {limit}, ?
+                     SELECT t.id, {user_column}, ?, ?, ?, {inserted}, {limit}, ?
                      FROM tenants t JOIN users u ON u.id = ? AND u.tenant_id = t.id
                      WHERE t.id = ?{guard}
                      ON CONFLICT (tenant_id, user_id, metric, period, period_start) DO UPDATE SET
-                         value = value + excluded.value,
+                         value = {updated},
                          limit_value = excluded.limit_value,
                          updated_at = excluded.updated_at
-                     RETURNING value, limit_value",
-                    limit = in_force_sql(scope, metric, period)
+                     RETURNING value, limit_value"
                 ),
                 metric.as_str(),
                 period.as_str(),
                 Window::containing(period, now).start,
-                amount,
-                now,
-                user_id,
-                tenant_id
+                amount
             );
-            only_if
+            if overflow == Overflow::Saturate {
+                statement = statement.bind(amount);
+            }
+            statement = statement.bind(now).bind(user_id).bind(tenant_id);
+            statement = only_if
                 .into_iter()
                 .flat_map(|query| query.params.iter().cloned())
-                .fold(statement, Statement::bind)
+                .fold(statement, Statement::bind);
+            if overflow == Overflow::Saturate {
+                statement = statement.bind(amount).bind(amount);
+            }
+            statement
         })
         .collect()
 }

@@ -342,3 +342,34 @@ async fn runner_tokens_authenticate_until_revoked_and_runners_go_stale() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn runner_tokens_are_audited_when_created_and_revoked() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let path = format!("workers/{worker}/runner-tokens");
+    let token = expect_status(
+        app.post(&path, &owner.access_token, &json!({ "name": "gpu-1" }))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let token_path = format!("{path}/{}", token["id"].as_str().unwrap());
+
+    let revoked = app.delete(&token_path, &owner.access_token).await;
+    let again = app.delete(&token_path, &owner.access_token).await;
+
+    expect_status(revoked, StatusCode::NO_CONTENT).await;
+    expect_status(again, StatusCode::NO_CONTENT).await;
+    let actions: Vec<String> = app
+        .query(
+            "SELECT action FROM audit_log WHERE tenant_id = ? AND action LIKE 'runner_token.%' ORDER BY seq",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await
+        .into_iter()
+        .map(|row| row[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["runner_token.created", "runner_token.revoked"]);
+}

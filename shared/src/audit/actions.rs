@@ -52,6 +52,8 @@ actions! {
     WebhookDeleted => "webhook.deleted",
     WebhookSecretRotated => "webhook.secret_rotated",
     JobCancelled => "job.cancelled",
+    RunnerTokenCreated => "runner_token.created",
+    RunnerTokenRevoked => "runner_token.revoked",
 }
 
 impl Action {

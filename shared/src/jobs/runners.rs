@@ -9,6 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
+    audit::{self, Action, Actor, Target},
     auth::{
         principal::{Principal, presented_secret},
         rbac::Permission,
@@ -65,7 +66,7 @@ pub async fn create_token(
     worker_id: &str,
 ) -> ApiResult<Response> {
     principal.require(Permission::WorkersManage)?;
-    issue(env, request, worker_id, Some(principal.tenant_id.as_str())).await
+    issue(env, request, worker_id, Some(principal)).await
 }
 
 /// `POST /api/v1/admin/workers/{id}/runner-tokens`: a platform admin's token for a shared
@@ -79,13 +80,15 @@ pub async fn admin_create_token(
     issue(env, request, worker_id, None).await
 }
 
-/// A token on `worker_id` when it belongs to `tenant` (`None`: a shared pool).
+/// A token on `worker_id` when it belongs to the caller's tenant (`None`: a shared pool,
+/// which belongs to no tenant and so has no tenant audit log).
 async fn issue(
     env: &Env,
     request: &ApiRequest,
     worker_id: &str,
-    tenant: Option<&str>,
+    owner: Option<&Principal>,
 ) -> ApiResult<Response> {
+    let tenant = owner.map(|principal| principal.tenant_id.as_str());
     let body: NewToken = request.json()?;
     if body.name.trim().is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::invalid_field(
@@ -95,21 +98,35 @@ async fn issue(
     }
     let (id, now) = (new_id(), env.now());
     let token = format!("{TOKEN_PREFIX}{}", random_token(32));
-    let results = env
-        .db
-        .batch(vec![sql!(
-            "INSERT INTO runner_tokens (id, tenant_id, worker_id, name, token_hash, created_at)
-             SELECT ?, tenant_id, id, ?, ?, ? FROM workers WHERE id = ? AND tenant_id IS ?",
-            &id,
-            body.name.trim(),
-            sha256_hex(&token),
-            now,
-            worker_id,
-            tenant
-        )])
-        .await?;
+    let mut statements = vec![sql!(
+        "INSERT INTO runner_tokens (id, tenant_id, worker_id, name, token_hash, created_at)
+         SELECT ?, tenant_id, id, ?, ?, ? FROM workers WHERE id = ? AND tenant_id IS ?",
+        &id,
+        body.name.trim(),
+        sha256_hex(&token),
+        now,
+        worker_id,
+        tenant
+    )];
+    if let Some(principal) = owner {
+        statements.push(
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::RunnerTokenCreated,
+                Target::new("runner_token", &id),
+                json!({ "worker_id": worker_id, "name": body.name.trim() }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
+        );
+    }
+    let results = env.db.batch(statements).await?;
     if results[0].rows_affected == 0 {
         return Err(ApiError::not_found("worker"));
+    }
+    if let Some(tenant) = tenant {
+        audit::try_seal(env, tenant).await;
     }
     Ok(created(&json!({
         "id": id,
@@ -164,20 +181,39 @@ pub async fn revoke_token(
     token_id: &str,
 ) -> ApiResult<Response> {
     principal.require(Permission::WorkersManage)?;
-    let rows = env
+    let now = env.now();
+    let results = env
         .db
-        .execute(sql!(
-            "UPDATE runner_tokens SET revoked_at = COALESCE(revoked_at, ?)
-             WHERE id = ? AND worker_id = ? AND tenant_id = ?",
-            env.now(),
-            token_id,
-            worker_id,
-            &principal.tenant_id
-        ))
+        .batch(vec![
+            sql!(
+                "UPDATE runner_tokens SET revoked_at = ?
+                 WHERE id = ? AND worker_id = ? AND tenant_id = ? AND revoked_at IS NULL",
+                now,
+                token_id,
+                worker_id,
+                &principal.tenant_id
+            ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::RunnerTokenRevoked,
+                Target::new("runner_token", token_id),
+                json!({ "worker_id": worker_id }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
+            sql!(
+                "SELECT 1 FROM runner_tokens WHERE id = ? AND worker_id = ? AND tenant_id = ?",
+                token_id,
+                worker_id,
+                &principal.tenant_id
+            ),
+        ])
         .await?;
-    if rows.rows_affected == 0 {
+    if results[2].is_empty() {
         return Err(ApiError::not_found("runner token"));
     }
+    audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(no_content())
 }
 

@@ -14,6 +14,15 @@ pub enum QueueTransport {
     Http,
 }
 
+/// What the binary does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Command {
+    /// Claim and run jobs until SIGTERM / Ctrl-C.
+    Run,
+    /// Probe every ComfyUI and exit (same as `--check`).
+    Check,
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "gpu-runner",
@@ -21,6 +30,10 @@ pub enum QueueTransport {
     about = "Runs Tollgate jobs on local ComfyUI instances"
 )]
 pub struct Config {
+    /// `run` (the job loop) or `check`.
+    #[arg(value_enum)]
+    pub command: Option<Command>,
+
     /// ComfyUI base URLs, one per GPU (comma-separated or repeated).
     #[arg(
         long = "comfyui",
@@ -47,11 +60,16 @@ pub struct Config {
     pub queue: QueueTransport,
 
     /// Tollgate API base URL (queue = http).
-    #[arg(long, env = "GPU_RUNNER_TOLLGATE_URL")]
+    #[arg(long, visible_alias = "server", env = "GPU_RUNNER_TOLLGATE_URL")]
     pub tollgate_url: Option<String>,
 
     /// Runner token created by the worker's owner (queue = http).
-    #[arg(long, env = "GPU_RUNNER_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "token",
+        env = "GPU_RUNNER_TOKEN",
+        hide_env_values = true
+    )]
     pub runner_token: Option<String>,
 
     /// libSQL URL: a file path or libsql:// / https:// (queue = libsql).
@@ -83,6 +101,26 @@ pub struct Config {
     /// in seconds.
     #[arg(long, env = "GPU_RUNNER_INTERRUPT_GRACE_S", default_value_t = 120)]
     pub interrupt_grace_s: u64,
+
+    /// Heartbeat interval, in seconds.
+    #[arg(long, env = "GPU_RUNNER_HEARTBEAT_S", default_value_t = 30)]
+    pub heartbeat_s: u64,
+
+    /// Lease renewal interval while a job runs, in seconds (the lease lasts 60).
+    #[arg(long, env = "GPU_RUNNER_RENEW_S", default_value_t = 15)]
+    pub renew_s: u64,
+
+    /// Shortest wait between claims when the queue is empty, in milliseconds.
+    #[arg(long, env = "GPU_RUNNER_IDLE_MIN_MS", default_value_t = 500)]
+    pub idle_min_ms: u64,
+
+    /// Longest wait between claims when the queue is empty, in milliseconds.
+    #[arg(long, env = "GPU_RUNNER_IDLE_MAX_MS", default_value_t = 10_000)]
+    pub idle_max_ms: u64,
+
+    /// On SIGTERM, how long a running job may go on before it is handed back, in seconds.
+    #[arg(long, env = "GPU_RUNNER_SHUTDOWN_GRACE_S", default_value_t = 300)]
+    pub shutdown_grace_s: u64,
 }
 
 impl Config {
@@ -116,6 +154,19 @@ impl Config {
             }
         }
         out
+    }
+
+    pub fn worker_options(&self) -> crate::worker::WorkerOptions {
+        let idle_min = Duration::from_millis(self.idle_min_ms.max(10));
+        crate::worker::WorkerOptions {
+            heartbeat_interval: Duration::from_secs(self.heartbeat_s.max(1)),
+            renew_interval: Duration::from_secs(self.renew_s.max(1)),
+            idle_poll_min: idle_min,
+            idle_poll_max: Duration::from_millis(self.idle_max_ms).max(idle_min),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            execute: self.execute_options(),
+            ..crate::worker::WorkerOptions::default()
+        }
     }
 
     pub fn execute_options(&self) -> crate::execute::Options {
@@ -154,5 +205,21 @@ mod tests {
         .unwrap();
         assert!(c.queue_problems().is_empty());
         assert_eq!(c.comfyui_urls, ["http://127.0.0.1:8188"]);
+        let c = Config::try_parse_from([
+            "gpu-runner",
+            "run",
+            "--server",
+            "https://api.example",
+            "--token",
+            "tgr_x",
+            "--idle-max-ms",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(c.command, Some(Command::Run));
+        assert_eq!(c.runner_token.as_deref(), Some("tgr_x"));
+        assert!(c.queue_problems().is_empty());
+        let o = c.worker_options();
+        assert_eq!(o.idle_poll_max, o.idle_poll_min);
     }
 }

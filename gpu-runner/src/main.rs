@@ -1,11 +1,17 @@
-//! The GPU runner binary. `--check` probes every configured ComfyUI and exits; the job loop
-//! (claiming from Tollgate's queue) arrives with the queue transport.
+//! The GPU runner binary. `check` (or `--check`) probes every configured ComfyUI and exits;
+//! `run` claims jobs from Tollgate's queue and runs them until SIGTERM or Ctrl-C, then
+//! finishes (or, past the grace, hands back) what it holds and exits 0.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use gpu_runner::comfyui::ComfyClient;
-use gpu_runner::config::Config;
+use gpu_runner::config::{Command, Config, QueueTransport};
+use gpu_runner::queue::HttpQueue;
+use gpu_runner::store::LocalDirStore;
+use gpu_runner::worker::{Identity, Worker};
+use tokio::sync::watch;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -51,6 +57,83 @@ async fn check(config: &Config) -> bool {
     all_ok
 }
 
+/// The host name for heartbeats when `--name` is not given.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gpu-runner".to_string())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                eprintln!("gpu-runner: cannot watch SIGTERM ({e}); Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(config: &Config) -> ExitCode {
+    let (Some(server), Some(token)) = (&config.tollgate_url, &config.runner_token) else {
+        return ExitCode::from(2);
+    };
+    let queue = match HttpQueue::new(server, token) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("gpu-runner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let worker = Worker {
+        queue: Arc::new(queue),
+        comfyui: config
+            .comfyui_urls
+            .iter()
+            .map(|u| ComfyClient::new(u))
+            .collect(),
+        store: Arc::new(LocalDirStore::new(&config.output_dir)),
+        identity: Identity {
+            host: config.name.clone().unwrap_or_else(host_name),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        options: config.worker_options(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("gpu-runner: stopping: no new claims");
+        stop_tx.send_replace(true);
+        // Keep the sender: a closed channel would read as "nobody can stop".
+        std::future::pending::<()>().await;
+    });
+    eprintln!(
+        "gpu-runner {}: serving {} ComfyUI instance(s) for {server}",
+        env!("CARGO_PKG_VERSION"),
+        worker.comfyui.len()
+    );
+    let summary = worker.run(stop_rx).await;
+    eprintln!("gpu-runner: stopped ({summary})");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let config = Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -63,21 +146,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.check {
+    if config.check || config.command == Some(Command::Check) {
         return if runtime.block_on(check(&config)) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         };
     }
-    for problem in config.queue_problems() {
+    if config.command != Some(Command::Run) {
+        eprintln!("gpu-runner: say `run` to claim jobs or `check` to probe ComfyUI (see --help)");
+        return ExitCode::from(2);
+    }
+    let problems = config.queue_problems();
+    for problem in &problems {
         eprintln!("gpu-runner: {problem}");
     }
-    eprintln!(
-        "gpu-runner {}: the queue transport ({:?}) is not part of this build yet; \
-         use --check to verify this host's ComfyUI instances",
-        env!("CARGO_PKG_VERSION"),
-        config.queue
-    );
-    ExitCode::from(2)
+    if !problems.is_empty() {
+        return ExitCode::from(2);
+    }
+    if config.queue == QueueTransport::Libsql {
+        eprintln!(
+            "gpu-runner {}: the libsql queue transport is not part of this build yet; \
+             use --queue http with a runner token",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::from(2);
+    }
+    runtime.block_on(run(&config))
 }

@@ -4,6 +4,7 @@
 //! edge, where a batch is one round trip. There are no interactive transactions: a rule that
 //! must hold under concurrency is written as one statement or one batch.
 
+pub mod hrana;
 mod migrate;
 mod value;
 

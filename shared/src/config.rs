@@ -53,6 +53,10 @@ pub struct Config {
     /// The signing secret of the Stripe webhook endpoint (`whsec_...`); without it Stripe
     /// events are not accepted.
     pub stripe_webhook_secret: Option<String>,
+    /// The bearer token of `POST /api/v1/cron/run`, for runtimes without a scheduler of their
+    /// own (Spin, plain WASI HTTP): an external scheduler calls it. Without it the endpoint
+    /// does not exist.
+    pub cron_secret: Option<String>,
     /// How long a tenant whose invoice failed keeps its plan before the downgrade to FREE.
     pub billing_grace_seconds: i64,
     /// Stripe's secret API key (`sk_...`): checkout, portal, invoices, off-session top-ups.
@@ -146,6 +150,7 @@ impl Config {
                 .to_owned(),
             stripe_webhook_secret: lookup("TOLLGATE_STRIPE_WEBHOOK_SECRET")
                 .filter(|secret| !secret.is_empty()),
+            cron_secret: lookup("TOLLGATE_CRON_SECRET").filter(|secret| !secret.is_empty()),
             billing_grace_seconds: number("TOLLGATE_BILLING_GRACE_SECONDS", 7 * 24 * 3600)?,
             stripe_secret_key: lookup("TOLLGATE_STRIPE_SECRET_KEY").filter(|key| !key.is_empty()),
             stripe_api_base: lookup("TOLLGATE_STRIPE_API_BASE")

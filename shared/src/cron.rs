@@ -2,10 +2,16 @@
 //! trigger, an external scheduler calling Spin). Each task is idempotent and safe to run
 //! twice at once.
 
+use http::StatusCode;
+use subtle::ConstantTimeEq;
+
 use crate::{
-    Env, audit,
+    ApiError, Env,
+    api::{ApiRequest, Response, ok},
+    audit,
     billing::{checkout, stripe_events},
     db::DbError,
+    error::ApiResult,
     jobs::queue::{self, ReapReport},
     mail::{self, MailReport},
     quota::{counters, rate_limit},
@@ -15,7 +21,7 @@ use crate::{
 };
 
 /// What one run did, for the runtime's log.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, serde::Serialize)]
 pub struct CronReport {
     pub rate_limit_windows_purged: u64,
     pub expired_tokens_purged: u64,
@@ -86,4 +92,28 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
         emails,
         jobs_reaped,
     })
+}
+
+/// `POST /api/v1/cron/run` with `Authorization: Bearer <TOLLGATE_CRON_SECRET>`: one run, its
+/// report as JSON. For runtimes with no scheduler of their own; absent (404) unless a secret
+/// is configured, so no deployment exposes it by accident.
+pub async fn run_on_request(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let Some(secret) = env.config.cron_secret.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route for this path",
+        ));
+    };
+    let presented = request
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(secret.as_bytes())) {
+        return Err(ApiError::unauthorized(
+            "the cron secret is missing or wrong",
+        ));
+    }
+    let report = run(env).await?;
+    Ok(ok(&report))
 }

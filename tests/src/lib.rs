@@ -2,6 +2,8 @@
 //! free loopback port with a fresh database file, and the helpers drive it over HTTP the
 //! way a client would. Dropping the [`TestApp`] stops the server.
 
+pub mod hrana_server;
+
 use std::path::PathBuf;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -14,6 +16,7 @@ use tollgate::{
     tenancy::{Email, admin},
 };
 use tollgate_server::{
+    database::Database,
     outbound::NativeOutbound,
     server::{self, RunningServer, ServerClock, ServerSettings},
 };
@@ -28,6 +31,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     config: Config,
     server: Option<RunningServer>,
+    /// The libSQL HTTP endpoint the server reaches its database through, in Hrana mode.
+    _hrana: Option<hrana_server::HranaServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,6 +63,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = server::open_database(db_path.to_str().unwrap(), 0)
         .await
         .expect("the database opens and migrates");
+    // With TOLLGATE_TESTS_OVER_HRANA set, the server reaches the same file through the Hrana
+    // test server (its remote mode, as the edge does), while the harness keeps reading the
+    // file directly: the suites then check the remote adapter and the test server alike.
+    let (database, hrana) = if std::env::var_os("TOLLGATE_TESTS_OVER_HRANA").is_some() {
+        let hrana = hrana_server::HranaServer::start(&db_path, "test-token").await;
+        let remote = Database::open(&hrana.url, Some(hrana.token.clone()))
+            .await
+            .expect("a remote database URL");
+        (remote, Some(hrana))
+    } else {
+        (Database::from(db), None)
+    };
     let clock = ManualClock::starting_at(SystemClock.now());
     let running = server::start(
         ServerSettings {
@@ -67,7 +84,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             config: config.clone(),
             clock: ServerClock::Manual(clock.clone()),
         },
-        db,
+        database,
     )
     .expect("the server starts");
     TestApp {
@@ -80,6 +97,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         config,
         server: Some(running),
+        _hrana: hrana,
         _dir: dir,
     }
 }

@@ -13,7 +13,10 @@ use tollgate::{
     tenancy::{Email, Slug, admin, parse_display_name, plans, tenants},
 };
 
-use crate::server::{self, ServerClock, ServerSettings};
+use crate::{
+    database::Database,
+    server::{self, ServerClock, ServerSettings},
+};
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +25,8 @@ use crate::server::{self, ServerClock, ServerSettings};
     about = "Tollgate: the gate in front of paid AI workloads"
 )]
 pub struct Cli {
-    /// The database: a file path (`file:` prefix allowed) or `:memory:`.
+    /// The database: a file path (`file:` prefix allowed), `:memory:`, or a remote libSQL
+    /// (`libsql://…` as Turso prints it, or a sqld's `http(s)://…`) reached over Hrana HTTP.
     #[arg(
         long,
         env = "TOLLGATE_DATABASE_URL",
@@ -30,6 +34,14 @@ pub struct Cli {
         global = true
     )]
     pub database: String,
+    /// The auth token of a remote libSQL database.
+    #[arg(
+        long,
+        env = "TOLLGATE_DATABASE_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_token: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info", global = true)]
     pub log_level: String,
@@ -125,18 +137,6 @@ impl Cli {
             _ => std::env::var(name).ok(),
         })
     }
-
-    /// The database path the embedded adapter opens.
-    pub fn database_path(&self) -> Result<String, String> {
-        let url = self.database.trim();
-        if url.starts_with("libsql://") || url.starts_with("http://") || url.starts_with("https://")
-        {
-            return Err(format!(
-                "{url}: remote libSQL databases are reached through the Hrana adapter, not yet part of this build; use a file path"
-            ));
-        }
-        Ok(url.strip_prefix("file:").unwrap_or(url).to_owned())
-    }
 }
 
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -144,22 +144,26 @@ pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 /// Runs the chosen command to completion.
 pub fn run(cli: Cli) -> CliResult {
     let config = cli.config()?;
-    let path = cli.database_path()?;
+    let url = cli.database.trim().to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let db = runtime.block_on(server::open_database(&path, SystemClock.now()))?;
+    let database = runtime.block_on(server::open_database_url(
+        &url,
+        cli.database_token.clone(),
+        SystemClock.now(),
+    ))?;
     match cli.command {
-        None | Some(Command::Serve) => serve(cli.serve, config, db, &runtime),
+        None | Some(Command::Serve) => serve(cli.serve, config, database, &runtime),
         Some(Command::Migrate) => {
-            println!("{path}: schema is current");
+            println!("{}: schema is current", redacted(&url));
             Ok(())
         }
         Some(Command::Admin(command)) => {
             // Admin commands send nothing over HTTP; webhook events they cause go out with
             // the server's next cron run.
             let env = Env::new(
-                Box::new(db),
+                database.port(),
                 Box::new(SystemClock),
                 Box::new(NoOutbound),
                 config,
@@ -172,7 +176,7 @@ pub fn run(cli: Cli) -> CliResult {
 fn serve(
     args: ServeArgs,
     config: Config,
-    db: crate::db::LibsqlDb,
+    database: Database,
     runtime: &tokio::runtime::Runtime,
 ) -> CliResult {
     if config.jwt_secret_generated {
@@ -192,7 +196,7 @@ fn serve(
             config,
             clock: ServerClock::System,
         },
-        db,
+        database,
     )?;
     runtime.block_on(shutdown_signal());
     tracing::info!("shutting down: finishing requests in flight");
@@ -274,4 +278,9 @@ async fn admin(env: &Env, command: AdminCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// The URL without anything that could be a credential in its query (`?authToken=`).
+fn redacted(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }

@@ -25,7 +25,7 @@ use tollgate::{
     error::ErrorCause,
 };
 
-use crate::{db::LibsqlDb, outbound::NativeOutbound};
+use crate::{database::Database, db::LibsqlDb, outbound::NativeOutbound};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,18 +93,41 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Opens the database at `path` and brings its schema up to date.
+/// Opens the embedded database at `path` and brings its schema up to date.
 pub async fn open_database(path: &str, now: i64) -> Result<LibsqlDb, StartError> {
     let db = LibsqlDb::open(path).await.map_err(StartError::Database)?;
-    let applied = migrate(&db, now).await.map_err(StartError::Migration)?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "applied migrations");
-    }
+    migrate_database(&db, now).await?;
     Ok(db)
 }
 
+/// Opens the database at `url` (a path or a remote libSQL URL) and brings its schema up to
+/// date.
+pub async fn open_database_url(
+    url: &str,
+    token: Option<String>,
+    now: i64,
+) -> Result<Database, StartError> {
+    let database = Database::open(url, token)
+        .await
+        .map_err(StartError::Database)?;
+    migrate_database(&*database.port(), now).await?;
+    Ok(database)
+}
+
+async fn migrate_database(db: &dyn tollgate::db::Db, now: i64) -> Result<(), StartError> {
+    let applied = migrate(db, now).await.map_err(StartError::Migration)?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    Ok(())
+}
+
 /// Binds the address and starts the workers on an opened, migrated database.
-pub fn start(settings: ServerSettings, db: LibsqlDb) -> Result<RunningServer, StartError> {
+pub fn start(
+    settings: ServerSettings,
+    database: impl Into<Database>,
+) -> Result<RunningServer, StartError> {
+    let database = database.into();
     let listener = std::net::TcpListener::bind(settings.address).map_err(StartError::Bind)?;
     listener.set_nonblocking(true).map_err(StartError::Bind)?;
     let local_addr = listener.local_addr().map_err(StartError::Bind)?;
@@ -112,7 +135,11 @@ pub fn start(settings: ServerSettings, db: LibsqlDb) -> Result<RunningServer, St
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (db, config, clock) = (db.clone(), settings.config.clone(), settings.clock.clone());
+            let (database, config, clock) = (
+                database.clone(),
+                settings.config.clone(),
+                settings.clock.clone(),
+            );
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
             let cron_interval = (index == 0).then_some(settings.cron_interval);
             let stop = stop.clone();
@@ -120,7 +147,7 @@ pub fn start(settings: ServerSettings, db: LibsqlDb) -> Result<RunningServer, St
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
                     let outbound = NativeOutbound::new(config.webhooks_allow_private);
-                    let env = Env::new(Box::new(db), clock.port(), Box::new(outbound), config);
+                    let env = Env::new(database.port(), clock.port(), Box::new(outbound), config);
                     run_worker(listener, env, cron_interval, stop)
                 })
                 .map_err(StartError::Bind)

@@ -10,6 +10,7 @@ use crate::{
     auth::{api_keys, identity, principal, recovery, sessions},
     billing,
     credits::{accounts, alerts, grants, ledger, reservations},
+    cron,
     error::ApiResult,
     jobs, mail, quota, reports, sql,
     tenancy::{admin, invitations, plans, tenants, users},
@@ -49,6 +50,7 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
     let method = &request.method;
     match segments.as_slice() {
         ["health"] => on!(method, { GET => health(env).await }),
+        ["cron", "run"] => on!(method, { POST => cron::run_on_request(env, request).await }),
 
         ["auth", "register"] => on!(method, { POST => tenants::register(env, request).await }),
         ["auth", "login"] => on!(method, { POST => sessions::login(env, request).await }),

@@ -617,7 +617,7 @@ pub async fn cancel(env: &Env, tenant: &str, actor: &Actor, job_id: &str) -> Api
 }
 
 /// What one reaper run did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReapReport {
     /// Jobs whose lease expired, queued again after a backoff.
     pub requeued: u64,

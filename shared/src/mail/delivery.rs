@@ -58,7 +58,7 @@ pub const RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 const ERROR_CHARS: usize = 500;
 
 /// What one delivery run did, for the cron report.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct MailReport {
     pub attempts: u64,
     pub sent: u64,

@@ -37,7 +37,7 @@ const MAX_ROUNDS: usize = 50;
 pub const DAILY_RETENTION_SECONDS: i64 = 400 * 86_400;
 
 /// What one run built, for the cron report.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct ReportsBuilt {
     pub daily: u64,
     pub monthly: u64,

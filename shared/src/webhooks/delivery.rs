@@ -43,7 +43,7 @@ const EXCERPT_BYTES: usize = 1024;
 const USER_AGENT: &str = "Tollgate-Webhooks/1";
 
 /// What one delivery run did, for the cron report.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct DeliveryReport {
     pub events_fanned_out: u64,
     pub deliveries_created: u64,

@@ -28,6 +28,9 @@ say "shared crate on the edge targets"
 cargo build --locked -p tollgate -p tollgate-cloudflare --target wasm32-unknown-unknown
 cargo build --locked -p tollgate -p tollgate-spin --target wasm32-wasip2
 
+say "an S3-compatible server for the object-store tests (moto, from PyPI)"
+eval "$(bash scripts/tools/s3.sh)"
+
 say "tests"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// How the runner reaches Tollgate's job queue (the transports land next).
+/// How the runner reaches Tollgate's job queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueTransport {
-    /// Poll the queue table directly over libSQL (`--database-url`, `--database-token`).
+    /// Poll the queue table directly over libSQL (`--database`), as the runner of
+    /// `--token`.
     Libsql,
-    /// Tollgate's runner endpoints with a runner token (hosts without database credentials).
+    /// Tollgate's runner endpoints (`--server`) with the runner token (hosts without
+    /// database credentials).
     Http,
 }
 
@@ -51,19 +53,26 @@ pub struct Config {
     )]
     pub output_dir: PathBuf,
 
+    /// Where outputs go instead of `--output-dir`: `s3://BUCKET/PREFIX?endpoint=URL&region=R`
+    /// (an S3-compatible bucket; keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and
+    /// AWS_SESSION_TOKEN), or a directory.
+    #[arg(long, env = "GPU_RUNNER_STORE")]
+    pub store: Option<String>,
+
     /// Probe every ComfyUI's /system_stats, print GPU, VRAM and version, and exit.
     #[arg(long)]
     pub check: bool,
 
-    /// Queue transport.
-    #[arg(long, env = "GPU_RUNNER_QUEUE", value_enum, default_value = "http")]
-    pub queue: QueueTransport,
+    /// Queue transport; by default `libsql` when `--database` is given, else `http`.
+    #[arg(long, env = "GPU_RUNNER_QUEUE", value_enum)]
+    pub queue: Option<QueueTransport>,
 
     /// Tollgate API base URL (queue = http).
     #[arg(long, visible_alias = "server", env = "GPU_RUNNER_TOLLGATE_URL")]
     pub tollgate_url: Option<String>,
 
-    /// Runner token created by the worker's owner (queue = http).
+    /// Runner token created by the worker's owner (`tgr_…`): it names the worker, with
+    /// either transport.
     #[arg(
         long,
         visible_alias = "token",
@@ -72,17 +81,14 @@ pub struct Config {
     )]
     pub runner_token: Option<String>,
 
-    /// libSQL URL: a file path or libsql:// / https:// (queue = libsql).
-    #[arg(long, env = "GPU_RUNNER_DATABASE_URL")]
+    /// Tollgate's database (queue = libsql): a file path or `file:` (embedded libSQL on
+    /// this host), or `libsql://` / `http(s)://` (a libSQL server).
+    #[arg(long, visible_alias = "database", env = "GPU_RUNNER_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// libSQL auth token (queue = libsql, remote).
+    /// Auth token of a libSQL server (queue = libsql, remote).
     #[arg(long, env = "GPU_RUNNER_DATABASE_TOKEN", hide_env_values = true)]
     pub database_token: Option<String>,
-
-    /// Worker pool this runner serves (queue = libsql; with http the token names it).
-    #[arg(long, env = "GPU_RUNNER_WORKER")]
-    pub worker: Option<String>,
 
     /// Name reported in heartbeats (defaults to the host name).
     #[arg(long, env = "GPU_RUNNER_NAME")]
@@ -124,34 +130,48 @@ pub struct Config {
 }
 
 impl Config {
+    /// The transport in use: `--queue`, else inferred from `--database`.
+    pub fn transport(&self) -> QueueTransport {
+        self.queue.unwrap_or(if self.database_url.is_some() {
+            QueueTransport::Libsql
+        } else {
+            QueueTransport::Http
+        })
+    }
+
     /// Problems that make the configuration unusable for the job loop.
     pub fn queue_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        match self.queue {
+        if self.queue.is_none() && self.tollgate_url.is_some() && self.database_url.is_some() {
+            out.push(
+                "give --server (runner endpoints) or --database (direct), not both, or say --queue"
+                    .into(),
+            );
+        }
+        match self.transport() {
             QueueTransport::Http => {
                 if self.tollgate_url.is_none() {
                     out.push(
-                        "--tollgate-url (GPU_RUNNER_TOLLGATE_URL) is required with --queue http"
+                        "--server (GPU_RUNNER_TOLLGATE_URL) or --database (GPU_RUNNER_DATABASE_URL) is required"
                             .into(),
                     );
                 }
-                if self.runner_token.is_none() {
-                    out.push(
-                        "--runner-token (GPU_RUNNER_TOKEN) is required with --queue http".into(),
-                    );
-                }
             }
-            QueueTransport::Libsql => {
-                if self.database_url.is_none() {
-                    out.push(
-                        "--database-url (GPU_RUNNER_DATABASE_URL) is required with --queue libsql"
-                            .into(),
-                    );
+            QueueTransport::Libsql => match &self.database_url {
+                None => out.push(
+                    "--database (GPU_RUNNER_DATABASE_URL) is required with --queue libsql".into(),
+                ),
+                Some(url) => {
+                    if let Err(e) = crate::direct::DatabaseUrl::parse(url) {
+                        out.push(format!("--database: {e}"));
+                    }
                 }
-                if self.worker.is_none() {
-                    out.push("--worker (GPU_RUNNER_WORKER) is required with --queue libsql".into());
-                }
-            }
+            },
+        }
+        if self.runner_token.is_none() {
+            out.push(
+                "--token (GPU_RUNNER_TOKEN) is required: the runner token names the worker".into(),
+            );
         }
         out
     }
@@ -194,16 +214,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.comfyui_urls.len(), 2);
-        assert_eq!(c.queue_problems().len(), 2);
+        assert_eq!(c.queue_problems().len(), 2, "{:?}", c.queue_problems());
         let c = Config::try_parse_from([
             "gpu-runner",
             "--tollgate-url",
             "https://api.example",
             "--runner-token",
-            "rt_x",
+            "tgr_x",
         ])
         .unwrap();
         assert!(c.queue_problems().is_empty());
+        assert_eq!(c.transport(), QueueTransport::Http);
         assert_eq!(c.comfyui_urls, ["http://127.0.0.1:8188"]);
         let c = Config::try_parse_from([
             "gpu-runner",
@@ -221,5 +242,42 @@ mod tests {
         assert!(c.queue_problems().is_empty());
         let o = c.worker_options();
         assert_eq!(o.idle_poll_max, o.idle_poll_min);
+    }
+
+    #[test]
+    fn a_database_selects_the_direct_transport() {
+        let c = Config::try_parse_from([
+            "gpu-runner",
+            "run",
+            "--database",
+            "/var/lib/tollgate/tollgate.db",
+            "--token",
+            "tgr_x",
+        ])
+        .unwrap();
+        assert_eq!(c.transport(), QueueTransport::Libsql);
+        assert!(c.queue_problems().is_empty(), "{:?}", c.queue_problems());
+        // Without the token the runner would not know its worker.
+        let c =
+            Config::try_parse_from(["gpu-runner", "--database", "libsql://db.example"]).unwrap();
+        assert_eq!(c.queue_problems().len(), 1, "{:?}", c.queue_problems());
+        // Both places named: ambiguous unless the transport is said.
+        let both = [
+            "gpu-runner",
+            "--database",
+            "t.db",
+            "--server",
+            "https://api.example",
+            "--token",
+            "tgr_x",
+        ];
+        let c = Config::try_parse_from(both).unwrap();
+        assert_eq!(c.queue_problems().len(), 1, "{:?}", c.queue_problems());
+        let c = Config::try_parse_from(both.iter().copied().chain(["--queue", "http"])).unwrap();
+        assert!(c.queue_problems().is_empty());
+        let c =
+            Config::try_parse_from(["gpu-runner", "--database", ":memory:", "--token", "tgr_x"])
+                .unwrap();
+        assert_eq!(c.queue_problems().len(), 1);
     }
 }

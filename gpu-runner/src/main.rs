@@ -1,6 +1,7 @@
 //! The GPU runner binary. `check` (or `--check`) probes every configured ComfyUI and exits;
-//! `run` claims jobs from Tollgate's queue and runs them until SIGTERM or Ctrl-C, then
-//! finishes (or, past the grace, hands back) what it holds and exits 0.
+//! `run` claims jobs from Tollgate's queue (its runner endpoints, or its database directly)
+//! and runs them until SIGTERM or Ctrl-C, then finishes (or, past the grace, hands back)
+//! what it holds and exits 0.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use clap::Parser;
 use gpu_runner::comfyui::ComfyClient;
 use gpu_runner::config::{Command, Config, QueueTransport};
-use gpu_runner::queue::HttpQueue;
-use gpu_runner::store::LocalDirStore;
+use gpu_runner::direct::{DatabaseUrl, DbQueue};
+use gpu_runner::queue::{HttpQueue, Queue};
+use gpu_runner::store::{self, LocalDirStore};
 use gpu_runner::worker::{Identity, Worker};
 use tokio::sync::watch;
 
@@ -91,25 +93,55 @@ async fn shutdown_signal() {
     }
 }
 
+/// The queue the configuration names, connected.
+async fn connect_queue(config: &Config) -> Result<(Arc<dyn Queue>, String), String> {
+    let token = config.runner_token.as_deref().unwrap_or_default();
+    match config.transport() {
+        QueueTransport::Http => {
+            let server = config.tollgate_url.as_deref().unwrap_or_default();
+            let queue = HttpQueue::new(server, token).map_err(|e| e.to_string())?;
+            Ok((Arc::new(queue), server.to_string()))
+        }
+        QueueTransport::Libsql => {
+            let url = DatabaseUrl::parse(config.database_url.as_deref().unwrap_or_default())?;
+            let queue = DbQueue::connect(&url, config.database_token.clone(), token)
+                .await
+                .map_err(|e| e.to_string())?;
+            let shown = match &url {
+                DatabaseUrl::File(path) => format!("the database {path}"),
+                DatabaseUrl::Remote(url) => format!("the database at {url}"),
+            };
+            Ok((Arc::new(queue), shown))
+        }
+    }
+}
+
 async fn run(config: &Config) -> ExitCode {
-    let (Some(server), Some(token)) = (&config.tollgate_url, &config.runner_token) else {
-        return ExitCode::from(2);
-    };
-    let queue = match HttpQueue::new(server, token) {
+    let (queue, server) = match connect_queue(config).await {
         Ok(q) => q,
         Err(e) => {
             eprintln!("gpu-runner: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let store = match &config.store {
+        Some(spec) => match store::open(spec) {
+            Ok(store) => store,
+            Err(e) => {
+                eprintln!("gpu-runner: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Arc::new(LocalDirStore::new(&config.output_dir)),
+    };
     let worker = Worker {
-        queue: Arc::new(queue),
+        queue,
         comfyui: config
             .comfyui_urls
             .iter()
             .map(|u| ComfyClient::new(u))
             .collect(),
-        store: Arc::new(LocalDirStore::new(&config.output_dir)),
+        store,
         identity: Identity {
             host: config.name.clone().unwrap_or_else(host_name),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -162,14 +194,6 @@ fn main() -> ExitCode {
         eprintln!("gpu-runner: {problem}");
     }
     if !problems.is_empty() {
-        return ExitCode::from(2);
-    }
-    if config.queue == QueueTransport::Libsql {
-        eprintln!(
-            "gpu-runner {}: the libsql queue transport is not part of this build yet; \
-             use --queue http with a runner token",
-            env!("CARGO_PKG_VERSION")
-        );
         return ExitCode::from(2);
     }
     runtime.block_on(run(&config))

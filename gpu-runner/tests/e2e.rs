@@ -1,236 +1,38 @@
 //! End to end: the real Tollgate server (in-process, `tollgate_tests::spawn_app`), the
-//! runner's job loop over the HTTP transport with a runner token, and the ComfyUI double
-//! replaying recorded traffic. Every wait is on a condition with a deadline.
+//! runner's job loop and the ComfyUI double replaying recorded traffic. Every scenario runs
+//! over each queue transport: Tollgate's runner endpoints with a runner token (`::http`),
+//! the server's database file through the same shared queue functions (`::direct`), and
+//! the same over Hrana HTTP, as with Turso or sqld (`::direct_hrana`).
+//! Every wait is on a condition with a deadline.
 
 #[allow(dead_code)]
+#[macro_use]
 mod support;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use gpu_runner::comfyui::ComfyClient;
-use gpu_runner::execute;
-use gpu_runner::queue::HttpQueue;
-use gpu_runner::store::LocalDirStore;
-use gpu_runner::worker::{Identity, Summary, Worker, WorkerOptions};
+use gpu_runner::queue::QueueError;
+use gpu_runner::worker::Summary;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::comfyui_double::{ComfyDouble, Faults, Run};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app};
+use support::tollgate::*;
+use tollgate_tests::{expect_status, spawn_app};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+over_every_transport!(
+    a_job_runs_end_to_end_and_settles_once,
+    a_workflow_comfyui_rejects_fails_with_the_node_errors_and_releases,
+    a_cancel_while_running_interrupts_comfyui_and_ends_cancelled,
+    comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_settles_once,
+    a_stop_past_the_grace_interrupts_the_job_and_hands_it_back,
+    a_runner_claims_only_its_tokens_worker_and_stops_when_revoked,
+    the_binary_runs_until_sigterm_and_exits_zero,
+);
 
-/// A tenant whose pool holds 100 credits, with limits that let the recorded workflows in.
-async fn funded_tenant(app: &TestApp, slug: &str) -> TestUser {
-    let owner = app.register(slug).await;
-    let admin = app
-        .platform_admin(&format!("ops@{slug}.platform.test"))
-        .await;
-    let plan = json!({ "plan": "FREE", "overrides": {
-        "requests_per_minute": 1_000_000,
-        "max_width": null, "max_height": null, "max_pixels": null,
-        "max_batch_size": null, "max_vram_mb": null,
-    }});
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", owner.tenant_id),
-            &admin,
-            &plan,
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
-    let response = app
-        .post(
-            &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
-            &admin,
-            &json!({ "amount": 100, "reason": "test grant" }),
-        )
-        .await;
-    assert!(
-        response.status().is_success(),
-        "grant: {}",
-        response.status()
-    );
-    owner
-}
-
-/// A runner token on the tenant's default worker: (worker id, token).
-async fn runner_token(app: &TestApp, owner: &TestUser) -> (String, String) {
-    let workers = expect_status(
-        app.get("workers", &owner.access_token).await,
-        StatusCode::OK,
-    )
-    .await;
-    let worker = workers["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["default"] == true)
-        .expect("a default worker")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = app
-        .post(
-            &format!("workers/{worker}/runner-tokens"),
-            &owner.access_token,
-            &json!({ "name": "gpu-host-1" }),
-        )
-        .await;
-    let token = expect_status(response, StatusCode::CREATED).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (worker, token)
-}
-
-async fn submit(app: &TestApp, owner: &TestUser, workflow: &Value) -> String {
-    let response = app
-        .post(
-            "jobs",
-            &owner.access_token,
-            &json!({ "workflow": workflow }),
-        )
-        .await;
-    expect_status(response, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn job(app: &TestApp, owner: &TestUser, id: &str) -> Value {
-    expect_status(
-        app.get(&format!("jobs/{id}"), &owner.access_token).await,
-        StatusCode::OK,
-    )
-    .await
-}
-
-/// Polls the job until `done` holds, or panics at the deadline.
-async fn wait_for_job(
-    app: &TestApp,
-    owner: &TestUser,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let j = job(app, owner, id).await;
-        if done(&j) {
-            return j;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; job: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// (total, used, reserved) of the tenant's pool.
-async fn pool(app: &TestApp, owner: &TestUser) -> (i64, i64, i64) {
-    let rows = app
-        .query(
-            "SELECT total, used, reserved FROM credit_accounts WHERE tenant_id = ? AND user_id IS NULL",
-            vec![owner.tenant_id.clone().into()],
-        )
-        .await;
-    let r = &rows[0];
-    (
-        r[0].as_i64().unwrap(),
-        r[1].as_i64().unwrap(),
-        r[2].as_i64().unwrap(),
-    )
-}
-
-async fn events(app: &TestApp, owner: &TestUser, event_type: &str) -> Vec<Value> {
-    app.query(
-        "SELECT payload FROM outbox_events WHERE tenant_id = ? AND type = ? ORDER BY created_at",
-        vec![owner.tenant_id.clone().into(), event_type.into()],
-    )
-    .await
-    .into_iter()
-    .map(|row| serde_json::from_str(row[0].as_str().unwrap()).unwrap())
-    .collect()
-}
-
-/// What a job is charged for its GPU seconds (the queue's `actual_cost`).
-fn charge(gpu_seconds: i64) -> i64 {
-    1 + (gpu_seconds + 9) / 10
-}
-
-/// The runner's job loop, in-process, until stopped.
-struct RunningWorker {
-    stop: watch::Sender<bool>,
-    handle: JoinHandle<Summary>,
-    dir: PathBuf,
-}
-
-impl RunningWorker {
-    fn start(app: &TestApp, token: &str, comfyui: &str) -> RunningWorker {
-        Self::with_grace(app, token, comfyui, Duration::from_secs(10))
-    }
-
-    fn with_grace(
-        app: &TestApp,
-        token: &str,
-        comfyui: &str,
-        shutdown_grace: Duration,
-    ) -> RunningWorker {
-        let dir =
-            std::env::temp_dir().join(format!("gpu-runner-e2e-{}", uuid::Uuid::new_v4().simple()));
-        let worker = Worker {
-            queue: Arc::new(HttpQueue::new(&app.base_url, token).unwrap()),
-            comfyui: vec![ComfyClient::new(comfyui)],
-            store: Arc::new(LocalDirStore::new(&dir)),
-            identity: Identity {
-                host: "gpu-host-1".into(),
-                version: "0.1.0-test".into(),
-            },
-            options: WorkerOptions {
-                heartbeat_interval: Duration::from_millis(100),
-                renew_interval: Duration::from_millis(100),
-                progress_interval: Duration::from_millis(20),
-                idle_poll_min: Duration::from_millis(10),
-                idle_poll_max: Duration::from_millis(100),
-                shutdown_grace,
-                report_attempts: 3,
-                min_free_vram_mb: 1,
-                execute: execute::Options {
-                    poll_interval: Duration::from_millis(50),
-                    poll_interval_no_ws: Duration::from_millis(5),
-                    interrupt_grace: Duration::from_secs(10),
-                    max_poll_failures: 5,
-                    use_websocket: true,
-                },
-            },
-        };
-        let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(async move { worker.run(stop_rx).await });
-        RunningWorker { stop, handle, dir }
-    }
-
-    /// Stops the loop (as SIGTERM does) and waits for it; its summary.
-    async fn stop(self) -> Summary {
-        self.stop.send_replace(true);
-        let summary = tokio::time::timeout(DEADLINE, self.handle)
-            .await
-            .expect("the worker stops")
-            .expect("the worker does not panic");
-        let _ = std::fs::remove_dir_all(&self.dir);
-        summary
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_job_runs_end_to_end_and_settles_once() {
+async fn a_job_runs_end_to_end_and_settles_once(transport: Transport) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-success").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     let run = Run::load("success.json", 0);
     let workflow = run.workflow.clone();
     let double = ComfyDouble::start(run, "success.json", Faults::default()).await;
@@ -238,7 +40,7 @@ async fn a_job_runs_end_to_end_and_settles_once() {
     let (total, _, reserved_before) = pool(&app, &owner).await;
     assert!(reserved_before > 0, "the estimate is held while queued");
 
-    let worker = RunningWorker::start(&app, &token, &double.url());
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
     let done = wait_for_job(&app, &owner, &id, "the job to end", |j| {
         !["queued", "running"].contains(&j["status"].as_str().unwrap())
     })
@@ -312,11 +114,10 @@ async fn a_job_runs_end_to_end_and_settles_once() {
     assert_eq!(Summary::get(&summary.lost), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_workflow_comfyui_rejects_fails_with_the_node_errors_and_releases() {
+async fn a_workflow_comfyui_rejects_fails_with_the_node_errors_and_releases(transport: Transport) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-rejected").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     // EmptyImage without `height`: Tollgate queues it, ComfyUI refuses it with node errors.
     let run = Run::load("invalid-workflow.json", 0);
     let workflow = run.workflow.clone();
@@ -324,7 +125,7 @@ async fn a_workflow_comfyui_rejects_fails_with_the_node_errors_and_releases() {
     let id = submit(&app, &owner, &workflow).await;
     let (total, _, _) = pool(&app, &owner).await;
 
-    let worker = RunningWorker::start(&app, &token, &double.url());
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
     let done = wait_for_job(&app, &owner, &id, "the job to end", |j| {
         !["queued", "running"].contains(&j["status"].as_str().unwrap())
     })
@@ -357,11 +158,10 @@ async fn a_workflow_comfyui_rejects_fails_with_the_node_errors_and_releases() {
     assert_eq!(Summary::get(&summary.failed), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancel_while_running_interrupts_comfyui_and_ends_cancelled() {
+async fn a_cancel_while_running_interrupts_comfyui_and_ends_cancelled(transport: Transport) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-cancel").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     // The recording holds the run after node 2 starts until an interrupt.
     let run = Run::load("interrupted.json", 0);
     let workflow = run.workflow.clone();
@@ -369,7 +169,7 @@ async fn a_cancel_while_running_interrupts_comfyui_and_ends_cancelled() {
     let id = submit(&app, &owner, &workflow).await;
     let (total, _, _) = pool(&app, &owner).await;
 
-    let worker = RunningWorker::start(&app, &token, &double.url());
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
     let running = wait_for_job(&app, &owner, &id, "node 2 to run", |j| {
         j["status"] == "running" && j["current_node"] == "2"
     })
@@ -406,11 +206,12 @@ async fn a_cancel_while_running_interrupts_comfyui_and_ends_cancelled() {
     assert_eq!(Summary::get(&summary.cancelled), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_settles_once() {
+async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_settles_once(
+    transport: Transport,
+) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-unavailable").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     let workflow = Run::load("success.json", 0).workflow;
     // Healthy for the claim, then a 5xx on `POST /prompt` (this double answers 500 to any
     // workflow but its recording's).
@@ -423,7 +224,7 @@ async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_sett
     let id = submit(&app, &owner, &workflow).await;
     let (total, _, held) = pool(&app, &owner).await;
 
-    let worker = RunningWorker::start(&app, &token, &broken.url());
+    let worker = RunningWorker::start(&app, transport, &token, &broken.url()).await;
     let back = wait_for_job(&app, &owner, &id, "the attempt to be handed back", |j| {
         j["status"] == "queued" && j["attempts"] == 1
     })
@@ -448,7 +249,7 @@ async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_sett
         Faults::default(),
     )
     .await;
-    let worker = RunningWorker::start(&app, &token, &healthy.url());
+    let worker = RunningWorker::start(&app, transport, &token, &healthy.url()).await;
     let done = wait_for_job(&app, &owner, &id, "the retry to end", |j| {
         !["queued", "running"].contains(&j["status"].as_str().unwrap())
     })
@@ -461,18 +262,24 @@ async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_sett
     assert_eq!(events(&app, &owner, "job.succeeded").await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_stop_past_the_grace_interrupts_the_job_and_hands_it_back() {
+async fn a_stop_past_the_grace_interrupts_the_job_and_hands_it_back(transport: Transport) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-stop").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     let run = Run::load("interrupted.json", 0);
     let workflow = run.workflow.clone();
     let double = ComfyDouble::start(run, "interrupted.json", Faults::default()).await;
     let id = submit(&app, &owner, &workflow).await;
     let (total, _, held) = pool(&app, &owner).await;
 
-    let worker = RunningWorker::with_grace(&app, &token, &double.url(), Duration::from_millis(200));
+    let worker = RunningWorker::with_grace(
+        &app,
+        transport,
+        &token,
+        &double.url(),
+        Duration::from_millis(200),
+    )
+    .await;
     wait_for_job(&app, &owner, &id, "node 2 to run", |j| {
         j["status"] == "running" && j["current_node"] == "2"
     })
@@ -500,11 +307,84 @@ async fn a_stop_past_the_grace_interrupts_the_job_and_hands_it_back() {
     assert_eq!(Summary::get(&summary.claimed), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_binary_runs_until_sigterm_and_exits_zero() {
+/// A runner sees only its own worker's queue, and a revoked token stops it at once: the
+/// direct transport resolves the token on every call, as the endpoints do.
+async fn a_runner_claims_only_its_tokens_worker_and_stops_when_revoked(transport: Transport) {
+    let app = spawn_app().await;
+    let ours = funded_tenant(&app, "e2e-ours").await;
+    let theirs = funded_tenant(&app, "e2e-theirs").await;
+    let our_runner = runner_token(&app, &ours).await;
+    let their_runner = runner_token(&app, &theirs).await;
+    let workflow = Run::load("success.json", 0).workflow;
+    let their_job = submit(&app, &theirs, &workflow).await;
+
+    let our_queue = queue(&app, transport, &our_runner.token).await;
+    assert_eq!(
+        our_queue.claim(1_000_000).await,
+        Ok(None),
+        "another tenant's job"
+    );
+    let their_queue = queue(&app, transport, &their_runner.token).await;
+    let claimed = their_queue
+        .claim(1_000_000)
+        .await
+        .unwrap()
+        .expect("its own job");
+    assert_eq!(claimed.job_id, their_job);
+    assert_eq!(claimed.attempt, 1);
+    assert_eq!(claimed.workflow, workflow);
+    // Our runner cannot touch their job's lease either.
+    assert_eq!(
+        our_queue.renew(&claimed.lease()).await,
+        Err(QueueError::LeaseLost)
+    );
+    assert!(
+        !their_queue
+            .renew(&claimed.lease())
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+
+    let response = app
+        .delete(
+            &format!(
+                "workers/{}/runner-tokens/{}",
+                their_runner.worker_id, their_runner.token_id
+            ),
+            &theirs.access_token,
+        )
+        .await;
+    expect_status(response, StatusCode::NO_CONTENT).await;
+    match their_queue.renew(&claimed.lease()).await {
+        Err(QueueError::Refused { status: 401, .. }) => {}
+        other => panic!("a revoked token still renews: {other:?}"),
+    }
+    assert!(matches!(
+        their_queue.claim(1_000_000).await,
+        Err(QueueError::Refused { status: 401, .. })
+    ));
+    if transport != Transport::Http {
+        // A revoked or unknown token does not even connect.
+        let url = gpu_runner::direct::DatabaseUrl::File(app.db_path.to_str().unwrap().into());
+        for token in [
+            their_runner.token.as_str(),
+            "tgr_unknown",
+            "not-a-runner-token",
+        ] {
+            match gpu_runner::direct::DbQueue::connect(&url, None, token).await {
+                Err(QueueError::Refused { status: 401, .. }) => {}
+                Err(e) => panic!("{token}: {e}"),
+                Ok(_) => panic!("{token}: connected"),
+            }
+        }
+    }
+}
+
+async fn the_binary_runs_until_sigterm_and_exits_zero(transport: Transport) {
     let app = spawn_app().await;
     let owner = funded_tenant(&app, "e2e-binary").await;
-    let (_worker_id, token) = runner_token(&app, &owner).await;
+    let token = runner_token(&app, &owner).await.token;
     let double = ComfyDouble::start(
         Run::load("success.json", 0),
         "success.json",
@@ -513,8 +393,11 @@ async fn the_binary_runs_until_sigterm_and_exits_zero() {
     .await;
     let dir =
         std::env::temp_dir().join(format!("gpu-runner-bin-{}", uuid::Uuid::new_v4().simple()));
+    let (flags, _libsql_server) = queue_flags(&app, transport).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
-        .args(["run", "--server", &app.base_url, "--comfyui", &double.url()])
+        .arg("run")
+        .args(&flags)
+        .args(["--comfyui", &double.url()])
         .arg("--output-dir")
         .arg(&dir)
         .args([

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{auth::tokens::random_token, mail::EmailProvider};
+use crate::{auth::tokens::random_token, jobs::outputs::OutputBucket, mail::EmailProvider};
 
 /// One HS256 signing secret and the key id (`kid`) that names it in token headers.
 #[derive(Clone)]
@@ -75,6 +75,9 @@ pub struct Config {
     pub webhook_secret_overlap_seconds: i64,
     /// The HTTP email provider cron delivers the outbox to; `None` keeps mail in the outbox.
     pub email_provider: Option<EmailProvider>,
+    /// The S3-compatible bucket runners upload job outputs to, for download links
+    /// (`TOLLGATE_OUTPUT_S3_*`, see `jobs::outputs`); `None`: outputs carry no link.
+    pub output_bucket: Option<OutputBucket>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -172,6 +175,7 @@ impl Config {
                 lookup("TOLLGATE_EMAIL_FROM"),
             )
             .map_err(ConfigError)?,
+            output_bucket: OutputBucket::from_lookup(&lookup).map_err(ConfigError)?,
         })
     }
 

@@ -616,3 +616,39 @@ async fn gpu_seconds_past_the_daily_limit_fill_the_counter_to_its_limit() {
     assert_eq!(counted[0][0], 100, "counted up to the limit, not dropped");
     assert_eq!(job(&app, &owner, id(&claimed)).await["gpu_seconds"], 250);
 }
+
+#[tokio::test]
+async fn the_cron_endpoint_reaps_for_its_secret_only_and_exists_only_with_one() {
+    let without = spawn_app().await;
+    expect_error(
+        without.post("cron/run", "anything", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    let app = tollgate_tests::spawn_app_with(|config| {
+        config.cron_secret = Some("cron-secret".into());
+    })
+    .await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+    let lost = runner.claim(&app, 24576).await.unwrap();
+    app.advance_clock(61);
+    expect_error(
+        app.post("cron/run", "wrong-secret", &json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(job(&app, &owner, id(&lost)).await["status"], "running");
+    let report = expect_status(
+        app.post("cron/run", "cron-secret", &json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(report["jobs_reaped"]["requeued"], 1, "{report}");
+    assert_eq!(job(&app, &owner, id(&lost)).await["status"], "queued");
+}

@@ -11,7 +11,8 @@
 //!   the recording answered `{}`), then the recorded entry;
 //! - messages follow ComfyUI's delivery rules: to the socket of the prompt's `client_id`,
 //!   or, without one, only the broadcast types, to every socket;
-//! - `GET /view` serves a PNG of the recorded size, dimensions and first pixel.
+//! - `GET /view` serves a PNG of the recorded size, dimensions and first pixel;
+//! - `Faults` close the socket, refuse it, or hold a run after its first messages.
 //!
 //! The recorded prompt and client ids are replaced by the ones the client chose.
 
@@ -351,6 +352,9 @@ pub struct Faults {
     pub drop_ws_after: Option<usize>,
     /// Answer `/ws` with 404 (no WebSocket at all).
     pub refuse_ws: bool,
+    /// Hold the run's messages from this one on until an interrupt, as a long node would:
+    /// the prompt stays running for as long as the test needs.
+    pub hold_after: Option<usize>,
 }
 
 /// A request the double received.
@@ -359,6 +363,9 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub body: Value,
+    /// When the request had been read (for latency measurements).
+    #[allow(dead_code)]
+    pub at: std::time::Instant,
 }
 
 enum Cmd {
@@ -407,6 +414,7 @@ impl State {
             let Some((msg, held)) = self.run.messages.get(a.next).cloned() else {
                 return;
             };
+            let held = held || self.faults.hold_after.is_some_and(|n| a.next >= n);
             if held && !interrupted {
                 return;
             }
@@ -533,6 +541,15 @@ impl ComfyDouble {
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
+
+    /// How many `POST /prompt` requests the double received.
+    #[allow(dead_code)]
+    pub fn prompts_posted(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == "POST" && s.path.trim_start_matches("/api") == "/prompt")
+            .count()
+    }
 }
 
 impl Drop for ComfyDouble {
@@ -603,6 +620,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         method: method.clone(),
         path: target.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
 
     if path == "/ws" {

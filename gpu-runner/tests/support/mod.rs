@@ -1,1 +1,4 @@
 pub mod comfyui_double;
+pub mod moto;
+#[macro_use]
+pub mod tollgate;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    bots,
+    bots, outputs,
     queue::{self, Finish, JOB_COLUMNS, NewJob, job_json},
     runners, workers, workflow,
 };
@@ -129,9 +129,14 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
             page.offset
         ))
         .await?;
+    let now = env.now();
     let items = rows
         .iter()
-        .map(|row| job_json(&row))
+        .map(|row| {
+            let mut job = job_json(&row)?;
+            outputs::add_download_links(&mut job, env.config.output_bucket.as_ref(), now);
+            Ok(job)
+        })
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(ok(&page.body(items)))
 }
@@ -148,7 +153,9 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
         ))
         .await?;
     let row = rows.first().ok_or_else(|| ApiError::not_found("job"))?;
-    Ok(ok(&job_json(&row)?))
+    let mut job = job_json(&row)?;
+    outputs::add_download_links(&mut job, env.config.output_bucket.as_ref(), env.now());
+    Ok(ok(&job))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`

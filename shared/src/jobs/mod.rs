@@ -7,11 +7,15 @@
 //! - [`runners`]: runner tokens and the runners' register/heartbeat.
 //! - [`queue`]: enqueue, claim, lease renewal, finish, fail, cancel and the reaper — each
 //!   one statement or one atomic batch.
+//! - [`outputs`]: download links for outputs in S3-compatible storage, over [`s3`]
+//!   (object URLs and AWS Signature V4, shared with the gpu-runner's uploads).
 //! - [`http`]: the routes.
 
 pub mod bots;
 pub mod http;
+pub mod outputs;
 pub mod queue;
 pub mod runners;
+pub mod s3;
 pub mod workers;
 pub mod workflow;

@@ -39,6 +39,9 @@ pub const AGEING_SECONDS: i64 = 60;
 /// The user's priority hint is clamped to ± this.
 pub const MAX_USER_PRIORITY: i64 = 10;
 
+/// A runner's failure report is kept up to this many characters.
+pub const MAX_ERROR_CHARS: usize = 2000;
+
 /// The backoff (SQL over the job's `attempts`) added to now when a job goes back to the queue.
 const BACKOFF_SQL: &str = "MIN(3600, 30 * (1 << MAX(attempts - 1, 0)))";
 
@@ -490,6 +493,8 @@ pub async fn fail(
     lease_id: &str,
     error: &str,
 ) -> ApiResult<Json> {
+    let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+    let error = error.as_str();
     let job = job_ref(env, job_id, None).await?;
     let now = env.now();
     let finish_id = new_id();

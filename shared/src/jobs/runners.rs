@@ -34,8 +34,16 @@ pub struct Runner {
 /// The runner behind the request's bearer token; 401 for anything else.
 pub async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<Runner> {
     let secret = presented_secret(request)
-        .filter(|secret| secret.starts_with(TOKEN_PREFIX))
         .ok_or_else(|| ApiError::unauthorized("a runner token is required"))?;
+    runner_for_token(env, secret).await
+}
+
+/// The runner a token (`tgr_…`) stands for, unless it is unknown or revoked (401). The
+/// runner endpoints and a runner that reaches the database directly both resolve it here.
+pub async fn runner_for_token(env: &Env, secret: &str) -> ApiResult<Runner> {
+    if !secret.starts_with(TOKEN_PREFIX) {
+        return Err(ApiError::unauthorized("a runner token is required"));
+    }
     let rows = env
         .db
         .execute(sql!(
@@ -217,13 +225,14 @@ pub async fn revoke_token(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+/// What a runner reports about itself.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Heartbeat {
-    host: String,
-    gpu: Option<String>,
-    vram_mb: Option<i64>,
-    version: Option<String>,
+pub struct Heartbeat {
+    pub host: String,
+    pub gpu: Option<String>,
+    pub vram_mb: Option<i64>,
+    pub version: Option<String>,
 }
 
 /// `POST /api/v1/runner/heartbeat`: registers the runner on its first call, refreshes it
@@ -231,6 +240,11 @@ struct Heartbeat {
 pub async fn heartbeat(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let runner = authenticate(env, request).await?;
     let body: Heartbeat = request.json()?;
+    Ok(ok(&record_heartbeat(env, &runner, &body).await?))
+}
+
+/// Registers or refreshes `runner` with what it reports.
+pub async fn record_heartbeat(env: &Env, runner: &Runner, body: &Heartbeat) -> ApiResult<Json> {
     if body.host.trim().is_empty() || body.host.len() > 255 {
         return Err(ApiError::invalid_field(
             "host",
@@ -250,16 +264,16 @@ pub async fn heartbeat(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             &runner.token_id,
             &runner.worker_id,
             body.host.trim(),
-            body.gpu,
+            body.gpu.clone(),
             body.vram_mb,
-            body.version,
+            body.version.clone(),
             now,
             now
         ))
         .await?;
-    Ok(ok(&json!({
+    Ok(json!({
         "runner_id": runner.token_id,
         "worker_id": runner.worker_id,
         "last_seen_at": rfc3339(now),
-    })))
+    }))
 }

@@ -232,3 +232,32 @@ pub async fn events(app: &TestApp, user: &TestUser, event_type: &str) -> Vec<Val
     .map(|row| serde_json::from_str(row[0].as_str().unwrap()).unwrap())
     .collect()
 }
+
+/// The tenant's audit entries matching `action` (one action or a `category.*`), oldest
+/// first, as its owner lists them.
+pub async fn audit_entries(app: &TestApp, owner: &TestUser, action: &str) -> Vec<Value> {
+    let page = expect_status(
+        app.get(
+            &format!("audit-logs?limit=100&action={action}"),
+            &owner.access_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut entries = page["data"].as_array().unwrap().clone();
+    entries.reverse();
+    entries
+}
+
+/// Asserts an audit entry's action, acting user and target.
+pub fn assert_audited(entry: &Value, action: &str, user: &TestUser, target: (&str, &str)) {
+    assert_eq!(entry["action"], action, "{entry:#}");
+    assert_eq!(entry["actor"]["type"], "user", "{entry:#}");
+    assert_eq!(entry["actor"]["id"], user.user_id.as_str(), "{entry:#}");
+    assert_eq!(
+        entry["target"],
+        json!({ "type": target.0, "id": target.1 }),
+        "{entry:#}"
+    );
+}

@@ -252,6 +252,7 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["bots", id] => on!(method, {
             GET => signed_in!(env, request, |p| jobs::bots::get(env, p, id)),
             PATCH => signed_in!(env, request, |p| jobs::bots::update(env, request, p, id)),
+            DELETE => signed_in!(env, request, |p| jobs::bots::delete(env, p, id)),
         }),
         ["admin", "workers", id, "runner-tokens"] => on!(method, {
             POST => jobs::runners::admin_create_token(env, request, id).await,

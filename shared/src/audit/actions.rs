@@ -54,6 +54,12 @@ actions! {
     JobCancelled => "job.cancelled",
     RunnerTokenCreated => "runner_token.created",
     RunnerTokenRevoked => "runner_token.revoked",
+    WorkerCreated => "worker.created",
+    WorkerUpdated => "worker.updated",
+    BotCreated => "bot.created",
+    BotUpdated => "bot.updated",
+    BotMoved => "bot.moved",
+    BotDeleted => "bot.deleted",
 }
 
 impl Action {
@@ -98,5 +104,8 @@ mod tests {
         assert!(!Action::is_known_filter("apikey"));
         assert!(!Action::is_known_filter("apikey.stolen"));
         assert!(!Action::is_known_filter("*"));
+        assert!(Action::is_known_filter("worker.*"));
+        assert!(Action::is_known_filter("bot.*"));
+        assert!(Action::is_known_filter("bot.moved"));
     }
 }

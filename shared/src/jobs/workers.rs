@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, ok, present},
+    audit::{self, Action, Actor, Target},
     auth::{principal::Principal, rbac::Permission},
     clock::rfc3339,
     db::{Row, Statement},
@@ -213,6 +214,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     )?;
     let (id, now) = (new_id(), env.now());
     let tenant = &principal.tenant_id;
+    let name = body.name.trim();
     let results = env
         .db
         .batch(vec![
@@ -227,8 +229,8 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                 ),
                 &id,
                 tenant,
-                body.name.trim(),
-                body.gpu_type,
+                name,
+                body.gpu_type.clone(),
                 body.min_vram_mb,
                 body.max_concurrency,
                 now,
@@ -236,11 +238,25 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                 tenant,
                 tenant
             ),
+            audit::entry(
+                tenant.as_str(),
+                &Actor::of(principal),
+                Action::WorkerCreated,
+                Target::new("worker", &id),
+                json!({
+                    "name": name,
+                    "gpu_type": body.gpu_type,
+                    "min_vram_mb": body.min_vram_mb,
+                    "max_concurrency": body.max_concurrency,
+                }),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
             sql!(format!("SELECT {COLUMNS} FROM workers WHERE id = ?"), &id),
         ])
         .await
         .map_err(name_taken)?;
-    let Some(row) = results[1].first() else {
+    let Some(row) = results[2].first() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "plan_limit_exceeded",
@@ -248,6 +264,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         )
         .with_details(json!({ "limit": "max_workers" })));
     };
+    audit::try_seal(env, tenant.as_str()).await;
     Ok(created(&worker_json(&row)?))
 }
 
@@ -262,7 +279,8 @@ struct WorkerChange {
     max_concurrency: Option<Option<i64>>,
 }
 
-/// `PATCH /api/v1/workers/{id}`: the tenant's own workers only.
+/// `PATCH /api/v1/workers/{id}`: the tenant's own workers only. A change that changes
+/// nothing writes nothing (and is not audited).
 pub async fn update(
     env: &Env,
     request: &ApiRequest,
@@ -273,6 +291,23 @@ pub async fn update(
     let body: WorkerChange = request.json()?;
     check_settings(body.name.as_deref(), body.min_vram_mb, body.max_concurrency)?;
     let now = env.now();
+    let name = body.name.as_deref().map(str::trim);
+    let gpu_type = body.gpu_type.clone().flatten();
+    let max_concurrency = body.max_concurrency.flatten();
+    // What the request sets, as the audit entry records it.
+    let mut metadata = serde_json::Map::new();
+    if let Some(name) = name {
+        metadata.insert("name".into(), json!(name));
+    }
+    if body.gpu_type.is_some() {
+        metadata.insert("gpu_type".into(), json!(gpu_type));
+    }
+    if let Some(vram) = body.min_vram_mb {
+        metadata.insert("min_vram_mb".into(), json!(vram));
+    }
+    if body.max_concurrency.is_some() {
+        metadata.insert("max_concurrency".into(), json!(max_concurrency));
+    }
     let results = env
         .db
         .batch(vec![
@@ -282,17 +317,36 @@ pub async fn update(
                         min_vram_mb = COALESCE(?, min_vram_mb),
                         max_concurrency = CASE WHEN ? THEN ? ELSE max_concurrency END,
                         updated_at = ?
-                 WHERE id = ? AND tenant_id = ?",
-                body.name.as_deref().map(str::trim),
+                 WHERE id = ? AND tenant_id = ?
+                   AND (name IS NOT COALESCE(?, name)
+                        OR (? AND gpu_type IS NOT ?)
+                        OR min_vram_mb IS NOT COALESCE(?, min_vram_mb)
+                        OR (? AND max_concurrency IS NOT ?))",
+                name,
                 body.gpu_type.is_some(),
-                body.gpu_type.clone().flatten(),
+                gpu_type.clone(),
                 body.min_vram_mb,
                 body.max_concurrency.is_some(),
-                body.max_concurrency.flatten(),
+                max_concurrency,
                 now,
                 id,
-                &principal.tenant_id
+                &principal.tenant_id,
+                name,
+                body.gpu_type.is_some(),
+                gpu_type,
+                body.min_vram_mb,
+                body.max_concurrency.is_some(),
+                max_concurrency
             ),
+            audit::entry(
+                principal.tenant_id.as_str(),
+                &Actor::of(principal),
+                Action::WorkerUpdated,
+                Target::new("worker", id),
+                Json::Object(metadata),
+                now,
+            )
+            .only_if_exists(&audit::if_changed()),
             sql!(
                 format!("SELECT {COLUMNS} FROM workers WHERE id = ? AND tenant_id = ?"),
                 id,
@@ -301,8 +355,11 @@ pub async fn update(
         ])
         .await
         .map_err(name_taken)?;
-    let row = results[1]
+    let row = results[2]
         .first()
         .ok_or_else(|| ApiError::not_found("worker"))?;
+    if results[0].rows_affected > 0 {
+        audit::try_seal(env, principal.tenant_id.as_str()).await;
+    }
     Ok(ok(&worker_json(&row)?))
 }

@@ -256,6 +256,23 @@ async fn cron_charges_an_auto_top_up_off_session_once() {
 }
 
 #[tokio::test]
+async fn an_unreadable_answer_from_stripe_is_a_502_not_an_empty_session() {
+    let (app, stripe) = spawn_with_stripe().await;
+    let owner = app.register("acme").await;
+    stripe.truncate_answers();
+
+    let response = app
+        .post(
+            "billing/checkout",
+            &owner.access_token,
+            &json!({ "kind": "credits", "credits": 1000 }),
+        )
+        .await;
+
+    expect_error(response, StatusCode::BAD_GATEWAY, "payment_provider_error").await;
+}
+
+#[tokio::test]
 async fn a_declined_top_up_adds_nothing_and_is_not_retried_blindly() {
     let (app, stripe) = spawn_with_stripe().await;
     let owner = app.register("acme").await;

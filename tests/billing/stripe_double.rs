@@ -34,6 +34,8 @@ pub struct StripeCall {
 struct State {
     calls: Vec<StripeCall>,
     decline_payments: bool,
+    /// Answers are cut in half: what a body truncated on the way (or by a size cap) looks like.
+    truncate_answers: bool,
 }
 
 pub struct StripeDouble {
@@ -88,6 +90,11 @@ impl StripeDouble {
             .into_iter()
             .filter(|call| call.path == path)
             .collect()
+    }
+
+    /// Every answer's body is cut in half from now on.
+    pub fn truncate_answers(&self) {
+        self.state.lock().unwrap().truncate_answers = true;
     }
 
     /// Payment intents are declined (`card_declined`, 402) from now on.
@@ -151,11 +158,12 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         .headers
         .get("authorization")
         .is_some_and(|value| value == format!("Bearer {SECRET_KEY}").as_str());
-    let (status, body) = {
+    let (status, body, truncate) = {
         let mut state = state.lock().unwrap();
+        let truncate = state.truncate_answers;
         state.calls.push(call.clone());
         let count = state.calls.len();
-        if !authorized {
+        let (status, body) = if !authorized {
             stripe_error(401, "invalid_request_error", "Invalid API Key provided")
         } else {
             match (call.method.as_str(), call.path.as_str()) {
@@ -208,11 +216,16 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
                 ),
                 _ => stripe_error(404, "invalid_request_error", "Unrecognized request URL"),
             }
-        }
+        };
+        (status, body, truncate)
     };
+    let mut body = body.to_string();
+    if truncate {
+        body.truncate(body.len() / 2);
+    }
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .unwrap()
 }

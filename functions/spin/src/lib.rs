@@ -1,7 +1,203 @@
-//! Tollgate as a Spin / WASI HTTP component.
+//! Tollgate as a Spin / WASI HTTP component (`wasm32-wasip2`).
 //!
-//! The spin-sdk adapter (an HTTP component calling `tollgate::handle`, libSQL over Hrana
-//! through outbound HTTP) lands with the edge issue; until then this crate only proves that
-//! the shared domain links for `wasm32-wasip2`.
+//! One incoming request → `tollgate::handle` → one response; nothing survives the request.
+//! The adapter only translates: the wasi:http request into an `http::Request<Bytes>` (body
+//! read up to `TOLLGATE_MAX_BODY_BYTES`), the ports into an [`Env`] (libSQL over Hrana HTTP
+//! and the `Outbound` port, both through the host's outgoing HTTP, see [`outbound`]; the
+//! system clock), and the response back.
+//!
+//! Configuration comes from the process environment (`std::env`, i.e. wasi:cli
+//! environment), not from Spin variables, so the same component runs under `spin up`
+//! (`environment` in spin.toml, `spin up -e NAME=VALUE`) and under any WASI HTTP host such
+//! as `wasmtime serve` (`--env NAME=VALUE`). Besides the shared `TOLLGATE_*` settings
+//! (see `tollgate::config`), the adapter reads:
+//!
+//! - `TOLLGATE_DATABASE_URL` (required): `libsql://…` (Turso) or `http(s)://…` (sqld);
+//! - `TOLLGATE_DATABASE_TOKEN`: its auth token, if it wants one;
+//! - `TOLLGATE_CLIENT_ADDR_HEADER`: a request header that the host itself sets to the
+//!   peer's `address[:port]`, replacing any value the client sent (Spin: `spin-client-addr`).
+//!   WASI HTTP has no peer address otherwise, so without it the client address is unknown
+//!   unless `TOLLGATE_TRUST_FORWARDED_FOR` takes it from a proxy's `X-Forwarded-For`.
+//!
+//! Cron has no entry point here: a plain WASI HTTP host has no scheduler, so a scheduler
+//! calls the shared `POST /api/v1/cron/run` (see spin.toml).
 
-pub use tollgate::handle;
+mod outbound;
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use spin_sdk::{
+    http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, Scheme},
+    http_component,
+};
+use tollgate::{
+    ApiError, Env,
+    api::{ClientAddr, payload_too_large},
+    clock::SystemClock,
+    config::Config,
+    db::hrana::HranaDb,
+    error::ErrorCause,
+};
+
+use crate::outbound::{SpinOutbound, SpinTransport};
+
+#[http_component]
+async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
+    let method = request.method();
+    let path = request.path_with_query().unwrap_or_default();
+    let response = respond(request).await;
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        eprintln!("{method} {path} -> {}: {cause}", response.status());
+    }
+    write_response(response_out, response).await;
+}
+
+async fn respond(request: IncomingRequest) -> http::Response<Bytes> {
+    let env = match environment() {
+        Ok(env) => env,
+        Err(problem) => {
+            return ApiError::internal()
+                .caused_by(format!("misconfigured: {problem}"))
+                .into_response();
+        }
+    };
+    match to_http_request(request, env.config.max_body_bytes).await {
+        Ok(request) => tollgate::handle(request, &env).await,
+        Err(response) => *response,
+    }
+}
+
+/// The ports and settings for one request, from the process environment.
+fn environment() -> Result<Env, String> {
+    let setting = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let config = Config::from_lookup(setting).map_err(|error| error.to_string())?;
+    if config.jwt_secret_generated {
+        // Every instance would sign with its own throwaway key.
+        return Err("TOLLGATE_JWT_SECRET is not set".into());
+    }
+    let url = setting("TOLLGATE_DATABASE_URL")
+        .filter(|url| HranaDb::is_remote_url(url))
+        .ok_or("TOLLGATE_DATABASE_URL must be a libsql://, https:// or http:// URL")?;
+    let db = HranaDb::new(
+        &url,
+        setting("TOLLGATE_DATABASE_TOKEN"),
+        Box::new(SpinTransport),
+    );
+    let outbound = SpinOutbound {
+        allow_private: config.webhooks_allow_private,
+    };
+    Ok(Env::new(
+        Box::new(db),
+        Box::new(SystemClock),
+        Box::new(outbound),
+        config,
+    ))
+}
+
+/// The wasi:http request as the shared router takes it; a body over `limit` bytes is
+/// answered 413 without reading the rest.
+async fn to_http_request(
+    request: IncomingRequest,
+    limit: usize,
+) -> Result<http::Request<Bytes>, Box<http::Response<Bytes>>> {
+    let bad_request = |message: &str| {
+        Box::new(ApiError::bad_request("invalid_request", message.to_owned()).into_response())
+    };
+    let path = request.path_with_query().unwrap_or_else(|| "/".into());
+    let authority = request.authority();
+    let uri = match (request.scheme(), &authority) {
+        (Some(scheme), Some(authority)) => {
+            let scheme = match scheme {
+                Scheme::Https => "https".to_owned(),
+                Scheme::Http => "http".to_owned(),
+                Scheme::Other(other) => other,
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        _ => path,
+    };
+    let method = http_method(request.method()).ok_or_else(|| bad_request("an unusable method"))?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    let entries = request.headers().entries();
+    let mut has_host = false;
+    for (name, value) in &entries {
+        has_host |= name.eq_ignore_ascii_case("host");
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    if !has_host && let Some(authority) = &authority {
+        builder = builder.header("host", authority.as_str());
+    }
+    if let Some(address) = client_address(&entries) {
+        builder = builder.extension(ClientAddr(address));
+    }
+
+    let mut stream = request.into_body_stream();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| bad_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Box::new(payload_too_large(limit).into_response()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    builder
+        .body(body.freeze())
+        .map_err(|error| bad_request(&format!("an unusable request: {error}")))
+}
+
+/// The peer address from the header the host sets, when one is configured.
+fn client_address(headers: &[(String, Vec<u8>)]) -> Option<IpAddr> {
+    let name = std::env::var("TOLLGATE_CLIENT_ADDR_HEADER").ok()?;
+    let (_, value) = headers
+        .iter()
+        .rev()
+        .find(|(header, _)| header.eq_ignore_ascii_case(name.trim()))?;
+    let text = std::str::from_utf8(value).ok()?.trim();
+    text.parse::<SocketAddr>()
+        .map(|address| address.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
+}
+
+fn http_method(method: Method) -> Option<http::Method> {
+    Some(match method {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Connect => http::Method::CONNECT,
+        Method::Options => http::Method::OPTIONS,
+        Method::Trace => http::Method::TRACE,
+        Method::Patch => http::Method::PATCH,
+        Method::Other(other) => return http::Method::from_bytes(other.as_bytes()).ok(),
+    })
+}
+
+async fn write_response(response_out: ResponseOutparam, response: http::Response<Bytes>) {
+    let (parts, body) = response.into_parts();
+    let mut headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    // The whole body is at hand: say its length rather than leave the host to chunk it
+    // (never on 1xx, 204 and 304, which carry no body).
+    let bodiless = parts.status.is_informational() || matches!(parts.status.as_u16(), 204 | 304);
+    if !bodiless && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
+    let fields = Fields::from_list(&headers).unwrap_or_else(|error| {
+        eprintln!("dropping the response headers the host refuses: {error:?}");
+        Fields::new()
+    });
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
+        eprintln!("the host refused status {}", parts.status);
+    }
+    if let Err(error) = response_out.set_with_body(outgoing, body.to_vec()).await {
+        eprintln!("writing the response body: {error:?}");
+    }
+}

@@ -94,6 +94,17 @@ pub async fn call(
     })?;
     let status = response.status();
     let body: Json = serde_json::from_slice(response.body()).unwrap_or(Json::Null);
+    if status.is_success() && !body.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "payment_provider_error",
+            "the payment provider's answer could not be read",
+        )
+        .caused_by(format!(
+            "Stripe answered {status} with a body that is not a JSON object ({} bytes)",
+            response.body().len()
+        )));
+    }
     if !status.is_success() {
         let message = body
             .pointer("/error/message")

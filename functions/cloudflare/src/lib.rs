@@ -1,8 +1,15 @@
-//! Tollgate on Cloudflare Workers.
+//! Tollgate on Cloudflare Workers: the workers-rs adapter.
 //!
-//! The workers-rs adapter (`fetch` into `tollgate::handle`, `scheduled` into
-//! `tollgate::cron::run`, libSQL over Hrana through the Workers `Fetch` API) lands with the
-//! edge issue; until then this crate only proves that the shared domain links for
-//! `wasm32-unknown-unknown`.
+//! Thin by design: `fetch` turns the worker request into an `http::Request<Bytes>`, calls
+//! [`tollgate::handle`] and turns the answer back; `scheduled` (the cron triggers in
+//! `wrangler.toml`) calls [`tollgate::cron::run`]. Both build the ports each time from the
+//! worker's vars and secrets: libSQL over Hrana HTTP through the Workers `Fetch` API
+//! ([`fetch::FetchTransport`]), the system clock, and outbound HTTP through `Fetch`
+//! ([`fetch::FetchOutbound`]). No rule of the product lives here.
+//!
+//! Everything is for `wasm32`; natively the crate is empty, so the workspace still builds.
 
-pub use tollgate::handle;
+#[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod worker_entry;

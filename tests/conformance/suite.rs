@@ -1,0 +1,553 @@
+//! The black-box suite every runtime must pass, given only a base URL, the database file
+//! behind its libSQL HTTP endpoint (for what no API may do: create a platform admin, age a
+//! lease) and how its cron is triggered.
+
+use std::{path::PathBuf, time::Duration};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tollgate::{
+    Env,
+    auth::password::Password,
+    clock::SystemClock,
+    outbound::NoOutbound,
+    sql,
+    tenancy::{Email, admin},
+};
+use tollgate_server::db::LibsqlDb;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// How a runtime's scheduled work is set off.
+pub enum Cron {
+    /// `POST /api/v1/cron/run` with the secret (native, Spin / WASI HTTP).
+    Endpoint { secret: String },
+    /// wrangler's `--test-scheduled` route, which fires the worker's `scheduled` handler.
+    WorkerScheduled,
+}
+
+pub struct Target {
+    pub name: &'static str,
+    pub base_url: String,
+    pub database: PathBuf,
+    pub cron: Cron,
+    client: reqwest::Client,
+}
+
+impl Target {
+    pub fn new(name: &'static str, base_url: String, database: PathBuf, cron: Cron) -> Self {
+        Self {
+            name,
+            base_url,
+            database,
+            cron,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}/api/v1/{path}", self.base_url))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_public(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The database file, opened beside the runtime for arrangements and checks.
+    async fn direct_env(&self) -> Env {
+        let db = LibsqlDb::open(self.database.to_str().unwrap())
+            .await
+            .unwrap();
+        let config = tollgate::config::Config::from_lookup(|name| {
+            (name == "TOLLGATE_JWT_SECRET").then(|| "x".repeat(40))
+        })
+        .unwrap();
+        Env::new(
+            Box::new(db),
+            Box::new(SystemClock),
+            Box::new(NoOutbound),
+            config,
+        )
+    }
+
+    async fn run_cron(&self) {
+        let response = match &self.cron {
+            Cron::Endpoint { secret } => {
+                let wrong = self.post("cron/run", "not-the-secret", json!({})).await;
+                expect(self, wrong, StatusCode::UNAUTHORIZED).await;
+                self.post("cron/run", secret, json!({})).await
+            }
+            Cron::WorkerScheduled => self
+                .client
+                .get(format!("{}/__scheduled?cron=*+*+*+*+*", self.base_url))
+                .send()
+                .await
+                .unwrap(),
+        };
+        assert!(
+            response.status().is_success(),
+            "{}: cron answered {}: {}",
+            self.name,
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+}
+
+/// The status, and the body as JSON; panics (naming the runtime) on another status or a
+/// body that is not JSON.
+async fn expect(target: &Target, response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "{}: body {text}", target.name);
+    if text.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{}: a body that is not JSON: {text}", target.name))
+}
+
+struct Owner {
+    tenant_id: String,
+    slug: String,
+    email: String,
+    access_token: String,
+    refresh_token: String,
+}
+
+/// Runs every check against `target`, in order.
+pub async fn run(target: &Target) {
+    health(target).await;
+    bad_input_gets_json_errors(target).await;
+    let acme = register_and_log_in(target, "acme").await;
+    refresh_rotates_the_pair(target, &acme).await;
+    api_keys_pass_forward_auth_within_their_scopes(target, &acme).await;
+    let globex = register_and_log_in(target, "globex").await;
+    tenants_cannot_see_each_other(target, &acme, &globex).await;
+    credits_reserve_for_jobs_and_cancel_releases(target, &acme).await;
+    cron_requeues_a_job_whose_lease_expired(target, &acme).await;
+}
+
+async fn health(target: &Target) {
+    let response = target
+        .client
+        .get(format!("{}/api/v1/health", target.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect(target, response, StatusCode::OK).await["status"],
+        "ok"
+    );
+}
+
+async fn bad_input_gets_json_errors(target: &Target) {
+    let response = target
+        .request(Method::POST, "auth/register")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body = expect(target, response, StatusCode::BAD_REQUEST).await;
+    assert!(body["error"]["code"].is_string(), "{}: {body}", target.name);
+
+    let response = target
+        .request(Method::GET, "no/such/route")
+        .send()
+        .await
+        .unwrap();
+    expect(target, response, StatusCode::NOT_FOUND).await;
+
+    let response = target
+        .request(Method::DELETE, "auth/login")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("allow").map(|v| v.to_str().unwrap()),
+        Some("POST"),
+        "{}",
+        target.name
+    );
+    expect(target, response, StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+async fn register_and_log_in(target: &Target, slug: &str) -> Owner {
+    let email = format!("owner@{slug}.test");
+    let response = target
+        .post_public(
+            "auth/register",
+            json!({ "tenant_name": format!("{slug} Inc."), "tenant_slug": slug,
+                    "email": email, "password": PASSWORD, "name": "Owner" }),
+        )
+        .await;
+    let registered = expect(target, response, StatusCode::CREATED).await;
+    assert_eq!(registered["tenant"]["plan"], "FREE", "{}", target.name);
+
+    let response = target
+        .post_public(
+            "auth/login",
+            json!({ "tenant": slug, "email": email, "password": "wrong password entirely" }),
+        )
+        .await;
+    let body = expect(target, response, StatusCode::UNAUTHORIZED).await;
+    assert!(body["error"]["code"].is_string(), "{}: {body}", target.name);
+
+    let response = target
+        .post_public(
+            "auth/login",
+            json!({ "tenant": slug, "email": email, "password": PASSWORD }),
+        )
+        .await;
+    let tokens = expect(target, response, StatusCode::OK).await;
+    let owner = Owner {
+        tenant_id: registered["tenant"]["id"].as_str().unwrap().to_owned(),
+        slug: slug.to_owned(),
+        email,
+        access_token: tokens["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+    };
+    let me = expect(
+        target,
+        target.get("auth/me", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(me["user"]["email"], owner.email, "{}: {me}", target.name);
+    owner
+}
+
+async fn refresh_rotates_the_pair(target: &Target, owner: &Owner) {
+    let response = target
+        .post_public(
+            "auth/refresh",
+            json!({ "refresh_token": owner.refresh_token }),
+        )
+        .await;
+    let rotated = expect(target, response, StatusCode::OK).await;
+    assert_ne!(rotated["refresh_token"], owner.refresh_token.as_str());
+    let me = target
+        .get("auth/me", rotated["access_token"].as_str().unwrap())
+        .await;
+    expect(target, me, StatusCode::OK).await;
+
+    // Within the grace window the rotated token yields the very same pair (two tabs
+    // refreshing at once), not a second family.
+    let response = target
+        .post_public(
+            "auth/refresh",
+            json!({ "refresh_token": owner.refresh_token }),
+        )
+        .await;
+    let again = expect(target, response, StatusCode::OK).await;
+    assert_eq!(
+        again["refresh_token"], rotated["refresh_token"],
+        "{}",
+        target.name
+    );
+
+    let response = target
+        .post_public("auth/refresh", json!({ "refresh_token": "rt_not-a-token" }))
+        .await;
+    expect(target, response, StatusCode::UNAUTHORIZED).await;
+}
+
+async fn api_keys_pass_forward_auth_within_their_scopes(target: &Target, owner: &Owner) {
+    let response = target
+        .post(
+            "api-keys",
+            &owner.access_token,
+            json!({ "name": "ci", "scopes": ["users:read"] }),
+        )
+        .await;
+    let key = expect(target, response, StatusCode::CREATED).await;
+    let secret = key["key"].as_str().unwrap();
+    assert!(secret.starts_with("tg_"), "{}: {key}", target.name);
+
+    let verify = |credential: Option<&str>, method: &str, uri: &str| {
+        let mut request = target
+            .request(Method::GET, "auth/verify")
+            .header("X-Forwarded-Method", method)
+            .header("X-Forwarded-Uri", uri);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        request.send()
+    };
+    let allowed = verify(Some(secret), "GET", "/api/v1/users").await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK, "{}", target.name);
+    assert_eq!(
+        allowed.headers()["x-tollgate-tenant-id"].to_str().unwrap(),
+        owner.tenant_id,
+        "{}",
+        target.name
+    );
+    let denied = verify(Some(secret), "POST", "/api/v1/users").await.unwrap();
+    expect(target, denied, StatusCode::FORBIDDEN).await;
+    let anonymous = verify(None, "GET", "/api/v1/users").await.unwrap();
+    assert!(
+        anonymous.headers().contains_key("www-authenticate"),
+        "{}",
+        target.name
+    );
+    expect(target, anonymous, StatusCode::UNAUTHORIZED).await;
+    let by_jwt = verify(Some(&owner.access_token), "POST", "/api/v1/users")
+        .await
+        .unwrap();
+    assert_eq!(by_jwt.status(), StatusCode::OK, "{}", target.name);
+
+    let users = expect(target, target.get("users", secret).await, StatusCode::OK).await;
+    assert_eq!(
+        users["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        target.name
+    );
+    let response = target
+        .post(
+            "users",
+            secret,
+            json!({ "email": "x@x.test", "name": "X", "password": PASSWORD, "role": "member" }),
+        )
+        .await;
+    expect(target, response, StatusCode::FORBIDDEN).await;
+}
+
+async fn tenants_cannot_see_each_other(target: &Target, acme: &Owner, globex: &Owner) {
+    let acme_users = expect(
+        target,
+        target.get("users", &acme.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let acme_owner = acme_users["data"][0]["id"].as_str().unwrap();
+    let response = target
+        .get(&format!("users/{acme_owner}"), &globex.access_token)
+        .await;
+    expect(target, response, StatusCode::NOT_FOUND).await;
+    let keys = expect(
+        target,
+        target.get("api-keys", &globex.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(keys["data"], json!([]), "{}: {keys}", target.name);
+    let tenant = expect(
+        target,
+        target.get("tenant", &globex.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tenant["slug"], globex.slug.as_str(), "{}", target.name);
+}
+
+/// The tenant's pool after a platform admin (made the operator's way, in the database)
+/// grants `amount` through the API.
+async fn fund(target: &Target, owner: &Owner, amount: i64) {
+    let env = target.direct_env().await;
+    let email = format!("ops@{}.platform.test", owner.slug);
+    let password = Password::parse("password", PASSWORD.into()).unwrap();
+    admin::create_platform_admin(&env, &Email::parse("email", &email).unwrap(), &password)
+        .await
+        .unwrap();
+    let response = target
+        .post_public(
+            "admin/login",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    let admin_token = expect(target, response, StatusCode::OK).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = target
+        .post(
+            &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
+            &admin_token,
+            json!({ "amount": amount, "reason": "conformance" }),
+        )
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{}: grant answered {}",
+        target.name,
+        response.status()
+    );
+}
+
+fn sdxl(width: u64, steps: u64) -> Value {
+    json!({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": width, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
+                                                     "latent_image": ["5", 0], "steps": steps, "seed": 1, "cfg": 7,
+                                                     "sampler_name": "euler", "scheduler": "normal", "denoise": 1}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "out"}},
+    })
+}
+
+async fn pool(target: &Target, owner: &Owner) -> Value {
+    let credits = expect(
+        target,
+        target.get("credits", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    credits["pool"].clone()
+}
+
+async fn credits_reserve_for_jobs_and_cancel_releases(target: &Target, owner: &Owner) {
+    fund(target, owner, 100).await;
+    assert_eq!(pool(target, owner).await["total"], 100, "{}", target.name);
+
+    let response = target
+        .request(Method::POST, "jobs")
+        .bearer_auth(&owner.access_token)
+        .header("Idempotency-Key", "conformance-1")
+        .json(&json!({ "workflow": sdxl(1024, 20) }))
+        .send()
+        .await
+        .unwrap();
+    let job = expect(target, response, StatusCode::CREATED).await;
+    assert_eq!(job["status"], "queued", "{}: {job}", target.name);
+    let cost = job["estimated_cost"].as_i64().unwrap();
+    assert!(cost > 0, "{}: {job}", target.name);
+    assert_eq!(
+        pool(target, owner).await["reserved"],
+        cost,
+        "{}",
+        target.name
+    );
+
+    let response = target
+        .post(
+            &format!("jobs/{}/cancel", job["id"].as_str().unwrap()),
+            &owner.access_token,
+            json!({}),
+        )
+        .await;
+    let cancelled = expect(target, response, StatusCode::OK).await;
+    assert_eq!(cancelled["status"], "cancelled", "{}", target.name);
+    let pool = pool(target, owner).await;
+    assert_eq!(
+        (&pool["reserved"], &pool["used"]),
+        (&json!(0), &json!(0)),
+        "{}",
+        target.name
+    );
+
+    let response = target
+        .post(
+            "jobs",
+            &owner.access_token,
+            json!({ "workflow": {"1": {"inputs": {}}} }),
+        )
+        .await;
+    expect(target, response, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+async fn cron_requeues_a_job_whose_lease_expired(target: &Target, owner: &Owner) {
+    let workers = expect(
+        target,
+        target.get("workers", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let worker = workers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["default"] == true)
+        .expect("a default worker")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = target
+        .post(
+            &format!("workers/{worker}/runner-tokens"),
+            &owner.access_token,
+            json!({ "name": "gpu-1" }),
+        )
+        .await;
+    let runner = expect(target, response, StatusCode::CREATED).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = target
+        .post(
+            "jobs",
+            &owner.access_token,
+            json!({ "workflow": sdxl(512, 10) }),
+        )
+        .await;
+    let job = expect(target, response, StatusCode::CREATED).await;
+    let job_id = job["id"].as_str().unwrap();
+    let response = target
+        .post(
+            "runner/heartbeat",
+            &runner,
+            json!({ "host": "gpu-1", "gpu": "RTX 4090", "vram_mb": 24576, "version": "0.1.0" }),
+        )
+        .await;
+    expect(target, response, StatusCode::OK).await;
+    let response = target
+        .post("runner/claim", &runner, json!({ "free_vram_mb": 24576 }))
+        .await;
+    let claimed = expect(target, response, StatusCode::OK).await;
+    assert_eq!(claimed["job_id"], job_id, "{}: {claimed}", target.name);
+
+    // The runner vanishes; its lease runs out (aged here, since an edge clock cannot be
+    // moved) and the next cron run hands the job back to the queue.
+    let env = target.direct_env().await;
+    env.db
+        .execute(sql!(
+            "UPDATE jobs SET lease_expires_at = lease_expires_at - 3600 WHERE id = ?",
+            job_id
+        ))
+        .await
+        .unwrap();
+    target.run_cron().await;
+    let job = expect(
+        target,
+        target
+            .get(&format!("jobs/{job_id}"), &owner.access_token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&job["status"], &job["attempts"]),
+        (&json!("queued"), &json!(1)),
+        "{}: {job}",
+        target.name
+    );
+}

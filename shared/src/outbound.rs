@@ -150,6 +150,67 @@ fn is_forbidden_v6(address: Ipv6Addr) -> bool {
     }
 }
 
+/// Refuses a URL whose host is a forbidden IP literal (in any form a URL parser reads as
+/// one) or a loopback name. For adapters whose runtime resolves names out of their sight
+/// (Workers `fetch`, wasi:http): the literal is all they can judge.
+pub fn refuse_forbidden_literal(uri: &http::Uri) -> Result<(), OutboundError> {
+    let host = uri
+        .host()
+        .ok_or_else(|| OutboundError::InvalidRequest("the URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Err(OutboundError::RefusedAddress(format!(
+            "{host} is a loopback name"
+        )));
+    }
+    if let Some(address) = parse_ip(&host)
+        && is_forbidden_address(address)
+    {
+        return Err(OutboundError::RefusedAddress(format!(
+            "{address} is a private or reserved address"
+        )));
+    }
+    Ok(())
+}
+
+/// An IP literal, including the shorthand IPv4 forms URL parsers accept (`127.1`,
+/// `2130706433`, `0x7f.1`), which the host's client may well connect to.
+fn parse_ip(host: &str) -> Option<IpAddr> {
+    if let Ok(address) = host.parse::<IpAddr>() {
+        return Some(address);
+    }
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let numbers: Vec<u64> = parts
+        .iter()
+        .map(|part| {
+            if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                u64::from_str_radix(hex, 16).ok()
+            } else if part.len() > 1 && part.starts_with('0') {
+                u64::from_str_radix(&part[1..], 8).ok()
+            } else {
+                part.parse().ok()
+            }
+        })
+        .collect::<Option<_>>()?;
+    let (last, leading) = numbers.split_last()?;
+    if leading.iter().any(|&part| part > 255) || *last >= 1u64 << (8 * (5 - numbers.len())) {
+        return None;
+    }
+    let value = leading
+        .iter()
+        .enumerate()
+        .fold(*last, |value, (index, &part)| {
+            value | (part << (8 * (3 - index)))
+        });
+    Some(IpAddr::V4((value as u32).into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +275,44 @@ mod tests {
             "refused_address"
         );
         assert_eq!(OutboundError::Connect("refused".into()).kind(), "connect");
+    }
+
+    #[test]
+    fn shorthand_ipv4_literals_are_read_as_addresses() {
+        for (text, expected) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("10.1.258", "10.1.1.2"),
+            ("0177.0.0.1", "127.0.0.1"),
+        ] {
+            assert_eq!(parse_ip(text), Some(expected.parse().unwrap()), "{text}");
+        }
+        for text in ["example.com", "256.1.1.1", "1.2.3.4.5", "4294967296"] {
+            assert_eq!(parse_ip(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn loopback_names_and_forbidden_literals_are_refused_before_sending() {
+        for url in [
+            "http://localhost/",
+            "http://a.localhost./",
+            "http://127.1/",
+            "http://[::1]:8080/",
+            "http://0x7f.1/",
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            assert!(
+                matches!(
+                    refuse_forbidden_literal(&uri),
+                    Err(OutboundError::RefusedAddress(_))
+                ),
+                "{url}"
+            );
+        }
+        let public: http::Uri = "https://hooks.example.com/x".parse().unwrap();
+        assert!(refuse_forbidden_literal(&public).is_ok());
     }
 }

@@ -7,7 +7,7 @@
 //! 0.8 that worker-build 0.8 requires. The Hrana protocol itself is `tollgate::db::hrana`;
 //! this file only moves its bytes.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -19,7 +19,7 @@ use tollgate::{
     db::hrana::Transport,
     outbound::{
         DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, Timeout,
-        is_forbidden_address,
+        refuse_forbidden_literal,
     },
 };
 use worker::{
@@ -96,17 +96,8 @@ impl Outbound for FetchOutbound {
                 )));
             }
         }
-        let host = uri
-            .host()
-            .ok_or_else(|| OutboundError::InvalidRequest(format!("{uri} has no host")))?;
-        if let Ok(address) = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            && !self.allow_private
-            && is_forbidden_address(address)
-        {
-            return Err(OutboundError::RefusedAddress(address.to_string()));
+        if !self.allow_private {
+            refuse_forbidden_literal(uri)?;
         }
         let headers = Headers::new();
         for (name, value) in &parts.headers {

@@ -24,7 +24,7 @@
 //! address guard can only judge what the URL itself says: IP literals and `localhost`.
 //! Names are confined by the runtime instead (Spin's `allowed_outbound_hosts`).
 
-use std::{future::Future, net::IpAddr, pin::pin, task::Poll, time::Duration};
+use std::{future::Future, pin::pin, task::Poll, time::Duration};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -41,7 +41,7 @@ use tollgate::{
     db::hrana::Transport,
     outbound::{
         DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, Timeout,
-        is_forbidden_address,
+        refuse_forbidden_literal,
     },
 };
 
@@ -106,7 +106,7 @@ impl Outbound for SpinOutbound {
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError> {
         if !self.allow_private {
-            refuse_private_literal(request.uri())?;
+            refuse_forbidden_literal(request.uri())?;
         }
         let timeout = request
             .extensions()
@@ -114,66 +114,6 @@ impl Outbound for SpinOutbound {
             .map_or(DEFAULT_TIMEOUT, |timeout| timeout.0);
         exchange(request, timeout, RESPONSE_BODY_LIMIT).await
     }
-}
-
-/// Refuses a URL whose host is a forbidden IP literal or a loopback name. Other names are
-/// resolved by the host, where this component cannot see the addresses.
-fn refuse_private_literal(uri: &http::Uri) -> Result<(), OutboundError> {
-    let host = uri
-        .host()
-        .ok_or_else(|| OutboundError::InvalidRequest("the URL has no host".into()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if host == "localhost" || host.ends_with(".localhost") {
-        return Err(OutboundError::RefusedAddress(format!(
-            "{host} is a loopback name"
-        )));
-    }
-    if let Some(address) = parse_ip(&host)
-        && is_forbidden_address(address)
-    {
-        return Err(OutboundError::RefusedAddress(format!(
-            "{address} is a private or reserved address"
-        )));
-    }
-    Ok(())
-}
-
-/// An IP literal, including the shorthand IPv4 forms URL parsers accept (`127.1`,
-/// `2130706433`, `0x7f.1`), which the host's client may well connect to.
-fn parse_ip(host: &str) -> Option<IpAddr> {
-    if let Ok(address) = host.parse::<IpAddr>() {
-        return Some(address);
-    }
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.is_empty() || parts.len() > 4 {
-        return None;
-    }
-    let numbers: Vec<u64> = parts
-        .iter()
-        .map(|part| {
-            if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
-                u64::from_str_radix(hex, 16).ok()
-            } else if part.len() > 1 && part.starts_with('0') {
-                u64::from_str_radix(&part[1..], 8).ok()
-            } else {
-                part.parse().ok()
-            }
-        })
-        .collect::<Option<_>>()?;
-    let (last, leading) = numbers.split_last()?;
-    if leading.iter().any(|&part| part > 255) || *last >= 1u64 << (8 * (5 - numbers.len())) {
-        return None;
-    }
-    let value = leading
-        .iter()
-        .enumerate()
-        .fold(*last, |value, (index, &part)| {
-            value | (part << (8 * (3 - index)))
-        });
-    Some(IpAddr::V4((value as u32).into()))
 }
 
 /// Sends `request` and reads at most `limit` bytes of the response body, all within
@@ -369,27 +309,5 @@ fn classify(error: ErrorCode) -> OutboundError {
             OutboundError::InvalidRequest(format!("{error:?}"))
         }
         other => OutboundError::Other(format!("{other:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shorthand_ipv4_literals_are_read_as_addresses() {
-        for (text, expected) in [
-            ("127.0.0.1", "127.0.0.1"),
-            ("127.1", "127.0.0.1"),
-            ("2130706433", "127.0.0.1"),
-            ("0x7f.1", "127.0.0.1"),
-            ("10.1.258", "10.1.1.2"),
-            ("0177.0.0.1", "127.0.0.1"),
-        ] {
-            assert_eq!(parse_ip(text), Some(expected.parse().unwrap()), "{text}");
-        }
-        for text in ["example.com", "256.1.1.1", "1.2.3.4.5", "4294967296"] {
-            assert_eq!(parse_ip(text), None, "{text}");
-        }
     }
 }

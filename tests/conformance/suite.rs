@@ -6,17 +6,8 @@ use std::{path::PathBuf, time::Duration};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use tollgate::{
-    Env,
-    auth::password::Password,
-    clock::SystemClock,
-    outbound::NoOutbound,
-    sql,
-    tenancy::{Email, admin},
-};
-use tollgate_server::db::LibsqlDb;
-
-const PASSWORD: &str = "correct horse battery staple";
+use tollgate::sql;
+use tollgate_tests::{PASSWORD, create_platform_admin, file_env, sdxl};
 
 /// How a runtime's scheduled work is set off.
 pub enum Cron {
@@ -77,23 +68,6 @@ impl Target {
             .send()
             .await
             .unwrap()
-    }
-
-    /// The database file, opened beside the runtime for arrangements and checks.
-    async fn direct_env(&self) -> Env {
-        let db = LibsqlDb::open(self.database.to_str().unwrap())
-            .await
-            .unwrap();
-        let config = tollgate::config::Config::from_lookup(|name| {
-            (name == "TOLLGATE_JWT_SECRET").then(|| "x".repeat(40))
-        })
-        .unwrap();
-        Env::new(
-            Box::new(db),
-            Box::new(SystemClock),
-            Box::new(NoOutbound),
-            config,
-        )
     }
 
     async fn run_cron(&self) {
@@ -371,12 +345,8 @@ async fn tenants_cannot_see_each_other(target: &Target, acme: &Owner, globex: &O
 /// The tenant's pool after a platform admin (made the operator's way, in the database)
 /// grants `amount` through the API.
 async fn fund(target: &Target, owner: &Owner, amount: i64) {
-    let env = target.direct_env().await;
     let email = format!("ops@{}.platform.test", owner.slug);
-    let password = Password::parse("password", PASSWORD.into()).unwrap();
-    admin::create_platform_admin(&env, &Email::parse("email", &email).unwrap(), &password)
-        .await
-        .unwrap();
+    create_platform_admin(&file_env(&target.database).await, &email).await;
     let response = target
         .post_public(
             "admin/login",
@@ -400,19 +370,6 @@ async fn fund(target: &Target, owner: &Owner, amount: i64) {
         target.name,
         response.status()
     );
-}
-
-fn sdxl(width: u64, steps: u64) -> Value {
-    json!({
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": width, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
-        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
-                                                     "latent_image": ["5", 0], "steps": steps, "seed": 1, "cfg": 7,
-                                                     "sampler_name": "euler", "scheduler": "normal", "denoise": 1}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "out"}},
-    })
 }
 
 async fn pool(target: &Target, owner: &Owner) -> Value {
@@ -527,8 +484,9 @@ async fn cron_requeues_a_job_whose_lease_expired(target: &Target, owner: &Owner)
 
     // The runner vanishes; its lease runs out (aged here, since an edge clock cannot be
     // moved) and the next cron run hands the job back to the queue.
-    let env = target.direct_env().await;
-    env.db
+    file_env(&target.database)
+        .await
+        .db
         .execute(sql!(
             "UPDATE jobs SET lease_expires_at = lease_expires_at - 3600 WHERE id = ?",
             job_id

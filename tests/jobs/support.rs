@@ -3,6 +3,7 @@
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+pub use tollgate_tests::sdxl;
 use tollgate_tests::{TestApp, TestUser, expect_status};
 
 /// A tenant on `plan` (with `overrides`) whose pool holds `credits`, with the per-minute
@@ -48,20 +49,6 @@ pub async fn tenant(
 /// A FREE tenant with 100 credits.
 pub async fn free_tenant(app: &TestApp, slug: &str) -> TestUser {
     tenant(app, slug, "FREE", json!({}), 100).await
-}
-
-/// SDXL text-to-image on `width`² with `steps`: estimate `1 + ceil(Mpx × steps / 10)`.
-pub fn sdxl(width: u64, steps: u64) -> Value {
-    json!({
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": width, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
-        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
-                                                     "latent_image": ["5", 0], "steps": steps, "seed": 1, "cfg": 7,
-                                                     "sampler_name": "euler", "scheduler": "normal", "denoise": 1}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "out"}},
-    })
 }
 
 /// A recorded workflow from the ComfyUI handouts.

@@ -150,11 +150,7 @@ impl TestApp {
     /// Creates a platform admin the way the operator's CLI does (`tollgate-server admin
     /// create-platform-admin`), and signs it in; returns its access token.
     pub async fn platform_admin(&self, email: &str) -> String {
-        let env = self.env().await;
-        let password = Password::parse("password", PASSWORD.into()).unwrap();
-        admin::create_platform_admin(&env, &Email::parse("email", email).unwrap(), &password)
-            .await
-            .unwrap();
+        create_platform_admin(&self.env().await, email).await;
         let response = self
             .post_public(
                 "admin/login",
@@ -358,6 +354,46 @@ impl TestApp {
 }
 
 /// Asserts the status and returns the JSON body (`null` when empty).
+/// Creates a platform admin with [`PASSWORD`] the way the operator's CLI does (`tollgate-server
+/// admin create-platform-admin`): straight in the database, since no API may.
+pub async fn create_platform_admin(env: &Env, email: &str) {
+    let password = Password::parse("password", PASSWORD.into()).unwrap();
+    admin::create_platform_admin(env, &Email::parse("email", email).unwrap(), &password)
+        .await
+        .unwrap();
+}
+
+/// The ports over the database file at `db_path`, opened beside whatever runtime serves it,
+/// on the wall clock and with no outbound HTTP: for arrangements and checks no API makes.
+pub async fn file_env(db_path: &std::path::Path) -> Env {
+    let db = tollgate_server::db::LibsqlDb::open(db_path.to_str().unwrap())
+        .await
+        .unwrap();
+    let config =
+        Config::from_lookup(|name| (name == "TOLLGATE_JWT_SECRET").then(|| "x".repeat(40)))
+            .unwrap();
+    Env::new(
+        Box::new(db),
+        Box::new(SystemClock),
+        Box::new(tollgate::outbound::NoOutbound),
+        config,
+    )
+}
+
+/// SDXL text-to-image on `width`² with `steps`: estimate `1 + ceil(Mpx × steps / 10)` credits.
+pub fn sdxl(width: u64, steps: u64) -> Value {
+    json!({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": width, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
+                                                     "latent_image": ["5", 0], "steps": steps, "seed": 1, "cfg": 7,
+                                                     "sampler_name": "euler", "scheduler": "normal", "denoise": 1}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "out"}},
+    })
+}
+
 pub async fn expect_status(response: Response, status: StatusCode) -> Value {
     let actual = response.status();
     let text = response.text().await.unwrap();

@@ -13,24 +13,20 @@ use std::{process::Command, time::Duration};
 
 use serde_json::{Value, json};
 use tollgate::{
-    Env,
-    auth::password::Password,
     clock::{Clock, SystemClock},
     config::Config,
-    outbound::NoOutbound,
-    tenancy::{Email, admin},
 };
 use tollgate_server::{
     database::Database,
-    db::LibsqlDb,
     server::{self, RunningServer, ServerClock, ServerSettings},
 };
 use tollgate_tests::{
+    PASSWORD, create_platform_admin,
     edge::{self, EdgeRuntime, EdgeSettings},
+    file_env,
     hrana_server::HranaServer,
 };
 
-const PASSWORD: &str = "correct horse battery staple";
 const JWT_SECRET: &str = "load-secret-load-secret-load-secret-0123";
 
 enum Running {
@@ -175,26 +171,7 @@ async fn arrange(base_url: &str, hrana: &HranaServer) -> String {
     let owner = registered["access_token"].as_str().unwrap().to_owned();
     let tenant = registered["tenant"]["id"].as_str().unwrap().to_owned();
 
-    let db = LibsqlDb::open(hrana.db_path().to_str().unwrap())
-        .await
-        .unwrap();
-    let config =
-        Config::from_lookup(|name| (name == "TOLLGATE_JWT_SECRET").then(|| JWT_SECRET.to_owned()))
-            .unwrap();
-    let env = Env::new(
-        Box::new(db),
-        Box::new(SystemClock),
-        Box::new(NoOutbound),
-        config,
-    );
-    let password = Password::parse("password", PASSWORD.into()).unwrap();
-    admin::create_platform_admin(
-        &env,
-        &Email::parse("email", "ops@load.test").unwrap(),
-        &password,
-    )
-    .await
-    .unwrap();
+    create_platform_admin(&file_env(hrana.db_path()).await, "ops@load.test").await;
     let admin_token = post(
         "admin/login",
         None,

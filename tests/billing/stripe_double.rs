@@ -4,17 +4,15 @@
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
-    net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http_body_util::Full;
+use hyper::Response;
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tollgate_tests::loopback::LoopbackServer;
 
 use crate::support::object;
 
@@ -39,46 +37,20 @@ struct State {
 }
 
 pub struct StripeDouble {
-    pub address: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<State>>,
-    server: JoinHandle<()>,
-}
-
-impl Drop for StripeDouble {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl StripeDouble {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let state: Arc<Mutex<State>> = Arc::default();
         let shared = state.clone();
-        let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self {
-            address,
-            state,
-            server,
-        }
+        let server = LoopbackServer::start(move |parts, body| answer(&shared, parts, body)).await;
+        Self { server, state }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.address)
+        self.server.base_url()
     }
 
     pub fn calls(&self) -> Vec<StripeCall> {
@@ -136,9 +108,7 @@ fn stripe_error(status: u16, kind: &str, message: &str) -> (u16, Value) {
     )
 }
 
-async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
+fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let form = decode(if body.is_empty() {
         &query

@@ -2,22 +2,15 @@
 //! to it, answers as SendGrid's v3 Mail Send does (202 Accepted with an `X-Message-Id`),
 //! can be told to answer otherwise, and can be taken down and brought back on its port.
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http_body_util::Full;
+use hyper::Response;
 use serde_json::Value;
-use tokio::{
-    net::TcpListener,
-    task::{AbortHandle, JoinHandle},
-};
 use tollgate::mail::EmailProvider;
+use tollgate_tests::loopback::LoopbackServer;
 
 pub const API_KEY: &str = "SG.test-key";
 pub const FROM: &str = "noreply@tollgate.test";
@@ -58,56 +51,25 @@ struct State {
 }
 
 pub struct Provider {
-    pub address: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<State>>,
-    server: Mutex<Option<JoinHandle<()>>>,
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Provider {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let provider = Self {
-            address: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(State {
-                sent: Vec::new(),
-                status: 202,
-            })),
-            server: Mutex::new(None),
-            connections: Arc::default(),
-        };
-        provider.serve(listener);
-        provider
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let state = self.state.clone();
-        let connections = self.connections.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = state.clone();
-                let connection = tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                connections.lock().unwrap().push(connection.abort_handle());
-            }
-        });
-        *self.server.lock().unwrap() = Some(task);
+        let state = Arc::new(Mutex::new(State {
+            sent: Vec::new(),
+            status: 202,
+        }));
+        let shared = state.clone();
+        let server = LoopbackServer::start(move |parts, body| answer(&shared, parts, body)).await;
+        Self { server, state }
     }
 
     /// The settings that point Tollgate at this provider.
     pub fn settings(&self) -> EmailProvider {
         EmailProvider::from_settings(
-            Some(format!("http://{}", self.address)),
+            Some(self.server.base_url()),
             Some(API_KEY.into()),
             Some(FROM.into()),
         )
@@ -122,20 +84,12 @@ impl Provider {
 
     /// Stops listening: connections are refused until [`Provider::up`].
     pub async fn down(&self) {
-        let task = self.server.lock().unwrap().take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
+        self.server.down().await;
     }
 
     /// Listens again on the same port.
     pub async fn up(&self) {
-        let listener = TcpListener::bind(self.address).await.unwrap();
-        self.serve(listener);
+        self.server.up().await;
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -151,13 +105,7 @@ impl Provider {
     }
 }
 
-async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-        .unwrap_or_default();
+fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         parts
             .headers

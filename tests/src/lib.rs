@@ -4,6 +4,7 @@
 
 pub mod edge;
 pub mod hrana_server;
+pub mod loopback;
 
 use std::path::PathBuf;
 

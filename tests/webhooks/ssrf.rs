@@ -114,7 +114,7 @@ async fn a_name_that_resolves_to_loopback_is_refused_at_send_time() {
     let receiver = Receiver::start().await;
     let acme = guarded_tenant(&app).await;
     let host = loopback_host_name().await;
-    let url = format!("http://{host}:{}/hook", receiver.address.port());
+    let url = format!("http://{host}:{}/hook", receiver.port());
     let created = expect_status(
         app.post(
             "webhooks/endpoints",

@@ -6,25 +6,19 @@
 
 use std::{
     collections::VecDeque,
-    convert::Infallible,
-    net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http_body_util::Full;
+use hyper::Response;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::{
-    net::TcpListener,
-    task::{AbortHandle, JoinHandle},
-};
-use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
+use tollgate_tests::{TestApp, TestUser, expect_status, loopback::LoopbackServer, spawn_app_with};
 
 /// One request as the receiver got it.
 #[derive(Debug, Clone)]
@@ -96,59 +90,33 @@ struct State {
 }
 
 pub struct Receiver {
-    pub address: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<State>>,
-    server: Mutex<Option<JoinHandle<()>>>,
-    /// Open connections, which a sender may keep alive: going down closes them too.
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Receiver {
     /// A receiver on a free loopback port, answering 200.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             received: Vec::new(),
             queued: VecDeque::new(),
             default: Reply::status(200).with_body("ok"),
         }));
-        let receiver = Self {
-            address,
-            state,
-            server: Mutex::new(None),
-            connections: Arc::default(),
-        };
-        receiver.serve(listener);
-        receiver
+        let shared = state.clone();
+        let server = LoopbackServer::start(move |parts, body| answer(&shared, parts, body)).await;
+        Self { server, state }
     }
 
-    fn serve(&self, listener: TcpListener) {
-        let state = self.state.clone();
-        let connections = self.connections.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = state.clone();
-                let connection = tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                connections.lock().unwrap().push(connection.abort_handle());
-            }
-        });
-        *self.server.lock().unwrap() = Some(task);
+    pub fn port(&self) -> u16 {
+        self.server.address.port()
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.address, path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.server.base_url(),
+            path.trim_start_matches('/')
+        )
     }
 
     /// Answers `reply` from now on.
@@ -165,20 +133,12 @@ impl Receiver {
 
     /// Stops listening: connections are refused until [`Receiver::up`].
     pub async fn down(&self) {
-        let task = self.server.lock().unwrap().take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
+        self.server.down().await;
     }
 
     /// Listens again on the same port.
     pub async fn up(&self) {
-        let listener = TcpListener::bind(self.address).await.unwrap();
-        self.serve(listener);
+        self.server.up().await;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -194,13 +154,7 @@ impl Receiver {
     }
 }
 
-async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-        .unwrap_or_default();
+fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         parts
             .headers

@@ -434,14 +434,7 @@ async fn platform_admin_actions_are_audited_in_the_tenants_log() {
 async fn funded(app: &TestApp) -> TestUser {
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    let response = app
-        .post(
-            &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
-            &admin,
-            &json!({ "amount": 100 }),
-        )
-        .await;
-    expect_status(response, StatusCode::CREATED).await;
+    app.grant_pool_credits(&admin, &owner, 100).await;
     owner
 }
 

@@ -29,14 +29,9 @@ async fn expect_rate_limited(response: Response, limit: i64) {
 /// Has a platform admin cap the tenant's requests per minute.
 async fn cap_requests_per_minute(app: &TestApp, user: &TestUser, requests_per_minute: i64) {
     let admin = app.platform_admin("ops@platform.test").await;
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", user.tenant_id),
-            &admin,
-            &json!({ "plan": "FREE", "overrides": { "requests_per_minute": requests_per_minute } }),
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
+    let capped =
+        json!({ "plan": "FREE", "overrides": { "requests_per_minute": requests_per_minute } });
+    app.assign_plan(&admin, user, &capped).await;
 }
 
 #[tokio::test]

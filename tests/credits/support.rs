@@ -12,14 +12,7 @@ pub async fn funded_tenant(app: &TestApp, slug: &str, credits: i64) -> TestUser 
         .platform_admin(&format!("ops@{slug}.platform.test"))
         .await;
     let lifted = json!({ "plan": "FREE", "overrides": { "requests_per_minute": 1_000_000 } });
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", owner.tenant_id),
-            &admin,
-            &lifted,
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
+    app.assign_plan(&admin, &owner, &lifted).await;
     if credits > 0 {
         grant_pool(app, &admin, &owner.tenant_id, credits, None).await;
     }

@@ -21,27 +21,14 @@ pub async fn tenant(
         .await;
     let mut overrides = overrides;
     overrides["requests_per_minute"] = json!(1_000_000);
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", owner.tenant_id),
-            &admin,
-            &json!({ "plan": plan, "overrides": overrides }),
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
+    app.assign_plan(
+        &admin,
+        &owner,
+        &json!({ "plan": plan, "overrides": overrides }),
+    )
+    .await;
     if credits > 0 {
-        let response = app
-            .post(
-                &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
-                &admin,
-                &json!({ "amount": credits, "reason": "test grant" }),
-            )
-            .await;
-        assert!(
-            response.status().is_success(),
-            "grant: {}",
-            response.status()
-        );
+        app.grant_pool_credits(&admin, &owner, credits).await;
     }
     owner
 }

@@ -45,14 +45,7 @@ async fn a_tenants_plan_override_raises_its_worker_limit() {
     let owner = free_tenant(&app, "acme").await;
     let admin = app.platform_admin("ops-workers@tollgate.test").await;
     let raised = json!({ "plan": "FREE", "overrides": { "max_workers": 2 } });
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", owner.tenant_id),
-            &admin,
-            &raised,
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
+    app.assign_plan(&admin, &owner, &raised).await;
 
     for name in ["Finance", "Support"] {
         let response = app

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser, expect_error, expect_status};
 
-use crate::support::{assign_plan, spawn_quota_app};
+use crate::support::spawn_quota_app;
 
 const SDXL: &str = "sd_xl_base_1.0.safetensors";
 
@@ -101,8 +101,7 @@ async fn sizes_beyond_the_plan_are_unprocessable_and_named() {
     let app = spawn_quota_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "max_pixels": 500000 } }),
@@ -138,8 +137,7 @@ async fn an_override_lifts_a_limit_for_its_tenant_only() {
     let acme = app.register("acme").await;
     let globex = app.register("globex").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &acme,
         &json!({ "plan": "FREE", "overrides": { "allowed_models": null, "max_width": 2048 } }),
@@ -173,8 +171,7 @@ async fn an_override_of_other_limits_keeps_the_plans_work_limits_and_quotas() {
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
 
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "requests_per_minute": 120 } }),
@@ -203,8 +200,7 @@ async fn a_model_list_can_be_overridden() {
     let app = spawn_quota_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "allowed_models": ["flux1-dev.safetensors"] } }),

@@ -8,8 +8,7 @@ use tollgate::quota::metrics::Period;
 use tollgate_tests::{expect_error, expect_status};
 
 use crate::support::{
-    assign_plan, counter, limit_user, record, record_ok, set_tenant_limit, set_user_limit,
-    spawn_quota_app,
+    counter, limit_user, record, record_ok, set_tenant_limit, set_user_limit, spawn_quota_app,
 };
 
 /// The entry for one counter in a limits answer.
@@ -165,8 +164,7 @@ async fn the_plans_quota_columns_take_overrides_and_null_means_unlimited() {
     let app = spawn_quota_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "daily_jobs": 2, "monthly_llm_tokens": null } }),

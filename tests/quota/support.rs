@@ -106,23 +106,10 @@ pub async fn set_tenant_limit(
     .await
 }
 
-/// `PUT admin/tenants/{id}/plan` and expects 204.
-pub async fn assign_plan(app: &TestApp, admin_token: &str, tenant: &TestUser, body: &Value) {
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", tenant.tenant_id),
-            admin_token,
-            body,
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
-}
-
 /// Lifts the tenant's request rate limit, so that many requests in one minute are judged
 /// by the quotas alone.
 pub async fn lift_rate_limit(app: &TestApp, admin_token: &str, tenant: &TestUser) {
-    assign_plan(
-        app,
+    app.assign_plan(
         admin_token,
         tenant,
         &json!({ "plan": "FREE", "overrides": { "requests_per_minute": 100000 } }),

@@ -10,18 +10,6 @@ use crate::support::{
     spawn_report_app, this_month, today,
 };
 
-/// A platform admin's grant of `amount` credits to the tenant's pool.
-async fn grant(app: &TestApp, admin: &str, tenant: &TestUser, amount: i64) {
-    let response = app
-        .post(
-            &format!("admin/tenants/{}/credits/grants", tenant.tenant_id),
-            admin,
-            &json!({ "amount": amount, "reason": "report test" }),
-        )
-        .await;
-    assert!(response.status().is_success(), "{}", response.status());
-}
-
 /// Reserves `estimate` credits for `user` and settles `actual` of them.
 async fn spend(app: &TestApp, user: &TestUser, estimate: i64, actual: i64) {
     let response = app
@@ -169,11 +157,11 @@ async fn credits_are_reported_as_they_stood_when_the_period_ended() {
     let app = spawn_report_app(None).await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@platform.test").await;
-    grant(&app, &admin, &owner, 100).await;
+    app.grant_pool_credits(&admin, &owner, 100).await;
     spend(&app, &owner, 40, 30).await;
 
     advance_to_next_day(&app);
-    grant(&app, &admin, &owner, 50).await;
+    app.grant_pool_credits(&admin, &owner, 50).await;
     spend(&app, &owner, 5, 5).await;
     app.run_cron().await;
 

@@ -164,6 +164,27 @@ impl TestApp {
             .to_owned()
     }
 
+    /// As the platform admin `admin_token`: `PUT admin/tenants/{id}/plan`, expecting 204.
+    pub async fn assign_plan(&self, admin_token: &str, tenant: &TestUser, body: &Value) {
+        let path = format!("admin/tenants/{}/plan", tenant.tenant_id);
+        expect_status(
+            self.put(&path, admin_token, body).await,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    }
+
+    /// As the platform admin `admin_token`: grants `amount` credits into the tenant's pool.
+    pub async fn grant_pool_credits(&self, admin_token: &str, tenant: &TestUser, amount: i64) {
+        let path = format!("admin/tenants/{}/credits/grants", tenant.tenant_id);
+        let grant = json!({ "amount": amount, "reason": "test grant" });
+        expect_status(
+            self.post(&path, admin_token, &grant).await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/api/v1/{}", self.base_url, path.trim_start_matches('/'))
     }

@@ -2,21 +2,10 @@
 //! per-tenant overrides that bind that tenant only.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate_tests::{TestApp, TestUser, expect_error, expect_status, spawn_app};
 
 use crate::helpers::get_public;
-
-async fn assign_plan(app: &TestApp, admin_token: &str, tenant: &TestUser, body: &Value) {
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", tenant.tenant_id),
-            admin_token,
-            body,
-        )
-        .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
-}
 
 async fn create_key(app: &TestApp, user: &TestUser) -> reqwest::Response {
     app.post(
@@ -51,8 +40,7 @@ async fn a_tenants_override_never_shows_in_the_public_list() {
     let app = spawn_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),
@@ -71,7 +59,8 @@ async fn a_platform_admin_moves_a_tenant_to_pro() {
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
 
-    assign_plan(&app, &admin, &owner, &json!({ "plan": "PRO" })).await;
+    app.assign_plan(&admin, &owner, &json!({ "plan": "PRO" }))
+        .await;
 
     let tenant = expect_status(app.get("tenant", &owner.access_token).await, StatusCode::OK).await;
     assert_eq!(tenant["plan"], "PRO");
@@ -87,7 +76,8 @@ async fn the_pro_plan_seats_a_fourth_user() {
     app.add_user(&owner, "max", "member").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
 
-    assign_plan(&app, &admin, &owner, &json!({ "plan": "pro" })).await;
+    app.assign_plan(&admin, &owner, &json!({ "plan": "pro" }))
+        .await;
 
     app.add_user(&owner, "vic", "viewer").await;
 }
@@ -99,8 +89,7 @@ async fn an_override_binds_its_tenant_and_no_other() {
     let globex = app.register("globex").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
 
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &acme,
         &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),
@@ -144,8 +133,7 @@ async fn a_revoked_key_frees_its_place_under_the_limit() {
     let app = spawn_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),
@@ -169,16 +157,14 @@ async fn a_second_override_updates_the_first() {
     let app = spawn_app().await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),
     )
     .await;
 
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &owner,
         &json!({ "plan": "FREE", "overrides": { "max_users": 10 } }),
@@ -262,8 +248,7 @@ async fn an_expired_key_frees_its_place_under_the_key_limit() {
     let app = spawn_app().await;
     let acme = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
-    assign_plan(
-        &app,
+    app.assign_plan(
         &admin,
         &acme,
         &json!({ "plan": "FREE", "overrides": { "max_api_keys": 1 } }),

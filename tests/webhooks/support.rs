@@ -208,18 +208,8 @@ pub async fn tenant(app: &TestApp, slug: &str) -> Tenant {
 
 /// Makes one `credits.granted` event happen in the tenant: a platform admin's grant.
 pub async fn grant(app: &TestApp, tenant: &Tenant) {
-    let response = app
-        .post(
-            &format!("admin/tenants/{}/credits/grants", tenant.owner.tenant_id),
-            &tenant.admin_token,
-            &json!({ "amount": 1, "reason": "webhook test" }),
-        )
+    app.grant_pool_credits(&tenant.admin_token, &tenant.owner, 1)
         .await;
-    assert!(
-        response.status().is_success(),
-        "grant failed: {}",
-        response.status()
-    );
 }
 
 /// Registers an endpoint and returns its JSON (with the secret).

@@ -181,27 +181,9 @@ pub async fn funded_tenant_with_credits(
     for (k, v) in overrides.as_object().unwrap() {
         all[k] = v.clone();
     }
-    let plan = json!({ "plan": "FREE", "overrides": all });
-    let response = app
-        .put(
-            &format!("admin/tenants/{}/plan", owner.tenant_id),
-            &admin,
-            &plan,
-        )
+    app.assign_plan(&admin, &owner, &json!({ "plan": "FREE", "overrides": all }))
         .await;
-    expect_status(response, StatusCode::NO_CONTENT).await;
-    let response = app
-        .post(
-            &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
-            &admin,
-            &json!({ "amount": credits, "reason": "test grant" }),
-        )
-        .await;
-    assert!(
-        response.status().is_success(),
-        "grant: {}",
-        response.status()
-    );
+    app.grant_pool_credits(&admin, &owner, credits).await;
     owner
 }
 

@@ -13,54 +13,21 @@ use std::{
 
 use tollgate::{
     Env,
-    auth::password::Password,
-    clock::SystemClock,
-    config::Config,
     db::Statement,
     jobs::{queue, runners::Runner},
-    outbound::NoOutbound,
-    tenancy::{Email, Slug, tenants},
 };
 use tollgate_server::{db::LibsqlDb, server};
 
+mod support;
+
+use support::{create_tenant, env, percentile, runtime};
+
 const JOBS: usize = 2_000;
-
-fn env(db: &LibsqlDb) -> Env {
-    let config = Config::from_lookup(|name| {
-        (name == "TOLLGATE_JWT_SECRET").then(|| "bench-secret-bench-secret-bench-secret-01".into())
-    })
-    .expect("the bench configuration is valid");
-    Env::new(
-        Box::new(db.clone()),
-        Box::new(SystemClock),
-        Box::new(NoOutbound),
-        config,
-    )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
-}
 
 /// An ENTERPRISE tenant without a concurrency cap (so the queue, not the plan, is
 /// measured); its default worker.
 async fn setup(env: &Env) -> (String, String, String) {
-    let tenant = tenants::NewTenant {
-        slug: Slug::parse("slug", "bench").unwrap(),
-        name: "Bench".into(),
-        plan: "ENTERPRISE",
-        owner_email: Email::parse("email", "owner@bench.bench").unwrap(),
-        owner_name: "Owner".into(),
-        owner_password: Password::parse("password", "correct horse battery staple".into()).unwrap(),
-    };
-    let created = tenants::create(env, &tenant).await.unwrap();
+    let created = create_tenant(env, "bench", "ENTERPRISE").await;
     env.db
         .execute(Statement::new(
             "UPDATE plans SET max_concurrent_jobs = NULL WHERE code = 'ENTERPRISE'",

@@ -15,45 +15,23 @@ use std::{
 use criterion::{Criterion, Throughput};
 use tollgate::{
     Env,
-    auth::password::Password,
-    clock::SystemClock,
-    config::Config,
     credits::{
         grants::{self, Grant},
         reservations::{self, Hold},
     },
     ids::new_id,
-    outbound::NoOutbound,
-    tenancy::{Email, Slug, tenants},
 };
 use tollgate_server::{db::LibsqlDb, server};
 
-const PAIRS_PER_THREAD: usize = 2_000;
+mod support;
 
-fn env(db: &LibsqlDb) -> Env {
-    let config = Config::from_lookup(|name| {
-        (name == "TOLLGATE_JWT_SECRET").then(|| "bench-secret-bench-secret-bench-secret-01".into())
-    })
-    .expect("the bench configuration is valid");
-    Env::new(
-        Box::new(db.clone()),
-        Box::new(SystemClock),
-        Box::new(NoOutbound),
-        config,
-    )
-}
+use support::{create_tenant, env, percentile, runtime};
+
+const PAIRS_PER_THREAD: usize = 2_000;
 
 /// A tenant with an owner and a pool too deep to run dry during the bench.
 async fn funded_tenant(env: &Env, slug: &str) -> (String, String) {
-    let tenant = tenants::NewTenant {
-        slug: Slug::parse("slug", slug).unwrap(),
-        name: "Bench".into(),
-        plan: "FREE",
-        owner_email: Email::parse("email", &format!("owner@{slug}.bench")).unwrap(),
-        owner_name: "Owner".into(),
-        owner_password: Password::parse("password", "correct horse battery staple".into()).unwrap(),
-    };
-    let created = tenants::create(env, &tenant).await.unwrap();
+    let created = create_tenant(env, slug, "FREE").await;
     let grant = Grant {
         amount: 1_000_000_000_000,
         reason: Some("bench".into()),
@@ -77,17 +55,6 @@ async fn reserve_and_settle(env: &Env, tenant: &str, user: &str) {
         .unwrap();
     let id = reservation["id"].as_str().unwrap();
     black_box(reservations::settle(env, tenant, id, 9).await.unwrap());
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
 }
 
 /// Runs `PAIRS_PER_THREAD` pairs on each of `threads` threads (one runtime each, one pool

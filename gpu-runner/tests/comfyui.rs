@@ -1,5 +1,5 @@
 //! The runner's ComfyUI side against a double replaying recorded ComfyUI 0.8 traffic
-//! (`shared/comfyui/`). No test waits on the clock: the double moves when the runner acts.
+//! (`testdata/comfyui/`). No test waits on the clock: the double moves when the runner acts.
 
 mod support;
 

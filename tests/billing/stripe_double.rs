@@ -1,5 +1,5 @@
 //! A Stripe API double on loopback, answering with Stripe's own fixture objects
-//! (`../shared/stripe/fixtures3.json`, what Stripe's mock server answers) for the calls
+//! (`testdata/stripe/fixtures3.json`, what Stripe's mock server answers) for the calls
 //! Tollgate makes, and recording each request as Stripe would receive it.
 
 use std::{

@@ -1,4 +1,4 @@
-//! Stripe events built from Stripe's published fixtures (`../shared/stripe/fixtures3.json`)
+//! Stripe events built from Stripe's published fixtures (`testdata/stripe/fixtures3.json`)
 //! and signed exactly as Stripe signs them.
 
 use reqwest::{Method, Response};
@@ -15,9 +15,9 @@ pub async fn spawn_billing_app() -> TestApp {
 fn fixtures() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/stripe/fixtures3.json"
+        "/../testdata/stripe/fixtures3.json"
     );
-    let text = std::fs::read_to_string(path).expect("Stripe's fixtures beside the checkout");
+    let text = std::fs::read_to_string(path).expect("Stripe's fixtures in testdata/stripe");
     serde_json::from_str(&text).unwrap()
 }
 

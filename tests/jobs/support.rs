@@ -38,10 +38,10 @@ pub async fn free_tenant(app: &TestApp, slug: &str) -> TestUser {
     tenant(app, slug, "FREE", json!({}), 100).await
 }
 
-/// A recorded workflow from the ComfyUI handouts.
+/// A recorded workflow from the project's ComfyUI test data (`testdata/comfyui/workflows`).
 pub fn recorded(name: &str) -> Value {
     let path = format!(
-        "{}/../../shared/comfyui/workflows/{name}.json",
+        "{}/../testdata/comfyui/workflows/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path}")))

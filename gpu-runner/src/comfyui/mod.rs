@@ -1,5 +1,5 @@
 //! Client for one local ComfyUI server (shapes as recorded from ComfyUI 0.8, see
-//! `shared/comfyui/README.md`): `/system_stats`, `/prompt`, `/history/{id}`, `/interrupt`,
+//! `testdata/comfyui/README.md`): `/system_stats`, `/prompt`, `/history/{id}`, `/interrupt`,
 //! `/view` and the `/ws` event stream.
 
 mod events;

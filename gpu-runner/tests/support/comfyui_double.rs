@@ -1,4 +1,4 @@
-//! A ComfyUI test double that replays one recorded run from `shared/comfyui/*.json`.
+//! A ComfyUI test double that replays one recorded run from `testdata/comfyui/*.json`.
 //!
 //! It serves the recorded routes, status codes and bodies, and sends the recorded WebSocket
 //! messages in recorded order, driven by what the client does, never by the clock:
@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 pub fn scenario(name: &str) -> Vec<Value> {
-    let path = format!("{}/../../shared/comfyui/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../testdata/comfyui/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

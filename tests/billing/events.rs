@@ -12,6 +12,7 @@ fn subscription_checkout(tenant_id: &str, plan: &str) -> Value {
         json!({
             "id": "cs_sub",
             "mode": "subscription",
+            "payment_status": "paid",
             "customer": "cus_acme",
             "subscription": "sub_1",
             "metadata": { "tenant_id": tenant_id, "plan": plan },

@@ -2,6 +2,7 @@
 //! plans, grace and downgrade, refunds.
 
 mod api;
+mod async_payments;
 mod events;
 mod signatures;
 mod stripe_double;

@@ -47,6 +47,7 @@ actions! {
     CreditsAllowanceSet => "credits.allowance_set",
     CreditsRefunded => "credits.refunded",
     CreditsPurchased => "credits.purchased",
+    BillingPaymentFailed => "billing.payment_failed",
     WebhookCreated => "webhook.created",
     WebhookUpdated => "webhook.updated",
     WebhookDeleted => "webhook.deleted",

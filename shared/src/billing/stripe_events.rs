@@ -48,6 +48,8 @@ struct EventData {
 /// The event types this endpoint acts on; others are acknowledged and ignored.
 const HANDLED: &[&str] = &[
     "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
     "invoice.paid",
     "invoice.payment_failed",
     "customer.subscription.updated",
@@ -210,6 +212,179 @@ fn pool_credit(
     (statements, moved)
 }
 
+/// Where a Checkout Session's payment stands. A session paid by a delayed method (bank
+/// debits, vouchers) completes unpaid and is settled later by an async payment event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Payment {
+    Paid,
+    Pending,
+    Failed,
+}
+
+impl Payment {
+    fn of(event: &Event) -> Self {
+        if event.kind == "checkout.session.async_payment_failed" {
+            return Payment::Failed;
+        }
+        match text(&event.data.object, "/payment_status") {
+            Some("paid" | "no_payment_required") => Payment::Paid,
+            _ => Payment::Pending,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Payment::Paid => "paid",
+            Payment::Pending => "pending",
+            Payment::Failed => "failed",
+        }
+    }
+}
+
+/// What a Checkout Session buys: a plan (subscription mode) or credits (payment mode).
+#[derive(Clone, Copy)]
+enum Purchase {
+    Plan(&'static str),
+    Credits(i64),
+}
+
+/// A Checkout Session's effect: the plan or the credits it buys once it is paid, whichever
+/// of `checkout.session.completed` (paid at once) or `…async_payment_succeeded` says so,
+/// and a notice to the tenant when a delayed payment fails. Credits are granted under the
+/// session's id, so a session never grants twice whatever order its events come in.
+fn checkout(
+    event: &Event,
+    tenant_id: &str,
+    fresh: &Statement,
+    now: i64,
+) -> ApiResult<Vec<Statement>> {
+    let object = &event.data.object;
+    let mut statements = Vec::new();
+    if let Some(customer) = text(object, "/customer") {
+        statements.push(sql!(
+            "UPDATE tenants SET stripe_customer_id = COALESCE(stripe_customer_id, ?) WHERE id = ?",
+            customer,
+            tenant_id
+        ));
+    }
+    let session = text(object, "/id").unwrap_or(&event.id);
+    let payment = Payment::of(event);
+    let purchase = match text(object, "/mode") {
+        Some("subscription") => Purchase::Plan(plans::parse_code(
+            "metadata.plan",
+            text(object, "/metadata/plan").unwrap_or_default(),
+        )?),
+        _ => Purchase::Credits(
+            text(object, "/metadata/credits")
+                .and_then(|credits| credits.parse::<i64>().ok())
+                .filter(|credits| *credits > 0)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "metadata.credits",
+                        "a credit purchase names its credits",
+                    )
+                })?,
+        ),
+    };
+    if let Purchase::Credits(credits) = purchase {
+        // Pending becomes paid or failed once; a late `completed` changes neither.
+        statements.push(sql!(
+            "INSERT INTO credit_purchases (checkout_session_id, tenant_id, payment_intent, credits, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (checkout_session_id) DO UPDATE SET
+                 status = excluded.status,
+                 payment_intent = COALESCE(credit_purchases.payment_intent, excluded.payment_intent)
+             WHERE credit_purchases.status = 'pending' AND credit_purchases.tenant_id = excluded.tenant_id",
+            session,
+            tenant_id,
+            text(object, "/payment_intent"),
+            credits,
+            payment.as_str(),
+            now
+        ));
+    }
+    match (payment, purchase) {
+        (Payment::Pending, _) => {}
+        (Payment::Paid, Purchase::Plan(plan)) => {
+            statements.push(change_plan(
+                tenant_id,
+                plan,
+                text(object, "/subscription"),
+                event.created,
+                now,
+            ));
+            let applied = plan_applied(tenant_id, event, fresh);
+            statements.push(outbox(
+                tenant_id,
+                "plan.changed",
+                json!({ "plan": plan, "source": "checkout" }),
+                now,
+                &applied,
+            ));
+            statements.push(audited(
+                tenant_id,
+                Action::PlanChanged,
+                Target::new("tenant", tenant_id),
+                json!({ "plan": plan, "stripe_event": event.id }),
+                now,
+                &applied,
+            ));
+        }
+        (Payment::Paid, Purchase::Credits(credits)) => {
+            let (purchase, bought) = pool_credit(
+                tenant_id,
+                "purchase",
+                credits,
+                "stripe checkout",
+                format!("checkout:{session}"),
+                now,
+            );
+            statements.extend(purchase);
+            statements.push(outbox(
+                tenant_id,
+                "credits.purchased",
+                json!({ "credits": credits, "checkout_session": session }),
+                now,
+                &bought,
+            ));
+            statements.push(audited(
+                tenant_id,
+                Action::CreditsPurchased,
+                Target::new("checkout_session", session),
+                json!({ "credits": credits, "stripe_event": event.id }),
+                now,
+                &bought,
+            ));
+        }
+        (Payment::Failed, purchase) => {
+            let details = match purchase {
+                Purchase::Plan(plan) => json!({ "checkout_session": session, "plan": plan }),
+                Purchase::Credits(credits) => {
+                    json!({ "checkout_session": session, "credits": credits })
+                }
+            };
+            statements.push(outbox(
+                tenant_id,
+                "billing.payment_failed",
+                details.clone(),
+                now,
+                fresh,
+            ));
+            let mut metadata = details;
+            metadata["stripe_event"] = json!(event.id);
+            statements.push(audited(
+                tenant_id,
+                Action::BillingPaymentFailed,
+                Target::new("checkout_session", session),
+                metadata,
+                now,
+                fresh,
+            ));
+        }
+    }
+    Ok(statements)
+}
+
 /// The statements of one event's effect.
 fn effects(
     event: &Event,
@@ -222,91 +397,10 @@ fn effects(
     let tenant_id = tenant.id.as_str();
     let mut statements = Vec::new();
     match event.kind.as_str() {
-        "checkout.session.completed" => {
-            if let Some(customer) = text(object, "/customer") {
-                statements.push(sql!(
-                    "UPDATE tenants SET stripe_customer_id = COALESCE(stripe_customer_id, ?) WHERE id = ?",
-                    customer,
-                    tenant_id
-                ));
-            }
-            let session = text(object, "/id").unwrap_or(&event.id);
-            match text(object, "/mode") {
-                Some("subscription") => {
-                    let plan = plans::parse_code(
-                        "metadata.plan",
-                        text(object, "/metadata/plan").unwrap_or_default(),
-                    )?;
-                    let subscription = text(object, "/subscription");
-                    statements.push(change_plan(
-                        tenant_id,
-                        plan,
-                        subscription,
-                        event.created,
-                        now,
-                    ));
-                    let applied = plan_applied(tenant_id, event, fresh);
-                    statements.push(outbox(
-                        tenant_id,
-                        "plan.changed",
-                        json!({ "plan": plan, "source": "checkout" }),
-                        now,
-                        &applied,
-                    ));
-                    statements.push(audited(
-                        tenant_id,
-                        Action::PlanChanged,
-                        Target::new("tenant", tenant_id),
-                        json!({ "plan": plan, "stripe_event": event.id }),
-                        now,
-                        &applied,
-                    ));
-                }
-                _ => {
-                    let credits = text(object, "/metadata/credits")
-                        .and_then(|credits| credits.parse::<i64>().ok())
-                        .filter(|credits| *credits > 0)
-                        .ok_or_else(|| {
-                            ApiError::invalid_field(
-                                "metadata.credits",
-                                "a credit purchase names its credits",
-                            )
-                        })?;
-                    statements.push(sql!(
-                        "INSERT INTO credit_purchases (checkout_session_id, tenant_id, payment_intent, credits, created_at)
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING",
-                        session,
-                        tenant_id,
-                        text(object, "/payment_intent"),
-                        credits,
-                        now
-                    ));
-                    let (purchase, bought) = pool_credit(
-                        tenant_id,
-                        "purchase",
-                        credits,
-                        "stripe checkout",
-                        format!("checkout:{session}"),
-                        now,
-                    );
-                    statements.extend(purchase);
-                    statements.push(outbox(
-                        tenant_id,
-                        "credits.purchased",
-                        json!({ "credits": credits, "checkout_session": session }),
-                        now,
-                        &bought,
-                    ));
-                    statements.push(audited(
-                        tenant_id,
-                        Action::CreditsPurchased,
-                        Target::new("checkout_session", session),
-                        json!({ "credits": credits, "stripe_event": event.id }),
-                        now,
-                        &bought,
-                    ));
-                }
-            }
+        "checkout.session.completed"
+        | "checkout.session.async_payment_succeeded"
+        | "checkout.session.async_payment_failed" => {
+            statements.extend(checkout(event, tenant_id, fresh, now)?);
         }
         "invoice.paid" => {
             let invoice = text(object, "/id").unwrap_or(&event.id);
@@ -457,7 +551,8 @@ fn claw_back(
 ) -> Vec<Statement> {
     let ledger_id = new_id();
     let pool = pool_id(tenant_id);
-    let owed = "(SELECT credits * ? / ? - clawed_back FROM credit_purchases WHERE tenant_id = ? AND payment_intent = ?)";
+    let owed = "(SELECT credits * ? / ? - clawed_back FROM credit_purchases
+                 WHERE tenant_id = ? AND payment_intent = ? AND status = 'paid')";
     vec![
         sql!(
             format!(
@@ -483,7 +578,7 @@ fn claw_back(
         apply(&[&ledger_id], now),
         sql!(
             "UPDATE credit_purchases SET clawed_back = credits * ? / ?
-             WHERE tenant_id = ? AND payment_intent = ? AND clawed_back < credits * ? / ?",
+             WHERE tenant_id = ? AND payment_intent = ? AND status = 'paid' AND clawed_back < credits * ? / ?",
             refunded,
             amount,
             tenant_id,

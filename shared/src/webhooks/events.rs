@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "credits.adjusted",
     "credits.topup_requested",
     "plan.changed",
+    "billing.payment_failed",
     "apikey.created",
     "apikey.revoked",
     "user.invited",

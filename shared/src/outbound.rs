@@ -97,7 +97,8 @@ impl Outbound for NoOutbound {
 /// True for addresses a tenant-supplied URL must not reach: unspecified, loopback,
 /// private (RFC 1918), shared (CGNAT), link-local (cloud metadata lives there),
 /// unique-local, multicast, broadcast, documentation and reserved ranges; IPv6 forms that
-/// embed an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address.
+/// embed an IPv4 address (mapped, translated, compatible, NAT64, 6to4) are judged by that
+/// address, and local-use NAT64 is refused whole.
 pub fn is_forbidden_address(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_forbidden_v4(v4),
@@ -135,8 +136,13 @@ fn is_forbidden_v6(address: Ipv6Addr) -> bool {
         [0, 0, 0, 0, 0, 0, high, low] => {
             (high == 0 && low <= 1) || is_forbidden_v4(embedded_v4(high, low))
         }
+        // IPv4-translated (::ffff:0:0:0/96, SIIT) reaches the embedded IPv4 address.
+        [0, 0, 0, 0, 0xffff, 0, high, low] => is_forbidden_v4(embedded_v4(high, low)),
         // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_forbidden_v4(embedded_v4(high, low)),
+        // Local-use NAT64 (64:ff9b:1::/48): an operator's own translator, whose prefix
+        // length (and so where the IPv4 address sits) cannot be known from here.
+        [0x64, 0xff9b, 1, ..] => true,
         // 6to4 (2002::/16) embeds the IPv4 address in the next 32 bits.
         [0x2002, high, low, ..] => is_forbidden_v4(embedded_v4(high, low)),
         // Teredo tunnels to addresses that cannot be judged from here; documentation.
@@ -241,6 +247,13 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:192.168.0.1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::808:808",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:c0a8:0101::1",
@@ -260,6 +273,7 @@ mod tests {
             "169.253.0.1",
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
+            "::ffff:0:1.1.1.1",
             "64:ff9b::101:101",
             "2002:0101:0101::1",
         ] {
@@ -302,6 +316,7 @@ mod tests {
             "http://127.1/",
             "http://[::1]:8080/",
             "http://0x7f.1/",
+            "http://[::ffff:0:7f00:1]/",
         ] {
             let uri: http::Uri = url.parse().unwrap();
             assert!(

@@ -70,6 +70,8 @@ async fn literal_private_loopback_and_link_local_urls_are_refused_when_saved() {
         "http://[fe80::1]/hook",
         "http://0.0.0.0/hook",
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:0:127.0.0.1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
         "http://127.1/hook",
         "http://2130706433/hook",
     ] {

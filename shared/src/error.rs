@@ -140,6 +140,16 @@ impl From<DbError> for ApiError {
                 "the database is busy, retry shortly",
             )
             .with_header(http::header::RETRY_AFTER, 1),
+            // A range trigger refused a figure the statement computed (the schema names these
+            // `out_of_range: …`): the request asked for more than the system can hold.
+            DbError::Constraint(message) if message.contains("out_of_range") => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount_out_of_range",
+                message
+                    .split_once("out_of_range: ")
+                    .map_or("the amount is out of range", |(_, reason)| reason)
+                    .to_owned(),
+            ),
             _ => ApiError::internal().caused_by(error.to_string()),
         }
     }

@@ -2,6 +2,7 @@
 //! and blocking, auto top-up, and the money invariants under concurrency.
 
 mod alerts;
+mod bounds;
 mod balances;
 mod concurrency;
 mod ledger;

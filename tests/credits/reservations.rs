@@ -295,3 +295,113 @@ async fn a_held_reservation_cannot_be_refunded_and_a_member_cannot_refund() {
     expect_error(by_member, StatusCode::FORBIDDEN, "forbidden").await;
     expect_error(while_held, StatusCode::CONFLICT, "reservation_finished").await;
 }
+
+/// A member's job, submitted through `POST jobs`: its hold is the job's.
+async fn job_of(app: &tollgate_tests::TestApp, user: &tollgate_tests::TestUser) -> serde_json::Value {
+    let response = app
+        .post(
+            "jobs",
+            &user.access_token,
+            &json!({ "workflow": tollgate_tests::sdxl(512, 20) }),
+        )
+        .await;
+    expect_status(response, StatusCode::CREATED).await
+}
+
+#[tokio::test]
+async fn a_jobs_hold_cannot_be_released_or_settled_through_the_reservation_endpoints() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let ada = app.add_user(&owner, "ada", "member").await;
+    let job = job_of(&app, &ada).await;
+    let hold = job["reservation_id"].as_str().unwrap();
+
+    for (who, response) in [
+        ("member", release(&app, &ada, hold).await),
+        ("member", settle(&app, &ada, hold, 0).await),
+        ("owner", release(&app, &owner, hold).await),
+        ("owner", settle(&app, &owner, hold, 0).await),
+    ] {
+        let body = expect_error(
+            response,
+            StatusCode::CONFLICT,
+            "reservation_owned_by_work",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["owner"], "job", "{who}");
+        assert_eq!(body["error"]["details"]["job_id"], job["id"], "{who}");
+    }
+
+    let reservation = expect_status(
+        app.get(&format!("credits/reservations/{hold}"), &ada.access_token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(reservation["status"], "held");
+    assert_eq!(reservation["owner"], "job");
+    assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 2);
+}
+
+#[tokio::test]
+async fn a_callers_own_reservation_still_settles_and_releases() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+
+    let first = reserved(&app, &owner, 10).await;
+    let second = reserved(&app, &owner, 10).await;
+
+    assert_eq!(first["owner"], "caller");
+    let settled = settle(&app, &owner, first["id"].as_str().unwrap(), 4).await;
+    assert_eq!(expect_status(settled, StatusCode::OK).await["charged"], 4);
+    let released = release(&app, &owner, second["id"].as_str().unwrap()).await;
+    assert_eq!(
+        expect_status(released, StatusCode::OK).await["status"],
+        "released"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_the_member_who_sent_them() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let ada = app.add_user(&owner, "ada", "member").await;
+    let max = app.add_user(&owner, "max", "member").await;
+    let adas = expect_status(reserve(&app, &ada, 30, Some("render-1")).await, StatusCode::CREATED).await;
+
+    // The same key from another member is that member's own first request: no conflict,
+    // no 402 about ada's hold, and nothing of ada's in the answer.
+    let maxs = reserve(&app, &max, 40, Some("render-1")).await;
+
+    let maxs = expect_status(maxs, StatusCode::CREATED).await;
+    assert_ne!(maxs["id"], adas["id"]);
+    assert_eq!(maxs["user_id"], max.user_id.as_str());
+    assert_eq!(maxs["idempotency_key"], "render-1");
+    assert_eq!(adas["idempotency_key"], "render-1");
+    assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 70);
+    // Each member's replay still answers that member's own reservation.
+    let replay = reserve(&app, &ada, 30, Some("render-1")).await;
+    assert_eq!(expect_status(replay, StatusCode::OK).await["id"], adas["id"]);
+}
+
+#[tokio::test]
+async fn a_job_idempotency_key_belongs_to_the_member_who_sent_it() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 100).await;
+    let ada = app.add_user(&owner, "ada", "member").await;
+    let max = app.add_user(&owner, "max", "member").await;
+    let submit = |user: &tollgate_tests::TestUser| {
+        app.request(reqwest::Method::POST, "jobs")
+            .bearer_auth(&user.access_token)
+            .header("Idempotency-Key", "nightly")
+            .json(&json!({ "workflow": tollgate_tests::sdxl(512, 20) }))
+            .send()
+    };
+
+    let adas = expect_status(submit(&ada).await.unwrap(), StatusCode::CREATED).await;
+    let maxs = expect_status(submit(&max).await.unwrap(), StatusCode::CREATED).await;
+
+    assert_ne!(adas["id"], maxs["id"]);
+    assert_eq!(maxs["user_id"], max.user_id.as_str());
+    assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 4);
+}

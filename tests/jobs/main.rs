@@ -2,6 +2,7 @@
 //! the runner endpoints with runner tokens, against the real server.
 
 mod api;
+mod pricing;
 mod queue;
 mod support;
 mod workers;

@@ -434,3 +434,28 @@ async fn an_event_replayed_concurrently_is_counted_once() {
     let used = counter(&app, &owner.tenant_id, "", "llm_tokens", Period::Month).await;
     assert_eq!(used, 40);
 }
+
+#[tokio::test]
+async fn another_members_idempotency_key_neither_conflicts_nor_skips_the_count() {
+    let app = spawn_quota_app().await;
+    let owner = app.register("acme").await;
+    let ada = app.add_user(&owner, "ada", "member").await;
+    let max = app.add_user(&owner, "max", "member").await;
+    expect_status(
+        record_with_key(&app, &ada.access_token, 700, "call-1").await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let same_event = record_with_key(&app, &max.access_token, 700, "call-1").await;
+    let other_event = record_with_key(&app, &max.access_token, 800, "call-2").await;
+
+    assert_eq!(
+        expect_status(same_event, StatusCode::CREATED).await["amount"],
+        700
+    );
+    expect_status(other_event, StatusCode::CREATED).await;
+    let adas = counter(&app, &owner.tenant_id, &ada.user_id, "llm_tokens", Period::Day).await;
+    let maxs = counter(&app, &owner.tenant_id, &max.user_id, "llm_tokens", Period::Day).await;
+    assert_eq!((adas, maxs), (700, 1500));
+}

@@ -1,9 +1,11 @@
 //! The HTTP API as one function: `handle(Request<Bytes>, &Env) -> Response<Bytes>`.
 
+mod forwarded_for;
+pub mod openapi;
 mod request;
 mod router;
 
-pub use request::{ApiRequest, ClientAddr, ClientInfo, Page};
+pub use request::{ApiRequest, ClientAddr, ClientInfo, Page, unscoped_key};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};

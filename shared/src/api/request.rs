@@ -116,11 +116,33 @@ impl ApiRequest {
         })
     }
 
+    /// A body must say it is JSON (`application/json` or `application/*+json`, UTF-8). A
+    /// request without a body and without a `Content-Type` passes, so that the missing body
+    /// is reported as such.
+    fn require_json_media_type(&self) -> ApiResult<()> {
+        let content_type = self.headers.get(http::header::CONTENT_TYPE);
+        match content_type {
+            None if self.body.is_empty() => Ok(()),
+            Some(value) if value.to_str().is_ok_and(is_json_media_type) => Ok(()),
+            _ => Err(ApiError::new(
+                http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON, sent with Content-Type: application/json",
+            )
+            .with_details(serde_json::json!({
+                "content_type": content_type.map(|value| String::from_utf8_lossy(value.as_bytes())),
+                "accepted": ["application/json", "application/*+json"],
+            }))),
+        }
+    }
+
     /// The `Idempotency-Key` header, if sent: 1 to 200 characters.
-    pub fn idempotency_key(&self) -> ApiResult<Option<String>> {
+    /// The key is scoped to `caller` (the user it acts for): one member's key never meets
+    /// another's, so neither a false conflict nor another member's ids can come back.
+    pub fn idempotency_key(&self, caller: &str) -> ApiResult<Option<String>> {
         match self.header("idempotency-key").map(str::trim) {
             None => Ok(None),
-            Some(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+            Some(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(scoped_key(caller, key))),
             Some(_) => Err(ApiError::bad_request(
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 200 characters",
@@ -136,7 +158,7 @@ impl ApiRequest {
         })
     }
 
-    /// `?limit=&offset=` with bounds: limit 1..=100 (default 50), offset ≥ 0.
+    /// `?limit=&offset=` with bounds: limit 1..=100 (default 50), offset 0..=[`MAX_OFFSET`].
     pub fn page(&self) -> ApiResult<Page> {
         let number = |name: &str, default: i64, min: i64, max: i64| -> ApiResult<i64> {
             match self.query_param(name) {
@@ -155,10 +177,27 @@ impl ApiRequest {
         };
         Ok(Page {
             limit: number("limit", 50, 1, 100)?,
-            offset: number("offset", 0, 0, i64::MAX)?,
+            offset: number("offset", 0, 0, MAX_OFFSET)?,
         })
     }
 }
+
+/// An idempotency key as stored: the sender's key under its caller's id.
+pub fn scoped_key(caller: &str, key: &str) -> String {
+    format!("{caller}/{key}")
+}
+
+/// A stored idempotency key as its sender wrote it.
+pub fn unscoped_key<'a>(caller: &str, stored: &'a str) -> &'a str {
+    stored
+        .strip_prefix(caller)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(stored)
+}
+
+/// The deepest a list may be paged: far past any real list, and small enough that
+/// `offset + limit` can never overflow.
+pub const MAX_OFFSET: i64 = 1_000_000_000;
 
 /// One page of a list.
 #[derive(Debug, Clone, Copy)]

@@ -21,7 +21,12 @@ use crate::{
     tenancy::plans,
 };
 
+/// The largest amount Stripe charges in one payment, in the currency's smallest unit
+/// (999,999.99 of a two-decimal currency).
+const MAX_CHARGE_MINOR_UNITS: i64 = 99_999_999;
+
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 enum Kind {
     Subscription,
@@ -126,6 +131,17 @@ pub async fn checkout(
                     "must be from 1 to 100,000,000",
                 ));
             }
+            let price = credits
+                .checked_mul(env.config.credit_price_cents)
+                .filter(|cents| *cents <= MAX_CHARGE_MINOR_UNITS)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "credits",
+                        format!(
+                            "would cost more than one payment carries ({MAX_CHARGE_MINOR_UNITS} in the currency's smallest unit)"
+                        ),
+                    )
+                })?;
             form.extend([
                 ("mode", "payment".to_owned()),
                 (
@@ -134,7 +150,7 @@ pub async fn checkout(
                 ),
                 (
                     "line_items[0][price_data][unit_amount]",
-                    (credits * env.config.credit_price_cents).to_string(),
+                    price.to_string(),
                 ),
                 (
                     "line_items[0][price_data][product_data][name]",
@@ -272,7 +288,11 @@ pub async fn charge_topups(env: &Env) -> Result<u64, DbError> {
             &[
                 (
                     "amount",
-                    (amount * env.config.credit_price_cents).to_string(),
+                    // Saturating: a price past what Stripe takes is refused by Stripe, and
+                    // the request ends failed, never with a wrapped amount.
+                    amount
+                        .saturating_mul(env.config.credit_price_cents)
+                        .to_string(),
                 ),
                 ("currency", env.config.billing_currency.clone()),
                 ("customer", customer),

@@ -61,7 +61,8 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - timestamp).abs() > TOLERANCE_SECONDS {
+    // abs_diff: a forged `t` near i64::MIN or MAX must not wrap into the window.
+    if now.abs_diff(timestamp) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::OutsideTolerance);
     }
     let expected = hex::encode(sign(timestamp, payload, secret));
@@ -119,6 +120,22 @@ mod tests {
             verify(Some(&signed), BODY, SECRET, 699),
             Err(SignatureError::OutsideTolerance)
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_do_not_wrap_into_the_window() {
+        for forged in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert_eq!(
+                verify(
+                    Some(&header(forged, SECRET)),
+                    BODY,
+                    SECRET,
+                    1_700_000_000
+                ),
+                Err(SignatureError::OutsideTolerance),
+                "t={forged}"
+            );
+        }
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub async fn get_user(env: &Env, principal: &Principal, user_id: &str) -> ApiRes
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 struct AutoTopUp {
     enabled: bool,
@@ -176,8 +177,9 @@ struct AutoTopUp {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Settings {
+pub(crate) struct Settings {
     alert_thresholds: Option<Vec<i64>>,
     auto_topup: Option<AutoTopUp>,
 }
@@ -207,12 +209,9 @@ fn settings_statement(
         None => None,
     };
     if let Some(topup) = &settings.auto_topup {
-        if topup.threshold < 0 || topup.amount < 0 || topup.max_per_month < 0 {
-            return Err(ApiError::invalid_field(
-                "auto_topup",
-                "threshold, amount and max_per_month must not be negative",
-            ));
-        }
+        super::bounded_amount("auto_topup.threshold", topup.threshold, 0)?;
+        super::bounded_amount("auto_topup.amount", topup.amount, 0)?;
+        super::bounded_amount("auto_topup.max_per_month", topup.max_per_month, 0)?;
         if topup.enabled && (topup.amount == 0 || topup.max_per_month == 0) {
             return Err(ApiError::invalid_field(
                 "auto_topup",

@@ -28,6 +28,7 @@ use crate::{
 
 /// Credits to add, and the key that makes adding them idempotent.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     pub amount: i64,
@@ -38,6 +39,7 @@ pub struct Grant {
 impl Grant {
     fn validate(&self, kind: &str) -> ApiResult<()> {
         if kind == "adjustment" {
+            super::bounded_amount("amount", self.amount, -super::MAX_AMOUNT)?;
             if self.amount == 0 {
                 return Err(ApiError::invalid_field("amount", "must not be zero"));
             }
@@ -51,11 +53,8 @@ impl Grant {
                     "an adjustment states its reason",
                 ));
             }
-        } else if self.amount <= 0 {
-            return Err(ApiError::invalid_field(
-                "amount",
-                "must be a positive whole number of credits",
-            ));
+        } else {
+            super::bounded_amount("amount", self.amount, 1)?;
         }
         if self
             .reason
@@ -276,8 +275,9 @@ pub async fn grant_to_user(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Allowance {
+pub(crate) struct Allowance {
     /// `null` removes the allowance: the user then spends from the pool alone.
     allowance: Option<i64>,
 }
@@ -292,8 +292,8 @@ pub async fn set_allowance(
 ) -> ApiResult<Response> {
     principal.require(Permission::CreditsManage)?;
     let body: Allowance = request.json()?;
-    if body.allowance.is_some_and(|allowance| allowance < 0) {
-        return Err(ApiError::invalid_field("allowance", "must not be negative"));
+    if let Some(allowance) = body.allowance {
+        super::bounded_amount("allowance", allowance, 0)?;
     }
     require_member(env, principal, user_id).await?;
     let tenant = principal.tenant_id.as_str();

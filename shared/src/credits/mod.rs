@@ -17,6 +17,25 @@ pub mod grants;
 pub mod ledger;
 pub mod reservations;
 
+/// The most credits one amount of the API may name: a hold, a charge, a grant or
+/// adjustment, an allowance, a top-up. The schema stops balances at 10^15 (a trigger
+/// answers `out_of_range`), so a balance plus any one amount always fits in 64 bits.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// `value` of `field` when it lies in `min..=MAX_AMOUNT` (or `-MAX_AMOUNT..=MAX_AMOUNT`
+/// with a negative `min`), else the 422 that names the bounds.
+pub(crate) fn bounded_amount(field: &str, value: i64, min: i64) -> crate::error::ApiResult<i64> {
+    let low = min.max(-MAX_AMOUNT);
+    if (low..=MAX_AMOUNT).contains(&value) {
+        Ok(value)
+    } else {
+        Err(crate::ApiError::invalid_field(
+            field,
+            format!("must be a whole number of credits from {low} to {MAX_AMOUNT}"),
+        ))
+    }
+}
+
 /// Runs a batch of movements. `None` when it would spend or hold more than an account
 /// holds: the account CHECK refused it, and the batch changed nothing.
 pub(crate) async fn within_balance(

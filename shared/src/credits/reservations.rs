@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 
 use crate::{
     ApiError, Env,
-    api::{ApiRequest, Response, created, ok},
+    api::{ApiRequest, Response, created, ok, unscoped_key},
     audit::{self, Action, Actor, Target},
     auth::{principal::Principal, rbac::Permission},
     clock::rfc3339,
@@ -31,13 +31,33 @@ use crate::{
 pub const SETTLE_OVERAGE_PERCENT: i64 = 10;
 
 const RESERVATION_COLUMNS: &str =
-    "id, user_id, amount, status, actual, charged, reason, model, job_id, idempotency_key,
+    "id, user_id, amount, status, actual, charged, reason, model, job_id, owner, idempotency_key,
      created_at, finished_at, refunded_at";
 
+/// Who moves a hold: its caller through the reservation endpoints, or the work it pays
+/// for (a job's hold is settled or released by the job's lifecycle alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Caller,
+    Job,
+}
+
+impl Owner {
+    fn as_str(self) -> &'static str {
+        match self {
+            Owner::Caller => "caller",
+            Owner::Job => "job",
+        }
+    }
+}
+
 fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
+    let user_id = row.get::<String>("user_id")?;
+    let key = row.get::<String>("idempotency_key")?;
     Ok(json!({
         "id": row.get::<String>("id")?,
-        "user_id": row.get::<String>("user_id")?,
+        "idempotency_key": unscoped_key(&user_id, &key),
+        "user_id": user_id,
         "amount": row.get::<i64>("amount")?,
         "status": row.get::<String>("status")?,
         "actual": row.get::<Option<i64>>("actual")?,
@@ -45,7 +65,7 @@ fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
         "reason": row.get::<Option<String>>("reason")?,
         "model": row.get::<Option<String>>("model")?,
         "job_id": row.get::<Option<String>>("job_id")?,
-        "idempotency_key": row.get::<String>("idempotency_key")?,
+        "owner": row.get::<String>("owner")?,
         "created_at": rfc3339(row.get("created_at")?),
         "finished_at": row.get::<Option<i64>>("finished_at")?.map(rfc3339),
         "refunded_at": row.get::<Option<i64>>("refunded_at")?.map(rfc3339),
@@ -54,6 +74,7 @@ fn reservation_json(row: &Row<'_>) -> ApiResult<Json> {
 
 /// What a caller asks to hold.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Hold {
     pub amount: i64,
@@ -134,18 +155,14 @@ pub async fn reserve(
     hold: &Hold,
     key: String,
 ) -> ApiResult<(bool, Json)> {
-    if hold.amount <= 0 {
-        return Err(ApiError::invalid_field(
-            "amount",
-            "must be a positive whole number of credits",
-        ));
-    }
+    super::bounded_amount("amount", hold.amount, 1)?;
     bounded_text("reason", &hold.reason)?;
     bounded_text("model", &hold.model)?;
     bounded_text("job_id", &hold.job_id)?;
     let now = env.now();
     let id = new_id();
-    let mut statements = reserve_statements(tenant_id, user_id, hold, &key, &id, now);
+    let mut statements =
+        reserve_statements(tenant_id, user_id, hold, Owner::Caller, &key, &id, now);
     statements.push(sql!(
         format!("SELECT {RESERVATION_COLUMNS} FROM credit_reservations WHERE tenant_id = ? AND idempotency_key = ?"),
         tenant_id,
@@ -179,6 +196,7 @@ pub(crate) fn reserve_statements(
     tenant_id: &str,
     user_id: &str,
     hold: &Hold,
+    owner: Owner,
     key: &str,
     id: &str,
     now: i64,
@@ -190,8 +208,8 @@ pub(crate) fn reserve_statements(
         ensure_user(tenant_id, user_id, now),
         sql!(
             "INSERT INTO credit_reservations (id, tenant_id, user_id, amount, status, reason, model, job_id,
-                                              idempotency_key, created_at)
-             SELECT ?, ?, ?, ?, 'held', ?, ?, ?, ?, ?
+                                              owner, idempotency_key, created_at)
+             SELECT ?, ?, ?, ?, 'held', ?, ?, ?, ?, ?, ?
              WHERE NOT EXISTS (SELECT 1 FROM credit_accounts WHERE id IN (?, ?) AND blocked_at IS NOT NULL)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
             id,
@@ -201,6 +219,7 @@ pub(crate) fn reserve_statements(
             hold.reason.clone(),
             hold.model.clone(),
             hold.job_id.clone(),
+            owner.as_str(),
             key,
             now,
             &pool,
@@ -375,13 +394,27 @@ async fn fetch(env: &Env, principal: &Principal, id: &str) -> ApiResult<Json> {
         .ok_or_else(|| ApiError::not_found("reservation"))?
 }
 
+/// A hold that belongs to work (a job) is refused to the reservation endpoints: only the
+/// work's own lifecycle settles or releases it, so the work can never run unpaid.
+fn moved_by_caller(reservation: &Json) -> ApiResult<()> {
+    if reservation["owner"] == Owner::Caller.as_str() {
+        return Ok(());
+    }
+    Err(ApiError::conflict(
+        "reservation_owned_by_work",
+        format!(
+            "this hold belongs to a {}; it is settled when the work finishes and released when it is cancelled or fails",
+            reservation["owner"].as_str().unwrap_or("job")
+        ),
+    )
+    .with_details(json!({ "owner": reservation["owner"], "job_id": reservation["job_id"] })))
+}
+
 /// Settles the tenant's held reservation `id` at `actual` (charged within the overage
 /// bound); the same settle again is a replay, anything else on a finished reservation a
 /// conflict.
 pub async fn settle(env: &Env, tenant: &str, id: &str, actual: i64) -> ApiResult<Json> {
-    if actual < 0 {
-        return Err(ApiError::invalid_field("actual", "must not be negative"));
-    }
+    super::bounded_amount("actual", actual, 0)?;
     advance(env, tenant, id, Step::Settle, Some(actual), None).await
 }
 
@@ -528,7 +561,9 @@ fn already_done(step: Step, reservation: &Json, actual: Option<i64>) -> bool {
 pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::CreditsSpend)?;
     let hold: Hold = request.json()?;
-    let key = request.idempotency_key()?.unwrap_or_else(new_id);
+    let key = request
+        .idempotency_key(principal.user_id.as_str())?
+        .unwrap_or_else(new_id);
     let (fresh, reservation) = reserve(
         env,
         principal.tenant_id.as_str(),
@@ -551,8 +586,9 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Settle {
+pub(crate) struct Settle {
     actual: i64,
 }
 
@@ -565,7 +601,7 @@ pub async fn post_settle(
 ) -> ApiResult<Response> {
     principal.require(Permission::CreditsSpend)?;
     let body: Settle = request.json()?;
-    fetch(env, principal, id).await?;
+    moved_by_caller(&fetch(env, principal, id).await?)?;
     Ok(ok(&settle(
         env,
         principal.tenant_id.as_str(),
@@ -578,7 +614,7 @@ pub async fn post_settle(
 /// `POST /api/v1/credits/reservations/{id}/release`
 pub async fn post_release(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::CreditsSpend)?;
-    fetch(env, principal, id).await?;
+    moved_by_caller(&fetch(env, principal, id).await?)?;
     Ok(ok(&release(env, principal.tenant_id.as_str(), id).await?))
 }
 

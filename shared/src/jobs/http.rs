@@ -41,7 +41,7 @@ struct CreateJob {
 pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::JobsSubmit)?;
     let body: CreateJob = request.json()?;
-    if body.priority.abs() > queue::MAX_USER_PRIORITY {
+    if !(-queue::MAX_USER_PRIORITY..=queue::MAX_USER_PRIORITY).contains(&body.priority) {
         return Err(ApiError::invalid_field(
             "priority",
             format!("must be from -{0} to {0}", queue::MAX_USER_PRIORITY),
@@ -56,7 +56,9 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             format!("must be from 1 to {MAX_TIME_LIMIT_SECONDS}"),
         ));
     }
-    let key = request.idempotency_key()?.unwrap_or_else(new_id);
+    let key = request
+        .idempotency_key(principal.user_id.as_str())?
+        .unwrap_or_else(new_id);
     let tenant = principal.tenant_id.as_str();
     let bot = match &body.bot_id {
         Some(id) => Some(bots::load(env, tenant, id).await?),
@@ -87,13 +89,43 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         worker_id,
         bot_id: bot.map(|bot| bot.id),
         workflow,
-        inspection,
+        inspection: inspection.clone(),
         priority: body.priority,
         time_limit_seconds: time_limit,
+        price: workflow::price(&inspection, time_limit),
         idempotency_key: key,
     };
     let (fresh, job) = queue::enqueue(env, &job).await?;
     Ok(if fresh { created(&job) } else { ok(&job) })
+}
+
+/// Whose jobs a caller may see and act on, the same for every verb: its own, or with
+/// `AllJobs` every user's of its tenant (`None`). Any other job answers 404, to a read as to
+/// a cancel, so that existence does not leak either.
+fn visible_to(principal: &Principal) -> Option<String> {
+    match principal.require(Permission::AllJobs) {
+        Ok(()) => None,
+        Err(_) => Some(principal.user_id.as_str().to_owned()),
+    }
+}
+
+/// The job `id`, if the caller may see it.
+async fn visible_job(env: &Env, principal: &Principal, id: &str) -> ApiResult<Json> {
+    let owner = visible_to(principal);
+    let rows = env
+        .db
+        .execute(sql!(
+            format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant_id = ? AND (? IS NULL OR user_id = ?)"
+            ),
+            id,
+            &principal.tenant_id,
+            owner.clone(),
+            owner
+        ))
+        .await?;
+    let row = rows.first().ok_or_else(|| ApiError::not_found("job"))?;
+    job_json(&row)
 }
 
 /// `GET /api/v1/jobs?status=&worker=&bot=&limit=&offset=`, newest first.

@@ -118,7 +118,9 @@ pub struct NewJob {
     pub workflow: Json,
     pub inspection: workflow::Inspection,
     pub priority: i64,
+    /// The time limit the caller asked for; the job runs under `price`'s.
     pub time_limit_seconds: i64,
+    pub price: workflow::Price,
     pub idempotency_key: String,
 }
 
@@ -140,7 +142,7 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
         .to_string(),
     );
     let hold = reservations::Hold {
-        amount: job.inspection.estimated_cost,
+        amount: job.price.hold,
         reason: Some("job".into()),
         model: job.inspection.work.models.first().cloned(),
         job_id: Some(job_id.clone()),
@@ -153,6 +155,7 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
         tenant,
         job.user_id.as_str(),
         &hold,
+        reservations::Owner::Job,
         &key,
         &reservation_id,
         now,
@@ -180,11 +183,11 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
         job.priority,
         job.workflow.to_string(),
         &request_hash,
-        job.inspection.estimated_cost,
+        job.price.hold,
         i64::try_from(job.inspection.work.estimated_vram_mb).unwrap_or(i64::MAX),
         &reservation_id,
         &job.idempotency_key,
-        job.time_limit_seconds,
+        job.price.time_limit_seconds,
         MAX_ATTEMPTS,
         now,
         now,

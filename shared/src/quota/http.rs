@@ -55,7 +55,7 @@ pub async fn record_event(
         ));
     }
     let (tenant, user) = (&principal.tenant_id, &principal.user_id);
-    let states = match request.idempotency_key()? {
+    let states = match request.idempotency_key(user.as_str())? {
         None => counters::record(env, tenant, user, metric, event.amount).await?,
         Some(key) => {
             match counters::record_once(env, tenant, user, metric, event.amount, &key).await? {

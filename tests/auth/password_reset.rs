@@ -272,3 +272,64 @@ async fn recovery_bodies_of_the_wrong_shape_or_not_json_are_refused() {
         expect_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
     }
 }
+
+#[tokio::test]
+async fn a_reset_ends_every_other_reset_token_of_the_user() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let earlier = reset_token(&app, &owner).await;
+    let later = reset_token(&app, &owner).await;
+    expect_status(reset(&app, &later, NEW_PASSWORD).await, StatusCode::OK).await;
+
+    let response = reset(&app, &earlier, "an attacker's passphrase").await;
+
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_token").await;
+    expect_status(
+        app.login("acme", &owner.email, NEW_PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_reset_tokens_mailed_before_it() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let token = reset_token(&app, &owner).await;
+    let changed = app
+        .post(
+            "auth/change-password",
+            &owner.access_token,
+            &json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }),
+        )
+        .await;
+    expect_status(changed, StatusCode::OK).await;
+
+    let response = reset(&app, &token, "an attacker's passphrase").await;
+
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_token").await;
+    expect_status(
+        app.login("acme", &owner.email, NEW_PASSWORD).await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reset_token_mailed_to_a_former_address_no_longer_works() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let token = reset_token(&app, &owner).await;
+    let moved = app
+        .put(
+            &format!("users/{}", owner.user_id),
+            &owner.access_token,
+            &json!({ "email": "ada@elsewhere.test" }),
+        )
+        .await;
+    expect_status(moved, StatusCode::OK).await;
+
+    let response = reset(&app, &token, NEW_PASSWORD).await;
+
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_token").await;
+}

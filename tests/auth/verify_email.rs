@@ -2,7 +2,7 @@
 
 use reqwest::{Response, StatusCode};
 use serde_json::json;
-use tollgate_tests::{TestApp, expect_error, expect_status, spawn_app};
+use tollgate_tests::{TestApp, TestUser, expect_error, expect_status, spawn_app};
 
 use crate::support::{me, post_raw};
 
@@ -115,4 +115,63 @@ async fn a_verification_body_of_the_wrong_shape_or_not_json_is_refused() {
 
     let response = post_raw(&app, "auth/verify-email", "token=abc").await;
     expect_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
+}
+
+async fn change_email(app: &TestApp, owner: &TestUser, email: &str) {
+    let response = app
+        .put(
+            &format!("users/{}", owner.user_id),
+            &owner.access_token,
+            &json!({ "email": email }),
+        )
+        .await;
+    let user = expect_status(response, StatusCode::OK).await;
+    assert_eq!(user["email_verified"], false);
+}
+
+async fn email_verified(app: &TestApp, owner: &TestUser) -> bool {
+    let me = expect_status(me(app, &owner.access_token).await, StatusCode::OK).await;
+    me["user"]["email_verified"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn a_token_mailed_to_the_former_address_does_not_verify_the_new_one() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let old_token = app.mailed_token(&owner.email, "verify_email").await;
+    change_email(&app, &owner, "ada@elsewhere.test").await;
+
+    let response = verify_email(&app, &old_token).await;
+
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_token").await;
+    assert!(!email_verified(&app, &owner).await);
+    let new_token = app.mailed_token("ada@elsewhere.test", "verify_email").await;
+    expect_status(verify_email(&app, &new_token).await, StatusCode::OK).await;
+    assert!(email_verified(&app, &owner).await);
+}
+
+#[tokio::test]
+async fn changing_the_email_again_does_not_revive_a_token_of_the_first_address() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let first_token = app.mailed_token(&owner.email, "verify_email").await;
+    change_email(&app, &owner, "ada@elsewhere.test").await;
+    change_email(&app, &owner, &owner.email).await;
+
+    let response = verify_email(&app, &first_token).await;
+
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_token").await;
+    assert!(!email_verified(&app, &owner).await);
+}
+
+#[tokio::test]
+async fn changing_the_email_unverifies_a_verified_address() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let token = app.mailed_token(&owner.email, "verify_email").await;
+    expect_status(verify_email(&app, &token).await, StatusCode::OK).await;
+
+    change_email(&app, &owner, "ada@elsewhere.test").await;
+
+    assert!(!email_verified(&app, &owner).await);
 }

@@ -1,6 +1,9 @@
 //! Password change, password recovery and email verification. Recovery and verification
-//! use single-use, expiring tokens sent by mail and kept only as hashes. Each redemption is one batch whose writes all hinge on the token
-//! still being unused, so a token works once even when presented twice at the same moment.
+//! use single-use, expiring tokens sent by mail and kept only as hashes. Each redemption is
+//! one batch whose writes all hinge on the token still being unused, so a token works once
+//! even when presented twice at the same moment. A token is bound to the address it was
+//! mailed to and works only while the user still has that address; every reset token of a
+//! user dies when the user's password changes, however it changes.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -15,6 +18,7 @@ use crate::{
         sessions,
         tokens::{random_token, sha256_hex},
     },
+    db::Statement,
     error::ApiResult,
     ids::new_id,
     mail, sql,
@@ -56,8 +60,8 @@ pub async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Respo
         tenant
             .bind(sql!(
                 format!(
-                    "INSERT INTO one_time_tokens (token_hash, purpose, tenant_id, user_id, expires_at, created_at)
-                     SELECT ?, 'password_reset', u.tenant_id, u.id, ?, ? {account}"
+                    "INSERT INTO one_time_tokens (token_hash, purpose, tenant_id, user_id, email, expires_at, created_at)
+                     SELECT ?, 'password_reset', u.tenant_id, u.id, u.email, ?, ? {account}"
                 ),
                 sha256_hex(&token),
                 now + env.config.password_reset_ttl,
@@ -97,15 +101,34 @@ fn invalid_token() -> ApiError {
     )
 }
 
-/// The subquery naming the user of a live token of `purpose`.
+/// The subquery naming the user of a live token of `purpose`, mailed to the address the
+/// user still has.
 fn token_user(purpose: &str) -> String {
     format!(
-        "(SELECT user_id FROM one_time_tokens
-          WHERE token_hash = ? AND purpose = '{purpose}' AND used_at IS NULL AND expires_at > ?)"
+        "(SELECT t.user_id FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+          WHERE t.token_hash = ? AND t.purpose = '{purpose}' AND t.used_at IS NULL AND t.expires_at > ?
+            AND t.email = u.email)"
     )
 }
 
-fn use_token(purpose: &str, token_hash: &str, now: i64) -> crate::db::Statement {
+/// Goes with every new password: the user's reset tokens still outstanding die, so a reset
+/// link mailed before the change cannot undo it. `user` yields the user's id; the token
+/// `spared` is left for its own redemption.
+fn end_reset_tokens(user: Statement, spared: Option<&str>, now: i64) -> Statement {
+    let mut statement = sql!(
+        format!(
+            "UPDATE one_time_tokens SET used_at = ?
+             WHERE user_id = ({}) AND purpose = 'password_reset' AND used_at IS NULL
+               AND token_hash IS NOT ?",
+            user.sql
+        ),
+        now
+    );
+    statement.params.extend(user.params);
+    statement.bind(spared)
+}
+
+fn use_token(purpose: &str, token_hash: &str, now: i64) -> Statement {
     sql!(
         format!(
             "UPDATE one_time_tokens SET used_at = ?
@@ -173,6 +196,11 @@ pub async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Respon
                 now,
                 &token_hash,
                 now
+            ),
+            end_reset_tokens(
+                sql!(format!("SELECT {user}"), &token_hash, now),
+                Some(&token_hash),
+                now,
             ),
             use_token("password_reset", &token_hash, now),
         ])
@@ -276,6 +304,7 @@ pub async fn change_password(
                 &principal.user_id,
                 session_id
             ),
+            end_reset_tokens(sql!("SELECT ?", &principal.user_id), None, now),
             audit::entry(
                 principal.tenant_id.as_str(),
                 &Actor::of(principal),

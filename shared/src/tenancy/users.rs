@@ -22,8 +22,8 @@ use crate::{
     tenancy::{Email, parse_display_name, plans},
 };
 
-/// The statements that issue an email-verification token and mail it, if the user exists
-/// once the statements before them in the batch have run.
+/// The statements that issue an email-verification token bound to `email` and mail it
+/// there, if the user exists once the statements before them in the batch have run.
 pub fn verification_mail(
     env: &Env,
     tenant_id: &str,
@@ -38,11 +38,12 @@ pub fn verification_mail(
     );
     vec![
         sql!(
-            "INSERT INTO one_time_tokens (token_hash, purpose, tenant_id, user_id, expires_at, created_at)
-             VALUES (?, 'email_verification', ?, ?, ?, ?)",
+            "INSERT INTO one_time_tokens (token_hash, purpose, tenant_id, user_id, email, expires_at, created_at)
+             VALUES (?, 'email_verification', ?, ?, ?, ?, ?)",
             sha256_hex(&token),
             tenant_id,
             user_id,
+            email,
             now + env.config.email_verification_ttl,
             now
         )
@@ -253,7 +254,8 @@ struct UpdateUser {
 }
 
 /// `PUT /api/v1/users/{id}`: name and email, by the user or an admin. A new email must be
-/// verified again.
+/// verified again, and the tokens mailed to the old one (verification, password reset)
+/// stop working.
 pub async fn update(
     env: &Env,
     request: &ApiRequest,
@@ -302,6 +304,17 @@ pub async fn update(
         )
         .only_if_exists(&audit::if_changed()),
     );
+    if email.is_some() {
+        statements.push(sql!(
+            "UPDATE one_time_tokens SET used_at = ?
+             WHERE user_id = ? AND tenant_id = ? AND used_at IS NULL
+               AND email IS NOT (SELECT email FROM users WHERE id = ?)",
+            now,
+            user_id,
+            &principal.tenant_id,
+            user_id
+        ));
+    }
     let current = fetch(env, principal, user_id).await?;
     let current_role = current["role"]
         .as_str()

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tollgate::auth::tokens::sha256_hex;
+use tollgate::{auth::tokens::sha256_hex, clock::Clock};
 use tollgate_tests::{TestApp, TestUser, expect_error, expect_status, spawn_app};
 
 use crate::helpers::{count, get_with_x_api_key, ids, secret, server_time_in};
@@ -420,6 +420,81 @@ async fn patching_a_revoked_key_answers_409() {
         )
         .await;
     assert_eq!(rows[0][0], "tenant:read");
+}
+
+/// `count` keys of `owner` that expire in a minute, and the clock moved past it.
+async fn expired_keys(app: &TestApp, owner: &TestUser, count: usize) -> Vec<Value> {
+    let mut keys = Vec::new();
+    for _ in 0..count {
+        let body = json!({ "name": "k", "scopes": ["*"], "expires_at": server_time_in(app, 60) });
+        keys.push(expect_status(create(app, owner, &body).await, StatusCode::CREATED).await);
+    }
+    app.advance_clock(61);
+    keys
+}
+
+#[tokio::test]
+async fn an_expired_key_cannot_be_revived_by_a_new_expiry() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let key = expired_keys(&app, &owner, 1).await.remove(0);
+
+    for expires_at in [json!(null), json!(server_time_in(&app, 86_400))] {
+        let response = app
+            .patch(
+                &key_path(&key),
+                &owner.access_token,
+                &json!({ "expires_at": expires_at }),
+            )
+            .await;
+        expect_error(response, StatusCode::CONFLICT, "api_key_expired").await;
+    }
+
+    expect_error(
+        app.get("tenant", &secret(&key)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let stored = app
+        .query(
+            "SELECT expires_at FROM api_keys WHERE id = ?",
+            vec![key["id"].as_str().unwrap().into()],
+        )
+        .await;
+    assert_eq!(stored[0][0], app.clock.now() - 1);
+}
+
+#[tokio::test]
+async fn expired_keys_make_room_for_new_ones_but_never_return_beyond_the_limit() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    let old = expired_keys(&app, &owner, 5).await;
+    for _ in 0..5 {
+        app.create_api_key(&owner, &["tenant:read"]).await;
+    }
+    let sixth = create(&app, &owner, &json!({ "name": "k", "scopes": ["*"] })).await;
+    expect_error(sixth, StatusCode::FORBIDDEN, "plan_limit_reached").await;
+
+    for key in &old {
+        let response = app
+            .patch(
+                &key_path(key),
+                &owner.access_token,
+                &json!({ "expires_at": null }),
+            )
+            .await;
+        expect_error(response, StatusCode::CONFLICT, "api_key_expired").await;
+    }
+
+    let usable = count(
+        &app,
+        "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > ?)",
+        vec![owner.tenant_id.clone().into(), app.clock.now().into()],
+    )
+    .await;
+    assert_eq!(usable, 5, "FREE allows 5 keys in force");
 }
 
 #[tokio::test]

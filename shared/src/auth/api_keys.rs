@@ -293,7 +293,7 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
     Ok(ok(&fetch(env, principal, id).await?))
 }
 
-/// `PATCH /api/v1/api-keys/{id}`: name, scopes, expiry.
+/// `PATCH /api/v1/api-keys/{id}`: name, scopes, expiry, of a key still in force.
 pub async fn update(
     env: &Env,
     request: &ApiRequest,
@@ -327,7 +327,8 @@ pub async fn update(
                  scopes = COALESCE(?, scopes),
                  expires_at = CASE WHEN ? THEN ? ELSE expires_at END,
                  updated_at = ?
-             WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL{only_own}"
+             WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?){only_own}"
         ),
         name,
         scopes.map(|scopes| scopes.to_string()),
@@ -335,7 +336,8 @@ pub async fn update(
         expiry.flatten(),
         now,
         id,
-        &principal.tenant_id
+        &principal.tenant_id,
+        now
     );
     if let Some(user) = user {
         statement = statement.bind(user);
@@ -351,12 +353,17 @@ pub async fn update(
     .only_if_exists(&audit::if_changed());
     let results = env.db.batch(vec![statement, audited]).await?;
     if results[0].rows_affected == 0 {
-        // Revoked keys stay listed but cannot change.
-        fetch(env, principal, id).await?;
-        return Err(ApiError::conflict(
-            "api_key_revoked",
-            "a revoked API key cannot be changed",
-        ));
+        // Revoked and expired keys stay listed but cannot change: a key revived by a new
+        // expiry would be one more than the plan's key limit counted when it was created.
+        let key = fetch(env, principal, id).await?;
+        return Err(if key["revoked_at"].is_null() {
+            ApiError::conflict(
+                "api_key_expired",
+                "an expired API key cannot be changed; create a new one",
+            )
+        } else {
+            ApiError::conflict("api_key_revoked", "a revoked API key cannot be changed")
+        });
     }
     audit::try_seal(env, principal.tenant_id.as_str()).await;
     Ok(ok(&fetch(env, principal, id).await?))

@@ -2,7 +2,9 @@
 //! the runner endpoints with runner tokens, against the real server.
 
 mod api;
+mod bounds;
 mod pricing;
 mod queue;
 mod support;
+mod visibility;
 mod workers;

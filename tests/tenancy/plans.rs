@@ -188,6 +188,11 @@ async fn an_unknown_plan_or_a_bad_override_answers_422() {
         json!({ "plan": "PRO", "overrides": { "max_api_keys": 0 } }),
         json!({ "plan": "PRO", "overrides": { "monthly_credits": -1 } }),
         json!({ "plan": "PRO", "overrides": { "max_seats": 9 } }),
+        json!({ "plan": "PRO", "overrides": { "monthly_credits": i64::MAX } }),
+        json!({ "plan": "PRO", "overrides": { "priority": i64::MAX } }),
+        json!({ "plan": "PRO", "overrides": { "priority": i64::MIN } }),
+        json!({ "plan": "PRO", "overrides": { "requests_per_minute": i64::MAX } }),
+        json!({ "plan": "PRO", "overrides": { "daily_jobs": i64::MAX } }),
     ] {
         let response = app.put(&path, &admin, &body).await;
 

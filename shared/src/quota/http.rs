@@ -28,12 +28,13 @@ use crate::{
     auth::{principal::Principal, rbac::Permission},
     clock::rfc3339,
     error::ApiResult,
-    tenancy::admin,
+    tenancy::{admin, plans},
 };
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct UsageEvent {
+pub(crate) struct UsageEvent {
     metric: String,
     amount: i64,
 }
@@ -128,8 +129,11 @@ impl SetLimit {
         let limit = body.limit.ok_or_else(|| {
             ApiError::invalid_field("limit", "is required: a whole number, or null to remove")
         })?;
-        if limit.is_some_and(|limit| limit < 0) {
-            return Err(ApiError::invalid_field("limit", "must not be negative"));
+        if limit.is_some_and(|limit| !(0..=plans::MAX_LIMIT).contains(&limit)) {
+            return Err(ApiError::invalid_field(
+                "limit",
+                format!("must be from 0 to {}", plans::MAX_LIMIT),
+            ));
         }
         Ok(OverrideChange {
             metric,

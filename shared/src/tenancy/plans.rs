@@ -40,6 +40,11 @@ pub const CODES: &[&str] = &["FREE", "PRO", "ENTERPRISE"];
 
 /// Ten years: the longest an override may keep audit entries.
 const MAX_AUDIT_RETENTION_DAYS: i64 = 3_650;
+/// The largest count or limit a plan may name: far past any real plan, and small enough
+/// that the sums and products the limits take part in stay within 64 bits.
+pub const MAX_LIMIT: i64 = 1_000_000_000_000;
+/// A plan's priority shifts its jobs' order in the queue by at most this much either way.
+const MAX_PRIORITY: i64 = 1_000_000;
 
 const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority, p.audit_retention_days,
     p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.max_workers, p.allowed_models,
@@ -200,9 +205,21 @@ impl Overrides {
             ("max_api_keys", self.max_api_keys),
         ];
         for (field, value) in positive {
-            if value.is_some_and(|value| value <= 0) {
-                return Err(ApiError::invalid_field(field, "must be positive"));
+            if value.is_some_and(|value| !(1..=MAX_LIMIT).contains(&value)) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    format!("must be from 1 to {MAX_LIMIT}"),
+                ));
             }
+        }
+        if self
+            .priority
+            .is_some_and(|priority| !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority))
+        {
+            return Err(ApiError::invalid_field(
+                "priority",
+                format!("must be from -{MAX_PRIORITY} to {MAX_PRIORITY}"),
+            ));
         }
         if self
             .audit_retention_days
@@ -213,11 +230,8 @@ impl Overrides {
                 format!("must be 1 to {MAX_AUDIT_RETENTION_DAYS} days"),
             ));
         }
-        if self.monthly_credits.is_some_and(|value| value < 0) {
-            return Err(ApiError::invalid_field(
-                "monthly_credits",
-                "must not be negative",
-            ));
+        if let Some(credits) = self.monthly_credits {
+            crate::credits::bounded_amount("monthly_credits", credits, 0)?;
         }
         let work_limits = [
             ("max_width", self.max_width),
@@ -229,10 +243,13 @@ impl Overrides {
             ("max_workers", self.max_workers),
         ];
         for (field, value) in work_limits {
-            if value.flatten().is_some_and(|value| value <= 0) {
+            if value
+                .flatten()
+                .is_some_and(|value| !(1..=MAX_LIMIT).contains(&value))
+            {
                 return Err(ApiError::invalid_field(
                     field,
-                    "must be positive, or null for no limit",
+                    format!("must be from 1 to {MAX_LIMIT}, or null for no limit"),
                 ));
             }
         }
@@ -245,10 +262,13 @@ impl Overrides {
             ("monthly_llm_tokens", self.monthly_llm_tokens),
         ];
         for (field, value) in quotas {
-            if value.flatten().is_some_and(|value| value < 0) {
+            if value
+                .flatten()
+                .is_some_and(|value| !(0..=MAX_LIMIT).contains(&value))
+            {
                 return Err(ApiError::invalid_field(
                     field,
-                    "must not be negative, or null for no limit",
+                    format!("must be from 0 to {MAX_LIMIT}, or null for no limit"),
                 ));
             }
         }

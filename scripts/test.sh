@@ -40,17 +40,32 @@ source scripts/tools/spin.sh
 say "an S3-compatible server for the object-store tests (moto, from PyPI)"
 source scripts/tools/s3.sh
 
-say "tests"
+# Every suite runs even when one fails (--no-fail-fast, and a failed step only marks the
+# run failed), so one broken binary cannot hide what the others say.
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$log"
+failed_steps=()
+step() {
+    local name="$1"
+    shift
+    say "$name"
+    "$@" 2>&1 | tee -a "$log" || failed_steps+=("$name")
+}
 
-say "the black-box suites again, the server reaching its database over Hrana HTTP"
-TOLLGATE_TESTS_OVER_HRANA=1 cargo test --locked -p tollgate-tests \
+step "tests" cargo test --workspace --locked --no-fail-fast
+
+step "the black-box suites again, the server reaching its database over Hrana HTTP" \
+    env TOLLGATE_TESTS_OVER_HRANA=1 cargo test --locked --no-fail-fast -p tollgate-tests \
     --test auth --test tenancy --test credits --test quota --test jobs \
-    --test billing --test webhooks --test audit --test reports 2>&1 | tee -a "$log"
+    --test billing --test webhooks --test audit --test reports
 
-say "the shared crate's wasm-bindgen tests on wasm32-unknown-unknown under Node"
-bash scripts/tools/cloudflare.sh wasm-test 2>&1 | tee -a "$log"
+step "the shared crate's wasm-bindgen tests on wasm32-unknown-unknown under Node" \
+    bash scripts/tools/cloudflare.sh wasm-test
+
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"
+printf 'wall time: %d min %02d s\n' $((SECONDS / 60)) $((SECONDS % 60))
+if [ "${#failed_steps[@]}" -gt 0 ]; then
+    printf 'failed: %s\n' "${failed_steps[@]}"
+    exit 1
+fi

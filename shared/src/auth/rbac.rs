@@ -69,6 +69,7 @@ impl Role {
             BillingManage => matches!(self, Role::Owner | Role::Admin),
             JobsRead => true,
             JobsSubmit => self != Role::Viewer,
+            AllJobs => matches!(self, Role::Owner | Role::Admin),
             WorkersManage => matches!(self, Role::Owner | Role::Admin),
         }
     }
@@ -128,10 +129,12 @@ pub enum Permission {
     ReportsRead,
     /// Buy plans and credits, open the billing portal, read invoices.
     BillingManage,
-    /// Read the tenant's jobs, workers and bots.
+    /// Read the tenant's workers and bots, and one's own jobs.
     JobsRead,
-    /// Submit and cancel jobs.
+    /// Submit jobs, and cancel one's own.
     JobsSubmit,
+    /// Read and cancel every job of the tenant, not only one's own.
+    AllJobs,
     /// Create and change workers and bots; create and revoke runner tokens.
     WorkersManage,
 }
@@ -158,7 +161,7 @@ impl Permission {
             AuditRead => ("audit", Access::Read),
             ReportsRead => ("reports", Access::Read),
             BillingManage => ("billing", Access::Write),
-            JobsRead => ("jobs", Access::Read),
+            JobsRead | AllJobs => ("jobs", Access::Read),
             JobsSubmit => ("jobs", Access::Write),
             WorkersManage => ("workers", Access::Write),
         };

@@ -142,15 +142,18 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
         ));
     }
     let (worker, bot) = (request.query_param("worker"), request.query_param("bot"));
+    let owner = visible_to(principal);
     let rows = env
         .db
         .execute(sql!(
             format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ?
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND (? IS NULL OR user_id = ?)
                    AND (? IS NULL OR status = ?) AND (? IS NULL OR worker_id = ?) AND (? IS NULL OR bot_id = ?)
                  ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
             ),
             &principal.tenant_id,
+            owner.clone(),
+            owner,
             status.clone(),
             status,
             worker.clone(),
@@ -176,16 +179,7 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
 /// `GET /api/v1/jobs/{id}`
 pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::JobsRead)?;
-    let rows = env
-        .db
-        .execute(sql!(
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant_id = ?"),
-            id,
-            &principal.tenant_id
-        ))
-        .await?;
-    let row = rows.first().ok_or_else(|| ApiError::not_found("job"))?;
-    let mut job = job_json(&row)?;
+    let mut job = visible_job(env, principal, id).await?;
     outputs::add_download_links(&mut job, env.config.output_bucket.as_ref(), env.now());
     Ok(ok(&job))
 }
@@ -193,6 +187,8 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
 /// `POST /api/v1/jobs/{id}/cancel`
 pub async fn cancel(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
     principal.require(Permission::JobsSubmit)?;
+    // Whose job it is never changes, so checking before the cancel's batch is final.
+    visible_job(env, principal, id).await?;
     let job = queue::cancel(env, principal.tenant_id.as_str(), &Actor::of(principal), id).await?;
     Ok(ok(&job))
 }

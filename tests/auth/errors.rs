@@ -168,3 +168,111 @@ async fn a_json_array_where_an_object_belongs_is_refused_and_counts_nothing() {
         .await;
     assert_eq!(counters[0][0], 0);
 }
+
+#[tokio::test]
+async fn a_body_not_sent_as_json_answers_415_and_writes_nothing() {
+    let app = spawn_app().await;
+    let register = json!({
+        "tenant_name": "Acme Inc.",
+        "tenant_slug": "acme",
+        "email": "owner@acme.test",
+        "password": PASSWORD,
+        "name": "Owner",
+    })
+    .to_string();
+
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/json; charset=utf-16"),
+        None,
+    ] {
+        let mut request = app
+            .request(Method::POST, "auth/register")
+            .body(register.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+
+        let error = expect_error(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{error}"
+        );
+        assert_eq!(
+            error["error"]["details"]["content_type"],
+            json!(content_type),
+            "{error}"
+        );
+    }
+    assert_eq!(count(&app, "tenants").await, 0);
+}
+
+#[tokio::test]
+async fn json_with_a_charset_or_a_structured_suffix_is_accepted() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+
+    for (slug, content_type) in [
+        ("beta", "application/json; charset=utf-8"),
+        ("gamma", "Application/JSON;charset=\"UTF-8\""),
+        ("delta", "application/vnd.tollgate+json"),
+    ] {
+        let body = json!({
+            "tenant_name": "Other Inc.",
+            "tenant_slug": slug,
+            "email": format!("owner@{slug}.test"),
+            "password": PASSWORD,
+            "name": "Owner",
+        });
+        let response = app
+            .request(Method::POST, "auth/register")
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        expect_status(response, StatusCode::CREATED).await;
+    }
+    let merge_patch = app
+        .request(Method::PUT, "tenant")
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({ "name": "Acme Renamed" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let tenant = expect_status(merge_patch, StatusCode::OK).await;
+    assert_eq!(tenant["name"], "Acme Renamed");
+}
+
+#[tokio::test]
+async fn bodiless_posts_need_no_content_type() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+
+    let logout = app
+        .request(Method::POST, "auth/logout")
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .unwrap();
+    expect_status(logout, StatusCode::NO_CONTENT).await;
+
+    let missing = app
+        .request(Method::POST, "auth/login")
+        .send()
+        .await
+        .unwrap();
+    expect_error(missing, StatusCode::BAD_REQUEST, "invalid_json").await;
+}

@@ -50,7 +50,8 @@ pub fn stripe_signature(timestamp: i64, body: &str, secret: &str) -> String {
 pub async fn deliver_with(app: &TestApp, body: &str, signature: Option<String>) -> Response {
     let mut request = app
         .request(Method::POST, "webhooks/stripe")
-        .header("content-type", "application/json")
+        // What Stripe sends.
+        .header("content-type", "application/json; charset=utf-8")
         .body(body.to_owned());
     if let Some(signature) = signature {
         request = request.header("Stripe-Signature", signature);

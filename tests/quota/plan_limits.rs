@@ -292,7 +292,12 @@ async fn bad_work_answers_4xx() {
         .send()
         .await
         .unwrap();
-    expect_error(not_json, StatusCode::BAD_REQUEST, "invalid_json").await;
+    expect_error(
+        not_json,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -297,7 +297,12 @@ async fn bad_limits_answer_4xx_and_change_nothing() {
         .send()
         .await
         .unwrap();
-    expect_error(not_json, StatusCode::BAD_REQUEST, "invalid_json").await;
+    expect_error(
+        not_json,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     let rows = app.query("SELECT COUNT(*) FROM quota_limits", vec![]).await;
     assert_eq!(rows[0][0], 0);
 }

@@ -85,9 +85,10 @@ impl ApiRequest {
         Some(host.trim_end_matches('.').to_ascii_lowercase())
     }
 
-    /// The body as JSON of type `T`: 400 when it is not JSON, 422 when it is JSON of the
-    /// wrong shape.
+    /// The body as JSON of type `T`: 415 when it is not sent as JSON, 400 when it is not
+    /// JSON, 422 when it is JSON of the wrong shape.
     pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        self.require_json_media_type()?;
         let first = self.body.iter().find(|byte| !byte.is_ascii_whitespace());
         if first != Some(&b'{') {
             // Every body of this API is an object; serde would also read a struct from an
@@ -224,6 +225,25 @@ impl Page {
     }
 }
 
+/// `application/json` or a structured `application/<subtype>+json`, with parameters; a
+/// `charset` other than UTF-8 is refused, since JSON bodies are read as UTF-8.
+fn is_json_media_type(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json_essence = essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .and_then(|subtype| subtype.strip_suffix("+json"))
+            .is_some_and(|base| !base.is_empty() && !base.contains('/'));
+    let utf8 = parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    json_essence && utf8
+}
+
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
@@ -262,5 +282,31 @@ mod tests {
         assert_eq!(percent_decode("a%40b.c+d"), "a@b.c d");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn json_media_types_are_told_from_others() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/merge-patch+json",
+            "application/vnd.tollgate+json; version=1",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/+json",
+            "text/json",
+            "application/json; charset=utf-16",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
     }
 }

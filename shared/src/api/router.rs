@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     ApiError, Env,
-    api::{ApiRequest, Response, ok},
+    api::{ApiRequest, Response, ok, openapi},
     audit,
     auth::{api_keys, identity, principal, recovery, sessions},
     billing,
@@ -50,6 +50,8 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
     let method = &request.method;
     match segments.as_slice() {
         ["health"] => on!(method, { GET => health(env).await }),
+        ["openapi.json"] => on!(method, { GET => Ok(openapi::document_response()) }),
+        ["docs"] => on!(method, { GET => Ok(openapi::reference_response()) }),
         ["cron", "run"] => on!(method, { POST => cron::run_on_request(env, request).await }),
 
         ["auth", "register"] => on!(method, { POST => tenants::register(env, request).await }),

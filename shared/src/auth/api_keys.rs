@@ -63,16 +63,18 @@ pub(crate) fn lookup(key_hash: &str, now: i64) -> Vec<Statement> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(crate) struct CreateKey {
     name: String,
     scopes: Vec<String>,
     expires_at: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct UpdateKey {
+pub(crate) struct UpdateKey {
     name: Option<String>,
     scopes: Option<Vec<String>>,
     /// Absent: unchanged; `null`: never expires.

@@ -26,8 +26,9 @@ use crate::{
 };
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Forgot {
+pub(crate) struct Forgot {
     email: String,
     tenant: Option<String>,
 }
@@ -141,8 +142,9 @@ fn use_token(purpose: &str, token_hash: &str, now: i64) -> Statement {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Reset {
+pub(crate) struct Reset {
     token: String,
     password: String,
 }
@@ -213,8 +215,9 @@ pub async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Respon
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Verify {
+pub(crate) struct Verify {
     token: String,
 }
 
@@ -244,8 +247,9 @@ pub async fn verify_email(env: &Env, request: &ApiRequest) -> ApiResult<Response
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct ChangePassword {
+pub(crate) struct ChangePassword {
     current_password: String,
     new_password: String,
 }

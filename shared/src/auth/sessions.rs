@@ -120,8 +120,9 @@ pub fn open(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(crate) struct Login {
     email: String,
     password: String,
     /// The tenant's slug; without it the Host header names the tenant.
@@ -288,8 +289,9 @@ impl FailedLogin<'_> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
@@ -413,8 +415,9 @@ pub async fn refresh(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct LogoutBody {
+pub(crate) struct LogoutBody {
     refresh_token: Option<String>,
 }
 

@@ -34,8 +34,9 @@ enum Kind {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct CheckoutBody {
+pub(crate) struct CheckoutBody {
     kind: Kind,
     /// With `subscription`: the plan to buy.
     plan: Option<String>,
@@ -182,8 +183,9 @@ fn no_customer() -> ApiError {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct PortalBody {
+pub(crate) struct PortalBody {
     return_url: Option<String>,
 }
 

@@ -76,8 +76,9 @@ fn check_name(name: &str) -> ApiResult<()> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct NewBot {
+pub(crate) struct NewBot {
     name: String,
     workflow: Json,
     worker_id: Option<String>,
@@ -172,8 +173,9 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct BotChange {
+pub(crate) struct BotChange {
     name: Option<String>,
     workflow: Option<Json>,
     worker_id: Option<String>,

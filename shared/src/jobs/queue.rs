@@ -360,6 +360,7 @@ pub async fn renew(
 
 /// How a runner says a job ended.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Finish {
     pub lease_id: String,

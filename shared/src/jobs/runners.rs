@@ -61,8 +61,9 @@ pub async fn runner_for_token(env: &Env, secret: &str) -> ApiResult<Runner> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub(crate) struct NewToken {
     name: String,
 }
 
@@ -227,6 +228,7 @@ pub async fn revoke_token(
 
 /// What a runner reports about itself.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     pub host: String,

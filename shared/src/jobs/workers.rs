@@ -151,8 +151,9 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct NewWorker {
+pub(crate) struct NewWorker {
     name: String,
     gpu_type: Option<String>,
     #[serde(default)]
@@ -269,8 +270,9 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct WorkerChange {
+pub(crate) struct WorkerChange {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     gpu_type: Option<Option<String>>,

@@ -112,8 +112,9 @@ pub async fn user_usage(env: &Env, principal: &Principal, user_id: &str) -> ApiR
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct SetLimit {
+pub(crate) struct SetLimit {
     metric: String,
     period: String,
     /// `null` removes the override.

@@ -23,6 +23,7 @@ use crate::{ApiError, Env, db::Row, error::ApiResult, ids::TenantId, sql};
 
 /// What a job asks for, as far as the plan cares.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkRequest {
     pub width: u32,

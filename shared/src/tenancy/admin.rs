@@ -48,8 +48,9 @@ pub async fn create_platform_admin(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(crate) struct Login {
     email: String,
     password: String,
 }
@@ -225,8 +226,9 @@ pub async fn change_status(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct AssignPlan {
+pub(crate) struct AssignPlan {
     plan: String,
     overrides: Option<plans::Overrides>,
 }

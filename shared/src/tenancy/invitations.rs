@@ -47,8 +47,9 @@ fn invitation_json(row: &Row<'_>, now: i64) -> ApiResult<Json> {
 const INVITATION_COLUMNS: &str = "id, email, role, expires_at, accepted_at, revoked_at, created_at";
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Invite {
+pub(crate) struct Invite {
     email: String,
     role: String,
 }
@@ -209,8 +210,9 @@ pub async fn revoke(env: &Env, principal: &Principal, id: &str) -> ApiResult<Res
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Accept {
+pub(crate) struct Accept {
     token: String,
     name: String,
     password: String,

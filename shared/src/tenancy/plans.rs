@@ -52,7 +52,7 @@ const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, 
 
 /// The limits that may be NULL, meaning none: the work limits `quota::plan_limits` checks
 /// and the quotas `quota::limits` falls back to.
-const NULLABLE_LIMITS: [&str; 14] = [
+pub(crate) const NULLABLE_LIMITS: [&str; 14] = [
     "max_width",
     "max_height",
     "max_pixels",
@@ -157,6 +157,7 @@ pub fn parse_code(field: &str, text: &str) -> ApiResult<&'static str> {
 /// Limits a platform admin sets for one tenant; absent ones keep their current value. The
 /// limits that may be unlimited (work limits, quotas) take `null` for no limit.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
     pub requests_per_minute: Option<i64>,
@@ -445,8 +446,9 @@ pub async fn stripe_price(env: &Env, code: &str) -> ApiResult<Option<String>> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct StripePrice {
+pub(crate) struct StripePrice {
     /// `null` takes the plan off sale.
     price_id: Option<String>,
 }

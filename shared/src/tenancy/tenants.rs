@@ -172,8 +172,9 @@ pub fn creation_error(error: crate::db::DbError) -> ApiError {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Register {
+pub(crate) struct Register {
     tenant_name: String,
     tenant_slug: String,
     email: String,
@@ -264,8 +265,9 @@ pub async fn get(env: &Env, principal: &Principal) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct UpdateTenant {
+pub(crate) struct UpdateTenant {
     name: Option<String>,
     /// `null` removes the custom domain.
     #[serde(default, deserialize_with = "crate::api::present")]

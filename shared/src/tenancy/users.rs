@@ -157,8 +157,9 @@ pub async fn get(env: &Env, principal: &Principal, user_id: &str) -> ApiResult<R
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub(crate) struct CreateUser {
     email: String,
     name: String,
     password: String,
@@ -247,8 +248,9 @@ pub(crate) fn insert_within_seats(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct UpdateUser {
+pub(crate) struct UpdateUser {
     name: Option<String>,
     email: Option<String>,
 }
@@ -344,8 +346,9 @@ pub async fn update(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct ChangeRole {
+pub(crate) struct ChangeRole {
     role: String,
 }
 

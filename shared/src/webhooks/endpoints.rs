@@ -29,8 +29,9 @@ const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, enabled, disa
      disabled_at, previous_secret_expires_at, created_at, updated_at";
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct CreateEndpoint {
+pub(crate) struct CreateEndpoint {
     url: String,
     event_types: Vec<String>,
     #[serde(default)]
@@ -40,8 +41,9 @@ struct CreateEndpoint {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct UpdateEndpoint {
+pub(crate) struct UpdateEndpoint {
     url: Option<String>,
     event_types: Option<Vec<String>>,
     description: Option<String>,

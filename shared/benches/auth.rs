@@ -16,6 +16,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use tollgate::{
     auth::{
         api_keys,
+        forwarded::ForwardedPath,
         jwt::{self, Claims},
         password::{self, Password},
         rbac::{Scope, Scopes},
@@ -66,7 +67,8 @@ fn jwt_benches(c: &mut Criterion) {
 fn api_key_benches(c: &mut Criterion) {
     let secret = format!("tg_{}", random_token(32));
     let stored_scopes = "comfy:read jobs:write llm:*";
-    let needed = Scope::for_request("GET", "/comfy/history/abc?limit=10").expect("a scope");
+    let path = ForwardedPath::parse(b"/comfy/history/abc?limit=10").expect("a path");
+    let needed = Scope::for_request("GET", &path).expect("a scope");
     assert!(Scopes::parse_stored(stored_scopes).covers(&needed));
 
     let mut group = c.benchmark_group("api_key");

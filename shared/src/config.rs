@@ -42,8 +42,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `acme.<base_domain>` selects tenant `acme` at login.
     pub base_domain: Option<String>,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// How many reverse proxies in front of Tollgate each append the address they saw to
+    /// `X-Forwarded-For`: the client address is the entry that many from the right, the
+    /// one the outermost trusted proxy wrote (entries further left are the client's own
+    /// words). `None` ignores the header (`TOLLGATE_TRUST_FORWARDED_FOR` off).
+    pub trusted_proxy_hops: Option<usize>,
     /// Attempts per minute at login, registration and password recovery, per client address.
     pub auth_attempts_per_ip: i64,
     /// Attempts per minute at login and password recovery, per account.
@@ -144,7 +147,20 @@ impl Config {
             base_domain: lookup("TOLLGATE_BASE_DOMAIN")
                 .map(|domain| domain.trim().trim_start_matches('.').to_ascii_lowercase())
                 .filter(|domain| !domain.is_empty()),
-            trust_forwarded_for: flag("TOLLGATE_TRUST_FORWARDED_FOR"),
+            trusted_proxy_hops: match (
+                flag("TOLLGATE_TRUST_FORWARDED_FOR"),
+                lookup("TOLLGATE_TRUSTED_PROXY_HOPS"),
+            ) {
+                (true, _) => Some(number("TOLLGATE_TRUSTED_PROXY_HOPS", 1)? as usize),
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(ConfigError(
+                        "TOLLGATE_TRUSTED_PROXY_HOPS takes effect only with \
+                         TOLLGATE_TRUST_FORWARDED_FOR=true"
+                            .into(),
+                    ));
+                }
+            },
             auth_attempts_per_ip: number("TOLLGATE_AUTH_ATTEMPTS_PER_IP", 30)?,
             auth_attempts_per_account: number("TOLLGATE_AUTH_ATTEMPTS_PER_ACCOUNT", 10)?,
             public_url: lookup("TOLLGATE_PUBLIC_URL")
@@ -258,6 +274,39 @@ mod tests {
             panic!("a key without a URL was accepted");
         };
         assert!(error.0.contains("TOLLGATE_EMAIL_API_URL"));
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_trusted_and_then_one_hop_by_default() {
+        assert_eq!(
+            Config::from_lookup(lookup(&[])).unwrap().trusted_proxy_hops,
+            None
+        );
+        let trusted =
+            Config::from_lookup(lookup(&[("TOLLGATE_TRUST_FORWARDED_FOR", "true")])).unwrap();
+        assert_eq!(trusted.trusted_proxy_hops, Some(1));
+        let two_hops = Config::from_lookup(lookup(&[
+            ("TOLLGATE_TRUST_FORWARDED_FOR", "true"),
+            ("TOLLGATE_TRUSTED_PROXY_HOPS", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(two_hops.trusted_proxy_hops, Some(2));
+    }
+
+    #[test]
+    fn proxy_hops_must_be_positive_and_need_trust() {
+        for hops in ["0", "-1", "two"] {
+            let result = Config::from_lookup(lookup(&[
+                ("TOLLGATE_TRUST_FORWARDED_FOR", "true"),
+                ("TOLLGATE_TRUSTED_PROXY_HOPS", hops),
+            ]));
+            assert!(result.is_err(), "{hops}");
+        }
+        let Err(error) = Config::from_lookup(lookup(&[("TOLLGATE_TRUSTED_PROXY_HOPS", "2")]))
+        else {
+            panic!("hops without trusting X-Forwarded-For were accepted");
+        };
+        assert!(error.0.contains("TOLLGATE_TRUST_FORWARDED_FOR"));
     }
 
     #[test]

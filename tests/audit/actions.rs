@@ -6,7 +6,7 @@ use serde_json::json;
 use tollgate_tests::{PASSWORD, TestApp, TestUser, expect_error, expect_status, spawn_app};
 
 use crate::support::{
-    admin_entries, assert_actor, assert_target, entries, only_entry, origin, send,
+    Origin, admin_entries, assert_actor, assert_target, entries, only_entry, origin, send,
 };
 
 /// The id of the platform admin signed in as `email`.
@@ -19,6 +19,38 @@ async fn admin_id(app: &TestApp, email: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+#[tokio::test]
+async fn the_origin_recorded_is_the_address_the_proxy_appended_not_a_forged_leftmost_one() {
+    let app = spawn_app().await;
+    let owner = app.register("acme").await;
+    // The client wrote the first entry; the test server's one trusted proxy hop the second.
+    let forging = Origin {
+        ip: "198.51.100.66, 203.0.113.5".into(),
+        agent: "audit-test/forging".into(),
+    };
+    let login = |password: &str| {
+        let body = json!({ "tenant": "acme", "email": owner.email, "password": password });
+        send(&app, &forging, Method::POST, "auth/login", None, Some(body))
+    };
+
+    let signed_in = login(PASSWORD).await;
+    let failed = login("not the password at all").await;
+
+    expect_status(signed_in, StatusCode::OK).await;
+    expect_error(failed, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    for action in ["auth.login", "auth.login_failed"] {
+        let entry = only_entry(&app, &owner, action).await;
+        assert_eq!(entry["ip"], "203.0.113.5", "{entry:#}");
+    }
+    let everything = entries(&app, &owner, "").await;
+    assert!(
+        everything
+            .iter()
+            .all(|entry| !entry.to_string().contains("198.51.100.66")),
+        "the forged address reached the log: {everything:#?}"
+    );
 }
 
 #[tokio::test]

@@ -216,3 +216,45 @@ async fn an_api_key_is_limited_by_the_plan_as_well() {
 
     expect_rate_limited(response, 5).await;
 }
+
+#[tokio::test]
+async fn a_forged_leftmost_forwarded_for_entry_does_not_escape_the_per_address_limit() {
+    let app = spawn_app_with(|config| config.auth_attempts_per_ip = 3).await;
+    let owner = app.register("acme").await;
+    // The client writes anything on the left; the one trusted proxy appends what it saw.
+    let forged = |n: u8| format!("198.51.100.{n}, 203.0.113.7");
+    for n in 1..=3 {
+        login_from(&app, &forged(n), &owner, WRONG_PASSWORD).await;
+    }
+
+    let forged_again = login_from(&app, &forged(4), &owner, PASSWORD).await;
+    let other_client = login_from(&app, "198.51.100.4, 203.0.113.8", &owner, PASSWORD).await;
+
+    expect_rate_limited(forged_again, 3).await;
+    expect_status(other_client, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn with_two_trusted_hops_the_address_the_outer_proxy_appended_counts() {
+    let app = spawn_app_with(|config| {
+        config.auth_attempts_per_ip = 3;
+        config.trusted_proxy_hops = Some(2);
+    })
+    .await;
+    let owner = app.register("acme").await;
+    // client's words, then the outer proxy's (the client), then the inner proxy's (the outer one)
+    let through_both = |n: u8| format!("198.51.100.{n}, 203.0.113.7, 10.0.0.2");
+    for n in 1..=3 {
+        login_from(&app, &through_both(n), &owner, WRONG_PASSWORD).await;
+    }
+
+    let again = login_from(&app, &through_both(4), &owner, PASSWORD).await;
+    // Fewer entries than hops: the inner proxy alone wrote it, so its entry is the client.
+    let inner_proxy_only = login_from(&app, "203.0.113.7", &owner, PASSWORD).await;
+    let other_client =
+        login_from(&app, "203.0.113.7, 203.0.113.8, 10.0.0.2", &owner, PASSWORD).await;
+
+    expect_rate_limited(again, 3).await;
+    expect_rate_limited(inner_proxy_only, 3).await;
+    expect_status(other_client, StatusCode::OK).await;
+}

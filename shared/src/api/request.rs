@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use serde::de::DeserializeOwned;
 
+use super::forwarded_for;
 use crate::{ApiError, config::Config, error::ApiResult};
 
 /// The peer address as the adapter saw it; adapters put it in the request's extensions.
@@ -29,7 +30,8 @@ pub struct ApiRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The client's address, from the adapter or (when trusted) `X-Forwarded-For`.
+    /// The client's address, from the adapter or (when trusted) `X-Forwarded-For`, as
+    /// [`forwarded_for`] reads it.
     pub client_ip: Option<String>,
 }
 
@@ -37,11 +39,9 @@ impl ApiRequest {
     pub fn new(request: Request<Bytes>, config: &Config) -> Self {
         let (parts, body) = request.into_parts();
         let forwarded = config
-            .trust_forwarded_for
-            .then(|| header_text(&parts.headers, "x-forwarded-for"))
-            .flatten()
-            .and_then(|list| list.split(',').next().map(|first| first.trim().to_owned()))
-            .filter(|first| first.parse::<IpAddr>().is_ok());
+            .trusted_proxy_hops
+            .and_then(|hops| forwarded_for::client_address(&parts.headers, hops))
+            .map(|address| address.to_string());
         let peer = parts
             .extensions
             .get::<ClientAddr>()

@@ -1,5 +1,7 @@
 //! Telling callers (and a reverse proxy) who they are.
 
+use std::borrow::Cow;
+
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
@@ -7,6 +9,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     auth::{
+        forwarded::ForwardedPath,
         principal::{Credential, Principal, authenticate},
         rbac::{Permission, Scope},
     },
@@ -55,26 +58,35 @@ pub async fn me(env: &Env, principal: &Principal) -> ApiResult<Response> {
 /// `forwardAuth`, Caddy `forward_auth`, nginx `auth_request`).
 ///
 /// 200 with `X-Tollgate-*` headers naming tenant, user, role and scopes when the credential
-/// is good and its scopes cover `X-Forwarded-Method` on `X-Forwarded-Uri`; 401 with
-/// `WWW-Authenticate` when there is no good credential; 403 when the scopes fall short.
+/// is good and its scopes cover `X-Forwarded-Method` on `X-Forwarded-Uri` (or the
+/// `X-Original-*` pair), the URI's path read as the proxy routes it ([`ForwardedPath`]);
+/// 401 with `WWW-Authenticate` when there is no good credential; 403 when the scopes fall
+/// short, when the URI is one proxies may read differently (`invalid_forwarded_uri`), and
+/// when the two names of a header disagree (`conflicting_forwarded_headers`). Every refusal
+/// is a 401 or 403 because nginx's `auth_request` turns any other status into a 500.
 pub async fn verify(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let principal = authenticate(env, request).await?;
-    let method = request
-        .header("x-forwarded-method")
-        .or_else(|| request.header("x-original-method"))
-        .unwrap_or(request.method.as_str());
-    let uri = request
-        .header("x-forwarded-uri")
-        .or_else(|| request.header("x-original-uri"));
-    if let Some(uri) = uri {
-        let needed = Scope::for_request(method, uri).ok_or_else(|| {
+    let method = forwarded_value(request, ["x-forwarded-method", "x-original-method"])?.map_or(
+        Cow::Borrowed(request.method.as_str()),
+        String::from_utf8_lossy,
+    );
+    if let Some(uri) = forwarded_value(request, ["x-forwarded-uri", "x-original-uri"])? {
+        let path = ForwardedPath::parse(uri).map_err(|rejection| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_forwarded_uri",
+                format!("the forwarded URI is refused: {rejection}"),
+            )
+            .with_details(json!({ "reason": rejection.reason() }))
+        })?;
+        let needed = Scope::for_request(&method, &path).ok_or_else(|| {
             ApiError::forbidden("the forwarded URI names no resource a scope can cover")
         })?;
         if !principal.covers(&needed) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
-                format!("this credential lacks the scope {needed} for {method} {uri}"),
+                format!("this credential lacks the scope {needed} for {method} {path}"),
             )
             .with_details(json!({ "required_scope": needed.to_string() })));
         }
@@ -113,4 +125,30 @@ pub async fn verify(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     }
     principal.rate.apply(&mut response);
     Ok(response)
+}
+
+/// The value a proxy gave under either name of a forwarded header (`X-Forwarded-*` as
+/// Traefik and Caddy send it, `X-Original-*` as nginx configurations do), as raw bytes: a
+/// proxy passes the client's bytes on, text or not. Values that differ are refused, since a
+/// client can send the name its proxy does not set and so choose what is checked.
+fn forwarded_value<'a>(request: &'a ApiRequest, names: [&str; 2]) -> ApiResult<Option<&'a [u8]>> {
+    let mut values = names
+        .iter()
+        .flat_map(|name| request.headers.get_all(*name))
+        .map(HeaderValue::as_bytes);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|other| other != first) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "conflicting_forwarded_headers",
+            format!(
+                "the request carries different values of {} and {}",
+                names[0], names[1]
+            ),
+        )
+        .with_details(json!({ "headers": names })));
+    }
+    Ok(Some(first))
 }

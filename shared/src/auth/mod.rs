@@ -2,6 +2,7 @@
 //! roles and scopes, forward-auth for a reverse proxy, password recovery.
 
 pub mod api_keys;
+pub mod forwarded;
 pub mod identity;
 pub mod jwt;
 pub mod password;

@@ -9,7 +9,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{FromValue, Value};
+use crate::{
+    auth::forwarded::ForwardedPath,
+    db::{FromValue, Value},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -218,15 +221,18 @@ impl Scope {
         Some(Scope { resource, access })
     }
 
-    /// The scope a request needs: its first path segment under `/api/v1/` (or under the
-    /// root, for services behind the proxy) as resource; reading methods need read, the
-    /// others write.
-    pub fn for_request(method: &str, uri: &str) -> Option<Self> {
-        let path = uri.split(['?', '#']).next().unwrap_or_default();
-        let path = path.strip_prefix("/api/v1").unwrap_or(path);
-        let resource = path.split('/').find(|segment| !segment.is_empty())?;
-        let resource = resource.to_ascii_lowercase();
-        if !is_resource_name(&resource) {
+    /// The scope a request needs: the first segment of its path under `/api/v1/` (or under
+    /// the root, for services behind the proxy) as resource, exactly as written, since
+    /// proxies route paths case-sensitively (`/COMFY/` is not served by `/comfy/`); reading
+    /// methods need read, the others write. `None` when that segment is no resource name.
+    pub fn for_request(method: &str, path: &ForwardedPath) -> Option<Self> {
+        let segments: Vec<&str> = path.segments().collect();
+        let resource = match segments.as_slice() {
+            ["api", "v1", rest @ ..] => rest.first()?,
+            [first, ..] => first,
+            [] => return None,
+        };
+        if !is_resource_name(resource) {
             return None;
         }
         let access = match method.to_ascii_uppercase().as_str() {
@@ -234,7 +240,7 @@ impl Scope {
             _ => Access::Write,
         };
         Some(Scope {
-            resource: Resource::Named(resource),
+            resource: Resource::Named((*resource).to_owned()),
             access,
         })
     }
@@ -329,7 +335,11 @@ mod tests {
     }
 
     fn needed(method: &str, uri: &str) -> Scope {
-        Scope::for_request(method, uri).unwrap()
+        Scope::for_request(method, &path(uri)).unwrap()
+    }
+
+    fn path(uri: &str) -> ForwardedPath {
+        ForwardedPath::parse(uri.as_bytes()).unwrap()
     }
 
     #[test]
@@ -375,7 +385,34 @@ mod tests {
 
     #[test]
     fn a_request_to_the_root_needs_no_named_scope() {
-        assert!(Scope::for_request("GET", "/").is_none());
+        assert!(Scope::for_request("GET", &path("/")).is_none());
+        assert!(Scope::for_request("GET", &path("/api/v1/")).is_none());
+    }
+
+    #[test]
+    fn the_resource_is_the_first_segment_after_dot_segments_are_resolved() {
+        assert_eq!(
+            needed("POST", "/comfy/../llm/v1/chat").to_string(),
+            "llm:write"
+        );
+        assert_eq!(
+            needed("GET", "/comfy/%2e%2e/llm/v1").to_string(),
+            "llm:read"
+        );
+        assert_eq!(needed("GET", "//llm/models").to_string(), "llm:read");
+        assert_eq!(needed("GET", "/api/v1/jobs/42").to_string(), "jobs:read");
+    }
+
+    #[test]
+    fn the_resource_is_matched_as_written_not_case_folded() {
+        // A proxy routes /COMFY/ elsewhere than /comfy/, so no comfy scope may cover it.
+        assert!(Scope::for_request("GET", &path("/COMFY/history")).is_none());
+        assert!(Scope::for_request("GET", &path("/Comfy/history")).is_none());
+    }
+
+    #[test]
+    fn api_v1_is_a_whole_segment_prefix() {
+        assert_eq!(needed("GET", "/api/v1jobs/x").to_string(), "api:read");
     }
 
     #[test]

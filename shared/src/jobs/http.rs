@@ -27,8 +27,9 @@ pub const MAX_TIME_LIMIT_SECONDS: i64 = 3600;
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct CreateJob {
+pub(crate) struct CreateJob {
     workflow: Option<Json>,
     bot_id: Option<String>,
     worker_id: Option<String>,
@@ -194,8 +195,9 @@ pub async fn cancel(env: &Env, principal: &Principal, id: &str) -> ApiResult<Res
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Claim {
+pub(crate) struct Claim {
     free_vram_mb: i64,
 }
 
@@ -217,8 +219,9 @@ pub async fn runner_claim(env: &Env, request: &ApiRequest) -> ApiResult<Response
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Lease {
+pub(crate) struct Lease {
     lease_id: String,
 }
 
@@ -232,8 +235,9 @@ pub async fn runner_renew(env: &Env, request: &ApiRequest, id: &str) -> ApiResul
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Progress {
+pub(crate) struct Progress {
     lease_id: String,
     progress: i64,
     current_node: Option<String>,
@@ -266,8 +270,9 @@ pub async fn runner_finish(env: &Env, request: &ApiRequest, id: &str) -> ApiResu
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct Failure {
+pub(crate) struct Failure {
     lease_id: String,
     error: String,
 }

@@ -287,3 +287,21 @@ async fn an_adjustment_below_what_is_spent_is_refused() {
     expect_error(response, StatusCode::CONFLICT, "adjustment_below_spend").await;
     assert_eq!(balances(&app, &owner).await["pool"]["total"], 100);
 }
+
+#[tokio::test]
+async fn an_adjustment_below_zero_is_refused_not_a_server_error() {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "acme", 10).await;
+    let admin = app.platform_admin("ops2@tollgate.test").await;
+
+    let response = app
+        .post(
+            &format!("admin/tenants/{}/credits/adjustments", owner.tenant_id),
+            &admin,
+            &json!({ "amount": -11, "reason": "chargeback" }),
+        )
+        .await;
+
+    expect_error(response, StatusCode::CONFLICT, "adjustment_below_spend").await;
+    assert_eq!(balances(&app, &owner).await["pool"]["total"], 10);
+}

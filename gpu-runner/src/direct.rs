@@ -13,6 +13,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -278,7 +279,13 @@ impl Queue for DbQueue {
         .await
     }
 
-    async fn claim(&self, free_vram_mb: i64) -> Result<Option<ClaimedJob>, QueueError> {
+    /// Answers at once: the database cannot tell this runner when a job comes, so the
+    /// runner's loop polls at a short interval that backs off.
+    async fn claim(
+        &self,
+        free_vram_mb: i64,
+        _wait: Duration,
+    ) -> Result<Option<ClaimedJob>, QueueError> {
         let free = free_vram_mb.max(0);
         self.call(move |ctx| {
             Box::pin(async move {

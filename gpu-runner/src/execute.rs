@@ -1,6 +1,12 @@
 //! Runs one job on one ComfyUI: health check, submit with a client-chosen prompt id,
 //! follow the WebSocket (history polled as the truth and as the fallback), enforce the
-//! time limit and cancellation with `POST /interrupt`, fetch and store the outputs.
+//! time limit and cancellation, fetch and store the outputs.
+//!
+//! Stopping a prompt (time limit, cancel, shutdown) deletes it from ComfyUI's queue if it
+//! is still waiting there (it then never runs, and nothing is charged) and interrupts it if
+//! it runs. An interrupt is lost when it reaches ComfyUI after the prompt was taken from
+//! the queue but before it started (starting clears ComfyUI's interrupt flag), so until the
+//! prompt has ended the runner interrupts it again whenever it is seen starting or running.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,7 +15,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::comfyui::{ComfyClient, ComfyError, EventStream, HistoryEntry, Submitted, WsEvent};
+use crate::comfyui::{
+    ComfyClient, ComfyError, EventStream, HistoryEntry, Place, Submitted, WsEvent,
+};
 use crate::store::OutputStore;
 
 /// Timings of the follow loop.
@@ -108,7 +116,13 @@ pub enum Outcome {
         node_id: Option<String>,
         confirmed: bool,
     },
-    /// ComfyUI did not answer (down, refused, 5xx): the job was not run or its end is unknown.
+    /// Stopped while it waited in ComfyUI's queue (or before it was submitted): deleted
+    /// from the queue, it never ran.
+    Withdrawn {
+        reason: StopReason,
+    },
+    /// ComfyUI did not answer (down, refused, 5xx): the job was not run or its end is
+    /// unknown. The text is the error as it displays ("ComfyUI unavailable: …").
     Unavailable(String),
 }
 
@@ -229,10 +243,8 @@ pub async fn execute(
         // Cancelled while waiting to start: nothing goes to ComfyUI.
         report.stop_requested = Some(StopReason::Cancelled);
         report.peak_vram_bytes = vram.0;
-        report.outcome = Outcome::Interrupted {
-            reason: Some(StopReason::Cancelled),
-            node_id: None,
-            confirmed: true,
+        report.outcome = Outcome::Withdrawn {
+            reason: StopReason::Cancelled,
         };
         return report;
     }
@@ -257,8 +269,8 @@ pub async fn execute(
             report.peak_vram_bytes = vram.0;
             return report;
         }
-        Err(ComfyError::Unavailable(m)) => {
-            report.outcome = Outcome::Unavailable(m);
+        Err(e @ ComfyError::Unavailable(_)) => {
+            report.outcome = Outcome::Unavailable(e.to_string());
             return report;
         }
         Err(ComfyError::Protocol(m)) => {
@@ -293,6 +305,11 @@ pub async fn execute(
                     }
                     if matches!(ev, WsEvent::ExecutionStart { .. }) {
                         started_at.get_or_insert_with(Instant::now);
+                        if stop_at.is_some() {
+                            // It started after the stop: an interrupt sent before may
+                            // have been cleared by the start.
+                            let _ = client.interrupt(&prompt_id).await;
+                        }
                     }
                     if let WsEvent::Executing { node: None, prompt_id: Some(_) } = ev {
                         // The end marker: history is written before it is sent.
@@ -324,16 +341,30 @@ pub async fn execute(
                         }
                     }
                 }
+                if let Some(reason) = report.stop_requested {
+                    match enforce_stop(client, &prompt_id, true).await {
+                        Stopping::Ended(h) => break h,
+                        Stopping::Withdrawn => {
+                            report.outcome = Outcome::Withdrawn { reason };
+                            report.peak_vram_bytes = vram.0;
+                            return report;
+                        }
+                        Stopping::Underway => {}
+                    }
+                }
             },
-            _ = tokio::time::sleep_until(deadline), if stop_at.is_none() => {
-                report.stop_requested = Some(StopReason::TimeLimit);
+            reason = stop_requested(deadline, &mut cancel), if stop_at.is_none() => {
+                report.stop_requested = Some(reason);
                 stop_at = Some(Instant::now());
-                let _ = client.interrupt(&prompt_id).await;
-            },
-            _ = cancelled(&mut cancel), if stop_at.is_none() => {
-                report.stop_requested = Some(StopReason::Cancelled);
-                stop_at = Some(Instant::now());
-                let _ = client.interrupt(&prompt_id).await;
+                match stop(client, &prompt_id).await {
+                    Stopping::Ended(h) => break h,
+                    Stopping::Withdrawn => {
+                        report.outcome = Outcome::Withdrawn { reason };
+                        report.peak_vram_bytes = vram.0;
+                        return report;
+                    }
+                    Stopping::Underway => {}
+                }
             },
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)), if grace_end.is_some() => {
                 report.outcome = Outcome::Interrupted {
@@ -373,6 +404,59 @@ pub async fn execute(
     report
 }
 
+/// The time limit or a cancel, whichever comes first.
+async fn stop_requested(deadline: Instant, cancel: &mut watch::Receiver<bool>) -> StopReason {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => StopReason::TimeLimit,
+        _ = cancelled(cancel) => StopReason::Cancelled,
+    }
+}
+
+/// Where a stopped prompt stands.
+enum Stopping {
+    /// Running (or unknown): its end is still to come.
+    Underway,
+    /// Finished, as its history says.
+    Ended(HistoryEntry),
+    /// Deleted from the queue before it ran.
+    Withdrawn,
+}
+
+/// Stops `prompt_id`: deleted from the queue if it waits there, interrupted if it runs.
+async fn stop(client: &ComfyClient, prompt_id: &str) -> Stopping {
+    let _ = client.delete_pending(&[prompt_id.to_string()]).await;
+    let _ = client.interrupt(prompt_id).await;
+    enforce_stop(client, prompt_id, false).await
+}
+
+/// Where the stopped prompt is, and what keeps the stop in force: a prompt still waiting is
+/// deleted again, one running is interrupted again when `interrupt_again` (an interrupt
+/// that reached ComfyUI between taking the prompt and starting it was lost).
+async fn enforce_stop(client: &ComfyClient, prompt_id: &str, interrupt_again: bool) -> Stopping {
+    let Ok(queue) = client.queue().await else {
+        return Stopping::Underway;
+    };
+    match queue.place(prompt_id) {
+        Place::Running => {
+            if interrupt_again {
+                let _ = client.interrupt(prompt_id).await;
+            }
+            Stopping::Underway
+        }
+        Place::Pending => {
+            let _ = client.delete_pending(&[prompt_id.to_string()]).await;
+            Stopping::Underway
+        }
+        // Out of the queue: it either finished (ComfyUI writes its history in the same step
+        // that takes it out of the queue) or was deleted and will never run.
+        Place::Absent => match client.history(prompt_id).await {
+            Ok(Some(entry)) => Stopping::Ended(entry),
+            Ok(None) => Stopping::Withdrawn,
+            Err(_) => Stopping::Underway,
+        },
+    }
+}
+
 fn text(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
@@ -394,7 +478,7 @@ async fn settle(
         for (node_id, file) in entry.files.iter().filter(|(_, f)| f.kind == "output") {
             let bytes = match client.view(file).await {
                 Ok(b) => b,
-                Err(ComfyError::Unavailable(m)) => return Outcome::Unavailable(m),
+                Err(e @ ComfyError::Unavailable(_)) => return Outcome::Unavailable(e.to_string()),
                 Err(e) => return Outcome::Failed(Failure::Output(e.to_string())),
             };
             let key = if file.subfolder.is_empty() {

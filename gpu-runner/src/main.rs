@@ -10,6 +10,7 @@ use clap::Parser;
 use gpu_runner::comfyui::ComfyClient;
 use gpu_runner::config::{Command, Config, QueueTransport};
 use gpu_runner::direct::{DatabaseUrl, DbQueue};
+use gpu_runner::log::log;
 use gpu_runner::queue::{HttpQueue, Queue};
 use gpu_runner::store::{self, LocalDirStore};
 use gpu_runner::worker::{Identity, Worker};
@@ -82,7 +83,7 @@ async fn shutdown_signal() {
                 }
             }
             Err(e) => {
-                eprintln!("gpu-runner: cannot watch SIGTERM ({e}); Ctrl-C only");
+                log(format!("cannot watch SIGTERM ({e}); Ctrl-C only"));
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
@@ -120,7 +121,7 @@ async fn run(config: &Config) -> ExitCode {
     let (queue, server) = match connect_queue(config).await {
         Ok(q) => q,
         Err(e) => {
-            eprintln!("gpu-runner: {e}");
+            log(e);
             return ExitCode::FAILURE;
         }
     };
@@ -128,7 +129,7 @@ async fn run(config: &Config) -> ExitCode {
         Some(spec) => match store::open(spec) {
             Ok(store) => store,
             Err(e) => {
-                eprintln!("gpu-runner: {e}");
+                log(e);
                 return ExitCode::from(2);
             }
         },
@@ -151,18 +152,18 @@ async fn run(config: &Config) -> ExitCode {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!("gpu-runner: stopping: no new claims");
+        log("stopping: no new claims");
         stop_tx.send_replace(true);
         // Keep the sender: a closed channel would read as "nobody can stop".
         std::future::pending::<()>().await;
     });
-    eprintln!(
-        "gpu-runner {}: serving {} ComfyUI instance(s) for {server}",
+    log(format!(
+        "version {}: serving {} ComfyUI instance(s) for {server}",
         env!("CARGO_PKG_VERSION"),
         worker.comfyui.len()
-    );
+    ));
     let summary = worker.run(stop_rx).await;
-    eprintln!("gpu-runner: stopped ({summary})");
+    log(format!("stopped ({summary})"));
     ExitCode::SUCCESS
 }
 
@@ -174,7 +175,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("gpu-runner: cannot start the async runtime: {e}");
+            log(format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -186,12 +187,12 @@ fn main() -> ExitCode {
         };
     }
     if config.command != Some(Command::Run) {
-        eprintln!("gpu-runner: say `run` to claim jobs or `check` to probe ComfyUI (see --help)");
+        log("say `run` to claim jobs or `check` to probe ComfyUI (see --help)");
         return ExitCode::from(2);
     }
     let problems = config.queue_problems();
     for problem in &problems {
-        eprintln!("gpu-runner: {problem}");
+        log(problem);
     }
     if !problems.is_empty() {
         return ExitCode::from(2);

@@ -1,8 +1,8 @@
 //! The runner's side of Tollgate's job queue: one [`Queue`] trait, whatever the transport.
 //!
 //! [`HttpQueue`] speaks Tollgate's runner endpoints with a runner token (`tgr_…`), for
-//! rented hosts that must not hold database credentials. A direct-libSQL transport (the
-//! claim SQL of `shared/`) implements the same trait.
+//! rented hosts that must not hold database credentials. The direct transport
+//! ([`crate::direct::DbQueue`], the claim SQL of `shared/`) implements the same trait.
 
 use std::time::Duration;
 
@@ -123,8 +123,14 @@ impl std::error::Error for QueueError {}
 pub trait Queue: Send + Sync {
     /// Registers the runner on the first call, refreshes it on later ones.
     async fn heartbeat(&self, info: &RunnerInfo) -> Result<(), QueueError>;
-    /// The best due job that fits `free_vram_mb`, now running under a new lease.
-    async fn claim(&self, free_vram_mb: i64) -> Result<Option<ClaimedJob>, QueueError>;
+    /// The best due job that fits `free_vram_mb`, now running under a new lease. A queue
+    /// that can hold the call waits up to `wait` for a job to come; one that cannot answers
+    /// at once, and the caller polls.
+    async fn claim(
+        &self,
+        free_vram_mb: i64,
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, QueueError>;
     /// Extends the lease.
     async fn renew(&self, lease: &Lease) -> Result<LeaseStatus, QueueError>;
     /// Records progress (0..=100 and the node running); also extends the lease.
@@ -140,7 +146,14 @@ pub trait Queue: Send + Sync {
     async fn fail(&self, lease: &Lease, error: &str) -> Result<(), QueueError>;
 }
 
-/// Tollgate's runner endpoints (`/api/v1/runner/...`) with a runner token.
+/// How long a call to the runner endpoints may take, a claim's wait aside.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest a claim may ask the runner endpoints to wait for a job.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(20);
+
+/// Tollgate's runner endpoints (`/api/v1/runner/...`) with a runner token. A claim waits on
+/// the server (`wait_seconds`) until a job is routed to the runner's worker.
 pub struct HttpQueue {
     api: String,
     token: String,
@@ -152,7 +165,6 @@ impl HttpQueue {
     pub fn new(server: &str, token: &str) -> Result<Self, QueueError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| QueueError::Protocol(format!("HTTP client: {e}")))?;
         let base = server.trim_end_matches('/');
@@ -170,10 +182,21 @@ impl HttpQueue {
 
     /// `POST` to `path`: `Ok(None)` on 204, the JSON body on another 2xx.
     async fn post(&self, path: &str, body: &Value) -> Result<Option<Value>, QueueError> {
+        self.post_within(path, body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Self::post`] with its own timeout.
+    async fn post_within(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Option<Value>, QueueError> {
         let response = self
             .http
             .post(format!("{}/{path}", self.api))
             .bearer_auth(&self.token)
+            .timeout(timeout)
             .json(body)
             .send()
             .await
@@ -229,11 +252,17 @@ impl Queue for HttpQueue {
         self.post("runner/heartbeat", &body).await.map(|_| ())
     }
 
-    async fn claim(&self, free_vram_mb: i64) -> Result<Option<ClaimedJob>, QueueError> {
+    async fn claim(
+        &self,
+        free_vram_mb: i64,
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, QueueError> {
+        let wait = wait.min(MAX_CLAIM_WAIT);
         match self
-            .post(
+            .post_within(
                 "runner/claim",
-                &json!({ "free_vram_mb": free_vram_mb.max(0) }),
+                &json!({ "free_vram_mb": free_vram_mb.max(0), "wait_seconds": wait.as_secs() }),
+                REQUEST_TIMEOUT + wait,
             )
             .await?
         {

@@ -1,11 +1,16 @@
-//! The job loop: heartbeats, claims while ComfyUI is healthy and has VRAM to spare, runs
-//! each claimed job with [`execute`], keeps its lease alive (turning a cancel request into
-//! the executor's cancellation), reports progress, and settles the job.
+//! The job loop: heartbeats, claims while ComfyUI is healthy, idle and has VRAM to spare,
+//! runs each claimed job with [`execute`], keeps its lease alive (turning a cancel request
+//! into the executor's cancellation), reports progress, and settles the job.
+//!
+//! An idle loop asks the queue to hold its claim until a job comes (the runner endpoints
+//! wait up to [`WorkerOptions::claim_wait`]); a queue that answers at once (the direct
+//! transport, or a server that cannot wait) is polled at a short interval that backs off.
 //!
 //! One loop per ComfyUI instance (one per GPU), one heartbeat for the runner. On stop
 //! (SIGTERM in the binary) no new job is claimed; a running job is let finish, or, past
 //! the shutdown grace, interrupted and handed back to the queue to run elsewhere.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,7 +21,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::comfyui::{ComfyClient, SystemStats};
 use crate::execute::{self, Failure, Job, Outcome, Progress, Report, StopReason};
+use crate::log::log;
 use crate::queue::{ClaimedJob, FinalStatus, Finish, Queue, QueueError, RunnerInfo};
+use crate::redact;
 use crate::store::OutputStore;
 
 const MIB: u64 = 1024 * 1024;
@@ -31,8 +38,11 @@ pub struct WorkerOptions {
     pub renew_interval: Duration,
     /// How often a changed progress is reported (a report renews the lease too).
     pub progress_interval: Duration,
-    /// Poll interval when the queue is empty: starts at `idle_poll_min`, doubles up to
-    /// `idle_poll_max`, each wait jittered to between half and all of it.
+    /// How long a claim may wait for a job when the queue can hold it (at most 20 s).
+    pub claim_wait: Duration,
+    /// Poll interval when a claim came back empty without waiting (or ComfyUI cannot take a
+    /// job): starts at `idle_poll_min`, doubles up to `idle_poll_max`, each wait jittered to
+    /// between half and all of it.
     pub idle_poll_min: Duration,
     pub idle_poll_max: Duration,
     /// After a stop, how long a running job may go on before it is interrupted and handed
@@ -52,8 +62,9 @@ impl Default for WorkerOptions {
             heartbeat_interval: Duration::from_secs(30),
             renew_interval: Duration::from_secs(15),
             progress_interval: Duration::from_secs(2),
-            idle_poll_min: Duration::from_millis(500),
-            idle_poll_max: Duration::from_secs(10),
+            claim_wait: Duration::from_secs(20),
+            idle_poll_min: Duration::from_millis(100),
+            idle_poll_max: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(300),
             report_attempts: 8,
             min_free_vram_mb: 1,
@@ -108,6 +119,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// What one claim loop remembers between its rounds.
+#[derive(Default)]
+struct ClaimState {
+    /// ComfyUI did not answer last time (logged once until it answers again).
+    comfyui_failing: bool,
+    /// Prompts found in ComfyUI's queue and being cleared (each logged once).
+    leftovers: HashSet<String>,
+}
+
 /// The runner: a queue, the ComfyUI instances it drives, and where outputs go.
 pub struct Worker {
     pub queue: Arc<dyn Queue>,
@@ -115,10 +135,6 @@ pub struct Worker {
     pub store: Arc<dyn OutputStore>,
     pub identity: Identity,
     pub options: WorkerOptions,
-}
-
-fn log(message: impl std::fmt::Display) {
-    eprintln!("gpu-runner: {message}");
 }
 
 /// Resolves when `stop` turns true; never when nobody can stop any more.
@@ -183,7 +199,9 @@ fn error_text(value: Value) -> String {
 }
 
 /// Maps the executor's report to the queue's verdict. `handing_back`: the runner stopped
-/// the job itself (shutting down), so an interrupted run goes back to the queue.
+/// the job itself (shutting down), so an interrupted run goes back to the queue. Errors
+/// are written for the tenant: ComfyUI's tracebacks and the host's absolute paths stay in
+/// the runner's log ([`redact`]).
 pub fn settlement(report: &Report, handing_back: bool) -> Settlement {
     let gpu_seconds = report.gpu_seconds.max(0.0).ceil() as i64;
     let peak_vram_mb = report
@@ -220,18 +238,18 @@ pub fn settlement(report: &Report, handing_back: bool) -> Settlement {
         Outcome::Failed(Failure::Rejected { error, node_errors }) => finish(
             FinalStatus::Failed,
             Vec::new(),
-            Some(error_text(json!({
+            Some(error_text(redact::for_tenant(&json!({
                 "kind": "rejected",
                 "error": error,
                 "node_errors": node_errors,
-            }))),
+            })))),
         ),
         Outcome::Failed(Failure::Execution {
             node_id,
             node_type,
             exception_type,
             exception_message,
-            traceback,
+            ..
         }) => finish(
             FinalStatus::Failed,
             Vec::new(),
@@ -240,8 +258,7 @@ pub fn settlement(report: &Report, handing_back: bool) -> Settlement {
                 "node_id": node_id,
                 "node_type": node_type,
                 "exception_type": exception_type,
-                "exception_message": exception_message,
-                "traceback": traceback,
+                "exception_message": redact::strip_paths(exception_message.trim_end()),
             }))),
         ),
         Outcome::Failed(Failure::Output(m)) => Settlement::Retry(format!("output: {m}")),
@@ -263,12 +280,29 @@ pub fn settlement(report: &Report, handing_back: bool) -> Settlement {
                 "node_id": node_id,
             }))),
         ),
+        Outcome::Withdrawn {
+            reason: StopReason::TimeLimit,
+        } => finish(
+            FinalStatus::Failed,
+            Vec::new(),
+            Some(error_text(json!({
+                "kind": "time_limit",
+                "message": "the job's time limit was reached before ComfyUI started it",
+                "node_id": null,
+            }))),
+        ),
+        Outcome::Withdrawn {
+            reason: StopReason::Cancelled,
+        } if !handing_back => finish(FinalStatus::Cancelled, Vec::new(), None),
+        Outcome::Withdrawn { .. } => {
+            Settlement::Retry("the runner shut down before the job ended".to_string())
+        }
         Outcome::Interrupted { reason, .. } => Settlement::Retry(if handing_back {
             "the runner shut down before the job ended".to_string()
         } else {
             format!("interrupted on the GPU host ({reason:?})")
         }),
-        Outcome::Unavailable(m) => Settlement::Retry(format!("ComfyUI unavailable: {m}")),
+        Outcome::Unavailable(m) => Settlement::Retry(m.clone()),
     }
 }
 
@@ -314,18 +348,58 @@ impl Worker {
         }
     }
 
-    /// Free VRAM (MiB) of a healthy ComfyUI; `None` when it is down or reports no device.
-    async fn free_vram_mb(&self, comfy: &ComfyClient) -> Option<i64> {
-        match comfy.system_stats().await {
-            Ok(stats) => stats
-                .devices
-                .first()
-                .map(|d| i64::try_from(d.vram_free / MIB).unwrap_or(i64::MAX)),
-            Err(e) => {
-                log(format!("{}: not claiming: {e}", comfy.base_url()));
-                None
+    /// The free VRAM (MiB) to claim with when `comfy` can take a job now: it answers, its
+    /// first device has at least the minimum free, and nothing is in its queue. Whatever is
+    /// in its queue is no job this runner holds — the prompt of a runner killed before this
+    /// one started, or one whose interrupt never landed — so it is deleted if it waits and
+    /// interrupted if it runs, and no job is claimed until the queue is empty: a new job
+    /// would wait behind it, and a rerun of the same workflow would be served from the
+    /// cache the leftover filled, charged for seconds of what took minutes.
+    async fn ready_to_claim(&self, comfy: &ComfyClient, state: &mut ClaimState) -> Option<i64> {
+        let checked = async {
+            let stats = comfy.system_stats().await?;
+            let queue = comfy.queue().await?;
+            Ok::<_, crate::comfyui::ComfyError>((stats, queue))
+        };
+        let (stats, queue) = match checked.await {
+            Ok(found) => {
+                if std::mem::take(&mut state.comfyui_failing) {
+                    log(format!("{}: answers again", comfy.base_url()));
+                }
+                found
             }
+            Err(e) => {
+                if !std::mem::replace(&mut state.comfyui_failing, true) {
+                    log(format!("{}: not claiming: {e}", comfy.base_url()));
+                }
+                return None;
+            }
+        };
+        if !queue.is_empty() {
+            for (place, ids) in [("running", &queue.running), ("waiting", &queue.pending)] {
+                for id in ids {
+                    if state.leftovers.insert(id.clone()) {
+                        log(format!(
+                            "{}: prompt {id} ({place}) is no job of this runner; clearing it before claiming",
+                            comfy.base_url()
+                        ));
+                    }
+                }
+            }
+            if !queue.pending.is_empty() {
+                let _ = comfy.delete_pending(&queue.pending).await;
+            }
+            for id in &queue.running {
+                let _ = comfy.interrupt(id).await;
+            }
+            return None;
         }
+        state.leftovers.clear();
+        let free = stats
+            .devices
+            .first()
+            .map(|d| i64::try_from(d.vram_free / MIB).unwrap_or(i64::MAX))?;
+        (free >= self.options.min_free_vram_mb).then_some(free)
     }
 
     async fn claim_loop(
@@ -336,19 +410,32 @@ impl Worker {
     ) {
         let opts = &self.options;
         let mut idle = opts.idle_poll_min;
+        let mut state = ClaimState::default();
         loop {
             if *stop.borrow() {
                 return;
             }
-            let claimed = match self.free_vram_mb(comfy).await {
-                Some(free) if free >= opts.min_free_vram_mb => self.queue.claim(free).await,
-                _ => Ok(None),
+            // A claim in flight is never abandoned, not even on stop: the queue may be
+            // handing this runner a job at that moment. It ends within the claim wait.
+            let (claimed, held) = match self.ready_to_claim(comfy, &mut state).await {
+                Some(free) => {
+                    let asked = Instant::now();
+                    let claimed = self.queue.claim(free, opts.claim_wait).await;
+                    let held = !opts.claim_wait.is_zero() && asked.elapsed() >= opts.claim_wait / 2;
+                    (claimed, held)
+                }
+                None => (Ok(None), false),
             };
             match claimed {
                 Ok(Some(job)) => {
                     Summary::bump(&summary.claimed);
                     idle = opts.idle_poll_min;
                     self.run_job(comfy, job, &mut stop, summary).await;
+                    continue;
+                }
+                // The queue waited for a job on our behalf: ask again at once.
+                Ok(None) if held => {
+                    idle = opts.idle_poll_min;
                     continue;
                 }
                 Ok(None) => {}
@@ -458,6 +545,28 @@ impl Worker {
         if lease_lost {
             Summary::bump(&summary.lost);
             return;
+        }
+        match &report.outcome {
+            Outcome::Failed(Failure::Execution {
+                node_id,
+                node_type,
+                exception_type,
+                exception_message,
+                traceback,
+            }) => log(format!(
+                "job {} attempt {}: node {node_id} ({node_type}) raised {exception_type}: {}\nTraceback (most recent call last):\n{}",
+                job.job_id,
+                job.attempt,
+                exception_message.trim_end(),
+                traceback.concat().trim_end()
+            )),
+            Outcome::Failed(Failure::Rejected { error, node_errors }) => log(format!(
+                "job {} attempt {}: ComfyUI refused the workflow: {}",
+                job.job_id,
+                job.attempt,
+                error_text(json!({ "error": error, "node_errors": node_errors }))
+            )),
+            _ => {}
         }
         let settlement = settlement(&report, handing_back && !user_cancelled);
         let (result, counter) = match &settlement {

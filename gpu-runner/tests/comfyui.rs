@@ -549,10 +549,8 @@ async fn cancelled_before_start_submits_nothing() {
     let report = h.run(&wf, Duration::from_secs(600), crx, None).await;
     assert_eq!(
         report.outcome,
-        Outcome::Interrupted {
-            reason: Some(StopReason::Cancelled),
-            node_id: None,
-            confirmed: true
+        Outcome::Withdrawn {
+            reason: StopReason::Cancelled
         }
     );
     assert!(!h.double.seen().iter().any(|s| s.path == "/prompt"));
@@ -627,5 +625,164 @@ async fn a_partly_valid_prompt_succeeds_and_keeps_the_skipped_branch_errors() {
     assert_eq!(
         (outputs[0].node_id.as_str(), outputs[0].filename.as_str()),
         ("2", "partial_00001_.png")
+    );
+}
+
+/// A harness whose ComfyUI is busy with another client's prompt (the slow recorded chain,
+/// held until an interrupt) when the job's prompt arrives, so the job waits behind it.
+async fn busy_harness(faults: Faults) -> Harness {
+    let faults = Faults {
+        busy_with: Some(Run::load("interrupted.json", 0)),
+        ..faults
+    };
+    let double = ComfyDouble::start(Run::load("success.json", 0), "success.json", faults).await;
+    let dir = temp_dir("busy");
+    let store = LocalDirStore::new(&dir);
+    Harness { double, dir, store }
+}
+
+/// Waits until the double holds one prompt waiting behind the running one.
+async fn until_waiting(double: &ComfyDouble) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let (Some(_), pending) = double.queue()
+            && let [waiting] = pending.as_slice()
+        {
+            return waiting.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no prompt came to wait in the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Once the runner has stopped `prompt`, the other client's prompt ends, and ComfyUI takes
+/// whatever waits behind it.
+async fn after_the_stop_the_other_prompt_ends(double: &ComfyDouble, prompt: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let stop = serde_json::json!({ "prompt_id": prompt });
+    while !double
+        .seen()
+        .iter()
+        .any(|s| s.path == "/interrupt" && s.body == stop)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner never stopped its prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ComfyClient::new(&double.url())
+        .interrupt("someone-else")
+        .await
+        .unwrap();
+}
+
+fn requests(h: &Harness, method: &str, path: &str) -> Vec<Value> {
+    h.double
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == method && s.path == path)
+        .map(|s| s.body)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_queued_behind_another_prompt_deletes_it_and_it_never_runs() {
+    let h = busy_harness(Faults::default()).await;
+    let wf = Harness::workflow("success.json", 0);
+    let (ctx, crx) = watch::channel(false);
+    let run = h.run(&wf, Duration::from_secs(600), crx, None);
+    let cancel = async {
+        let waiting = until_waiting(&h.double).await;
+        ctx.send(true).unwrap();
+        after_the_stop_the_other_prompt_ends(&h.double, &waiting).await;
+        waiting
+    };
+    let (report, waiting) = tokio::join!(run, cancel);
+    assert_eq!(waiting, report.prompt_id);
+    assert_eq!(
+        report.outcome,
+        Outcome::Withdrawn {
+            reason: StopReason::Cancelled
+        }
+    );
+    assert_eq!(report.gpu_seconds, 0.0);
+    assert_eq!(
+        requests(&h, "POST", "/queue"),
+        [serde_json::json!({ "delete": [report.prompt_id] })]
+    );
+    // Ours is gone: when the other prompt ended nothing ran after it, and ours never
+    // gets a history.
+    assert_eq!(h.double.queue(), (None, vec![]));
+    let client = ComfyClient::new(&h.double.url());
+    assert!(client.history(&report.prompt_id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_limit_while_queued_behind_another_prompt_withdraws_it() {
+    let h = busy_harness(Faults::default()).await;
+    let wf = Harness::workflow("success.json", 0);
+    let (_ctx, crx) = watch::channel(false);
+    let run = h.run(&wf, Duration::from_millis(200), crx, None);
+    let other_ends = async {
+        let waiting = until_waiting(&h.double).await;
+        after_the_stop_the_other_prompt_ends(&h.double, &waiting).await;
+    };
+    let (report, ()) = tokio::join!(run, other_ends);
+    assert_eq!(report.stop_requested, Some(StopReason::TimeLimit));
+    assert_eq!(
+        report.outcome,
+        Outcome::Withdrawn {
+            reason: StopReason::TimeLimit
+        }
+    );
+    assert_eq!(report.gpu_seconds, 0.0);
+    // Deleted from the queue: when the other prompt ended, nothing ran after it.
+    assert_eq!(h.double.queue(), (None, vec![]));
+    let client = ComfyClient::new(&h.double.url());
+    assert!(client.history(&report.prompt_id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_lost_as_the_prompt_starts_is_sent_again() {
+    // ComfyUI clears its interrupt flag when a prompt starts: the first interrupt is lost.
+    let h = Harness::new(
+        "interrupted.json",
+        0,
+        Faults {
+            interrupts_lost: 1,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let wf = Harness::workflow("interrupted.json", 0);
+    let (ctx, crx) = watch::channel(false);
+    let (ptx, mut prx) = watch::channel(Progress::default());
+    let run = h.run(&wf, Duration::from_secs(3600), crx, Some(&ptx));
+    let cancel = async {
+        prx.wait_for(|p| p.node.as_deref() == Some("2"))
+            .await
+            .unwrap();
+        ctx.send(true).unwrap();
+    };
+    let (report, ()) = tokio::join!(run, cancel);
+    assert_eq!(
+        report.outcome,
+        Outcome::Interrupted {
+            reason: Some(StopReason::Cancelled),
+            node_id: Some("3".into()),
+            confirmed: true
+        }
+    );
+    let interrupts = requests(&h, "POST", "/interrupt");
+    assert_eq!(
+        interrupts,
+        [
+            serde_json::json!({ "prompt_id": report.prompt_id }),
+            serde_json::json!({ "prompt_id": report.prompt_id })
+        ]
     );
 }

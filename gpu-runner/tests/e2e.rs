@@ -27,6 +27,10 @@ over_every_transport!(
     a_stop_past_the_grace_interrupts_the_job_and_hands_it_back,
     a_runner_claims_only_its_tokens_worker_and_stops_when_revoked,
     the_binary_runs_until_sigterm_and_exits_zero,
+    a_cancel_while_queued_behind_another_prompt_ends_cancelled_and_charges_nothing,
+    a_time_limit_while_queued_behind_another_prompt_fails_the_job_and_charges_nothing,
+    a_runtime_error_tells_the_tenant_the_node_and_exception_and_the_log_the_traceback,
+    comfyui_going_away_mid_job_hands_the_attempt_back_saying_so_once,
 );
 
 async fn a_job_runs_end_to_end_and_settles_once(transport: Transport) {
@@ -230,13 +234,8 @@ async fn comfyui_failing_after_the_claim_hands_the_attempt_back_and_a_retry_sett
     })
     .await;
     let summary = worker.stop().await;
-    assert!(
-        back["error"]
-            .as_str()
-            .unwrap()
-            .contains("ComfyUI unavailable"),
-        "{back}"
-    );
+    let error = back["error"].as_str().unwrap();
+    assert_eq!(error.matches("ComfyUI unavailable").count(), 1, "{back}");
     assert_eq!(Summary::get(&summary.released), 1);
     assert_eq!(pool(&app, &owner).await, (total, 0, held), "still held");
     assert!(events(&app, &owner, "job.failed").await.is_empty());
@@ -320,13 +319,13 @@ async fn a_runner_claims_only_its_tokens_worker_and_stops_when_revoked(transport
 
     let our_queue = queue(&app, transport, &our_runner.token).await;
     assert_eq!(
-        our_queue.claim(1_000_000).await,
+        our_queue.claim(1_000_000, Duration::ZERO).await,
         Ok(None),
         "another tenant's job"
     );
     let their_queue = queue(&app, transport, &their_runner.token).await;
     let claimed = their_queue
-        .claim(1_000_000)
+        .claim(1_000_000, Duration::ZERO)
         .await
         .unwrap()
         .expect("its own job");
@@ -361,7 +360,7 @@ async fn a_runner_claims_only_its_tokens_worker_and_stops_when_revoked(transport
         other => panic!("a revoked token still renews: {other:?}"),
     }
     assert!(matches!(
-        their_queue.claim(1_000_000).await,
+        their_queue.claim(1_000_000, Duration::ZERO).await,
         Err(QueueError::Refused { status: 401, .. })
     ));
     if transport != Transport::Http {
@@ -407,6 +406,8 @@ async fn the_binary_runs_until_sigterm_and_exits_zero(transport: Transport) {
             "10",
             "--idle-max-ms",
             "50",
+            "--claim-wait-s",
+            "2",
         ])
         .env("GPU_RUNNER_TOKEN", &token)
         .kill_on_drop(true)
@@ -437,4 +438,330 @@ async fn the_binary_runs_until_sigterm_and_exits_zero(transport: Transport) {
         .unwrap();
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A ComfyUI busy with another client's prompt (the slow recorded chain, held until an
+/// interrupt) when the job's prompt arrives: the job's prompt waits in the queue behind it.
+async fn busy_comfyui() -> (ComfyDouble, Value) {
+    let run = Run::load("success.json", 0);
+    let workflow = run.workflow.clone();
+    let faults = Faults {
+        busy_with: Some(Run::load("interrupted.json", 0)),
+        ..Faults::default()
+    };
+    (
+        ComfyDouble::start(run, "success.json", faults).await,
+        workflow,
+    )
+}
+
+/// The job's prompt, once it waits behind the other one.
+async fn waiting_prompt(double: &ComfyDouble) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let (Some(_), pending) = double.queue()
+            && let [waiting] = pending.as_slice()
+        {
+            return waiting.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job's prompt never waited in the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Once the runner has stopped the job's `prompt`, the other client's prompt ends, and
+/// ComfyUI takes whatever waits behind it.
+async fn after_the_stop_the_other_prompt_ends(double: &ComfyDouble, prompt: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let stop = json!({ "prompt_id": prompt });
+    while !double
+        .seen()
+        .iter()
+        .any(|s| s.method == "POST" && s.path == "/interrupt" && s.body == stop)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner never stopped the job's prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gpu_runner::comfyui::ComfyClient::new(&double.url())
+        .interrupt("someone-else")
+        .await
+        .unwrap();
+}
+
+/// Nothing moved for the job: its hold released, no settle, no GPU time counted.
+async fn assert_charged_nothing(
+    app: &tollgate_tests::TestApp,
+    owner: &tollgate_tests::TestUser,
+    id: &str,
+    total: i64,
+) {
+    assert_eq!(pool(app, owner).await, (total, 0, 0), "released");
+    assert!(ledger(app, id, "settle").await.is_empty(), "{id}: settled");
+    assert_eq!(
+        ledger(app, id, "release").await.len(),
+        2,
+        "{id}: pool and user released"
+    );
+    let counted = app
+        .query(
+            "SELECT COALESCE(SUM(value), 0) FROM usage_counters WHERE metric = 'gpu_seconds'",
+            vec![],
+        )
+        .await;
+    assert_eq!(counted[0][0], 0, "no GPU time counted");
+}
+
+async fn a_cancel_while_queued_behind_another_prompt_ends_cancelled_and_charges_nothing(
+    transport: Transport,
+) {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "e2e-queued-cancel").await;
+    let token = runner_token(&app, &owner).await.token;
+    let (double, workflow) = busy_comfyui().await;
+    let id = submit(&app, &owner, &workflow).await;
+    let (total, _, _) = pool(&app, &owner).await;
+
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
+    let prompt = waiting_prompt(&double).await;
+    let response = app
+        .post(
+            &format!("jobs/{id}/cancel"),
+            &owner.access_token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        expect_status(response, StatusCode::OK).await["cancel_requested"],
+        true
+    );
+    after_the_stop_the_other_prompt_ends(&double, &prompt).await;
+    let done = wait_for_job(&app, &owner, &id, "the cancel", ended).await;
+    let summary = worker.stop().await;
+
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["gpu_seconds"], 0, "{done}");
+    // Deleted from ComfyUI's queue: it never ran and never will.
+    let deletes: Vec<Value> = double
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.path == "/queue")
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(
+        deletes.first(),
+        Some(&json!({ "delete": [prompt] })),
+        "{deletes:?}"
+    );
+    let history = gpu_runner::comfyui::ComfyClient::new(&double.url())
+        .history(&prompt)
+        .await
+        .unwrap();
+    assert!(history.is_none(), "the deleted prompt ran");
+    assert_charged_nothing(&app, &owner, &id, total).await;
+    assert_eq!(events(&app, &owner, "job.cancelled").await.len(), 1);
+    assert_eq!(Summary::get(&summary.cancelled), 1);
+}
+
+async fn a_time_limit_while_queued_behind_another_prompt_fails_the_job_and_charges_nothing(
+    transport: Transport,
+) {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "e2e-queued-limit").await;
+    let token = runner_token(&app, &owner).await.token;
+    let (double, workflow) = busy_comfyui().await;
+    let response = app
+        .post(
+            "jobs",
+            &owner.access_token,
+            &json!({ "workflow": workflow, "time_limit_seconds": 1 }),
+        )
+        .await;
+    let id = expect_status(response, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (total, _, _) = pool(&app, &owner).await;
+
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
+    let prompt = waiting_prompt(&double).await;
+    after_the_stop_the_other_prompt_ends(&double, &prompt).await;
+    let done = wait_for_job(&app, &owner, &id, "the time limit", ended).await;
+    let summary = worker.stop().await;
+
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "not retried");
+    let error: Value = serde_json::from_str(done["error"].as_str().unwrap()).unwrap();
+    assert_eq!(error["kind"], "time_limit", "{error}");
+    assert_eq!(done["gpu_seconds"], 0, "{done}");
+    let history = gpu_runner::comfyui::ComfyClient::new(&double.url())
+        .history(&prompt)
+        .await
+        .unwrap();
+    assert!(history.is_none(), "the withdrawn prompt ran");
+    assert_charged_nothing(&app, &owner, &id, total).await;
+    assert_eq!(events(&app, &owner, "job.failed").await.len(), 1);
+    assert!(events(&app, &owner, "job.succeeded").await.is_empty());
+    assert_eq!(Summary::get(&summary.failed), 1);
+}
+
+/// The recorded `SaveImage` with a prefix outside the output folder: ComfyUI's error names
+/// the host's folders and carries its Python traceback. The tenant reads the node, the
+/// exception and its message with the paths taken out, in the job and in `job.failed`; the
+/// runner's own log (the binary's stderr, every line timestamped) keeps the traceback.
+async fn a_runtime_error_tells_the_tenant_the_node_and_exception_and_the_log_the_traceback(
+    transport: Transport,
+) {
+    use support::comfyui_double::COMFYUI_ROOT;
+
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "e2e-runtime-error").await;
+    let token = runner_token(&app, &owner).await.token;
+    let run = Run::load("runtime-error.json", 1);
+    let workflow = run.workflow.clone();
+    let double = ComfyDouble::start(run, "runtime-error.json", Faults::default()).await;
+    let id = submit(&app, &owner, &workflow).await;
+    let (total, _, _) = pool(&app, &owner).await;
+
+    let dir =
+        std::env::temp_dir().join(format!("gpu-runner-err-{}", uuid::Uuid::new_v4().simple()));
+    let (flags, _libsql_server) = queue_flags(&app, transport).await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
+        .arg("run")
+        .args(&flags)
+        .args(["--comfyui", &double.url(), "--token", &token])
+        .arg("--output-dir")
+        .arg(&dir)
+        .args([
+            "--idle-min-ms",
+            "10",
+            "--idle-max-ms",
+            "50",
+            "--claim-wait-s",
+            "1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let done = wait_for_job(&app, &owner, &id, "the job to fail", ended).await;
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("the binary exits after SIGTERM")
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(done["status"], "failed", "{done}");
+    let text = done["error"].as_str().unwrap();
+    let error: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        (
+            &error["kind"],
+            &error["node_id"],
+            &error["node_type"],
+            &error["exception_type"]
+        ),
+        (
+            &json!("execution_error"),
+            &json!("2"),
+            &json!("SaveImage"),
+            &json!("Exception")
+        ),
+        "{error}"
+    );
+    let message = error["exception_message"].as_str().unwrap();
+    assert!(
+        message.starts_with("**** ERROR: Saving image outside the output folder is not allowed."),
+        "{message}"
+    );
+    assert!(message.contains("output_dir: <path>"), "{message}");
+    for leak in [COMFYUI_ROOT, "traceback", "execution.py", "File \""] {
+        assert!(
+            !text.contains(leak),
+            "{leak:?} in the tenant's error: {text}"
+        );
+    }
+    let failed = events(&app, &owner, "job.failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0]["error"], done["error"],
+        "the webhook says what the job says"
+    );
+    // The GPU time it used before failing is charged, and counted.
+    let gpu_seconds = done["gpu_seconds"].as_i64().unwrap();
+    assert_eq!(
+        pool(&app, &owner).await,
+        (total, charge(gpu_seconds), 0),
+        "{done}"
+    );
+
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(log.contains("raised Exception"), "{log}");
+    assert!(log.contains("Traceback (most recent call last):"), "{log}");
+    assert!(
+        log.contains(&format!("{COMFYUI_ROOT}/folder_paths.py")),
+        "{log}"
+    );
+    // Every line starts with its UTC time (a traceback's lines continue their entry).
+    let entries: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("gpu-runner: "))
+        .collect();
+    assert!(entries.len() >= 3, "{log}");
+    for line in entries {
+        let (stamp, _) = line.split_once(' ').unwrap();
+        assert_eq!(stamp.len(), "2026-11-23T09:23:14.820Z".len(), "{line}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{line}"
+        );
+        assert!(line[stamp.len()..].starts_with(" gpu-runner: "), "{line}");
+    }
+}
+
+async fn comfyui_going_away_mid_job_hands_the_attempt_back_saying_so_once(transport: Transport) {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "e2e-comfyui-gone").await;
+    let token = runner_token(&app, &owner).await.token;
+    let run = Run::load("success.json", 0);
+    let workflow = run.workflow.clone();
+    // ComfyUI takes the prompt, runs node 1 and holds it; then it is gone.
+    let faults = Faults {
+        hold_after: Some(7),
+        ..Faults::default()
+    };
+    let double = ComfyDouble::start(run, "success.json", faults).await;
+    let id = submit(&app, &owner, &workflow).await;
+    let worker = RunningWorker::start(&app, transport, &token, &double.url()).await;
+    wait_for_job(&app, &owner, &id, "node 1 to run", |j| {
+        j["status"] == "running" && j["current_node"] == "1"
+    })
+    .await;
+    drop(double);
+    let back = wait_for_job(&app, &owner, &id, "the hand-back", |j| {
+        j["status"] == "queued"
+    })
+    .await;
+    let summary = worker.stop().await;
+    let error = back["error"].as_str().unwrap();
+    assert!(error.starts_with("ComfyUI unavailable: "), "{back}");
+    assert_eq!(error.matches("ComfyUI unavailable").count(), 1, "{back}");
+    assert_eq!(
+        back["progress"], 0,
+        "a re-queued job keeps no progress: {back}"
+    );
+    assert_eq!(back["current_node"], Value::Null, "{back}");
+    assert_eq!(Summary::get(&summary.released), 1);
 }

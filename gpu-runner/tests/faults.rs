@@ -21,6 +21,7 @@ use tollgate_tests::spawn_app;
 
 over_every_transport!(
     a_runner_killed_mid_job_is_replaced_and_the_job_settles_once,
+    a_restarted_runner_clears_what_was_left_in_comfyui_before_it_claims,
     racing_runners_run_every_job_exactly_once,
 );
 
@@ -140,6 +141,124 @@ async fn a_runner_killed_mid_job_is_replaced_and_the_job_settles_once(transport:
         )
         .await;
     assert_eq!(status[0][0], "succeeded");
+    assert_settled_once(&app, &id, charge(gpu_seconds)).await;
+}
+
+/// The runner is killed while ComfyUI runs its prompt, and ComfyUI goes on with it (and
+/// with a prompt that waits behind it). The runner that starts next on the same ComfyUI
+/// interrupts the orphan and deletes what waits before it claims anything, so the retried
+/// job runs at once, on its own, and is charged for the time it runs.
+async fn a_restarted_runner_clears_what_was_left_in_comfyui_before_it_claims(transport: Transport) {
+    let app = spawn_app().await;
+    let owner = funded_tenant(&app, "fault-orphan").await;
+    let first = runner_token(&app, &owner).await;
+    let second = runner_token(&app, &owner).await;
+    let run = Run::load("success.json", 0);
+    let workflow = run.workflow.clone();
+    // The first prompt runs node 1, then holds, as a long node would.
+    let comfyui = ComfyDouble::start(
+        run,
+        "success.json",
+        Faults {
+            hold_after: Some(7),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = submit(&app, &owner, &workflow).await;
+    let (total, _, _) = pool(&app, &owner).await;
+
+    let dir = std::env::temp_dir().join(format!(
+        "gpu-runner-orphan-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (flags, _libsql_server) = queue_flags(&app, transport).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
+        .arg("run")
+        .args(&flags)
+        .args(["--comfyui", &comfyui.url(), "--token", &first.token])
+        .arg("--output-dir")
+        .arg(&dir)
+        .args([
+            "--idle-min-ms",
+            "10",
+            "--idle-max-ms",
+            "50",
+            "--renew-s",
+            "1",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let orphan = loop {
+        if let (Some(running), _) = comfyui.queue() {
+            break running;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary never submitted the prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    child.start_kill().expect("SIGKILL");
+    tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("the killed binary is reaped")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Something else the dead runner left waits behind the orphan.
+    let client = gpu_runner::comfyui::ComfyClient::new(&comfyui.url());
+    client
+        .submit(&workflow, "left-waiting", None)
+        .await
+        .expect("queued");
+    assert_eq!(
+        comfyui.queue(),
+        (Some(orphan.clone()), vec!["left-waiting".to_string()])
+    );
+
+    // The lease runs out; the reaper hands the job back; its backoff passes.
+    let expires = app
+        .query(
+            "SELECT lease_expires_at FROM jobs WHERE id = ?",
+            vec![id.clone().into()],
+        )
+        .await[0][0]
+        .as_i64()
+        .expect("a lease");
+    app.advance_clock(expires - app.clock.now() + 1);
+    app.run_cron().await;
+    app.advance_clock(31);
+    let worker = RunningWorker::start(&app, transport, &second.token, &comfyui.url()).await;
+    let done = wait_for_job(&app, &owner, &id, "the restarted runner", ended).await;
+    let summary = worker.stop().await;
+
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(Summary::get(&summary.succeeded), 1);
+    let seen = comfyui.seen();
+    let at = |method: &str, path: &str, body: &serde_json::Value| {
+        seen.iter()
+            .position(|s| s.method == method && s.path == path && &s.body == body)
+            .unwrap_or_else(|| panic!("no {method} {path} {body}"))
+    };
+    let deleted = at("POST", "/queue", &json!({ "delete": ["left-waiting"] }));
+    let interrupted = at("POST", "/interrupt", &json!({ "prompt_id": orphan }));
+    let posts: Vec<usize> = (0..seen.len())
+        .filter(|&i| seen[i].method == "POST" && seen[i].path == "/prompt")
+        .collect();
+    assert_eq!(posts.len(), 3, "the orphan, the stray and the retry");
+    assert!(
+        deleted < posts[2] && interrupted < posts[2],
+        "the restarted runner submitted before clearing what was left"
+    );
+    // What waited never ran.
+    assert!(client.history("left-waiting").await.unwrap().is_none());
+    assert_eq!(comfyui.queue(), (None, vec![]));
+    // The retry ran on its own and is charged for the time it took, once.
+    let gpu_seconds = done["gpu_seconds"].as_i64().unwrap();
+    assert_eq!(pool(&app, &owner).await, (total, charge(gpu_seconds), 0));
     assert_settled_once(&app, &id, charge(gpu_seconds)).await;
 }
 

@@ -1,12 +1,21 @@
 //! The ports a request may use, bundled once per runtime.
 
-use crate::{clock::Clock, config::Config, db::Db, outbound::Outbound};
+use crate::{
+    clock::Clock,
+    config::Config,
+    db::Db,
+    notify::{NoNotifier, Notifier},
+    outbound::Outbound,
+};
 
 pub struct Env {
     pub db: Box<dyn Db>,
     pub clock: Box<dyn Clock>,
     /// HTTP out: tenant webhooks, payment and model providers.
     pub outbound: Box<dyn Outbound>,
+    /// Wakes long-polling claims when a job is queued ([`NoNotifier`] unless the runtime
+    /// brings one: see [`Env::with_notifier`]).
+    pub notifier: Box<dyn Notifier>,
     pub config: Config,
 }
 
@@ -21,8 +30,15 @@ impl Env {
             db,
             clock,
             outbound,
+            notifier: Box::new(NoNotifier),
             config,
         }
+    }
+
+    /// This `Env` with `notifier` in place of [`NoNotifier`].
+    pub fn with_notifier(mut self, notifier: Box<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Now, in Unix seconds: every timestamp Tollgate stores.

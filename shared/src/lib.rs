@@ -19,6 +19,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod mail;
+pub mod notify;
 pub mod outbound;
 pub mod quota;
 pub mod reports;

@@ -652,3 +652,221 @@ async fn the_cron_endpoint_reaps_for_its_secret_only_and_exists_only_with_one() 
     assert_eq!(report["jobs_reaped"]["requeued"], 1, "{report}");
     assert_eq!(job(&app, &owner, id(&lost)).await["status"], "queued");
 }
+
+/// `POST runner/jobs/{id}/progress`.
+async fn report_progress(
+    app: &tollgate_tests::TestApp,
+    runner: &Runner,
+    claimed: &Value,
+    percent: i64,
+    node: &str,
+) {
+    let response = runner
+        .post(
+            app,
+            &format!("runner/jobs/{}/progress", id(claimed)),
+            json!({ "lease_id": claimed["lease_id"], "progress": percent, "current_node": node }),
+        )
+        .await;
+    expect_status(response, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn a_requeued_job_keeps_no_progress_and_a_reclaimed_one_no_earlier_error() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+
+    let first = runner.claim(&app, 24576).await.unwrap();
+    report_progress(&app, &runner, &first, 60, "3").await;
+    let back = expect_status(
+        runner.fail(&app, &first, "CUDA out of memory").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(back["status"], "queued");
+    assert_eq!(
+        (&back["progress"], &back["current_node"]),
+        (&json!(0), &Value::Null),
+        "{back}"
+    );
+    assert_eq!(back["error"], "CUDA out of memory", "why it waits");
+
+    app.advance_clock(30);
+    let second = runner.claim(&app, 24576).await.unwrap();
+    let running = job(&app, &owner, id(&second)).await;
+    assert_eq!(running["status"], "running");
+    assert_eq!(running["error"], Value::Null, "{running}");
+
+    // The reaper's re-queue clears it the same way.
+    report_progress(&app, &runner, &second, 40, "3").await;
+    app.advance_clock(61);
+    assert_eq!(app.run_cron().await.jobs_reaped.requeued, 1);
+    let reaped = job(&app, &owner, id(&second)).await;
+    assert_eq!(reaped["status"], "queued");
+    assert_eq!(
+        (&reaped["progress"], &reaped["current_node"]),
+        (&json!(0), &Value::Null),
+        "{reaped}"
+    );
+    assert_eq!(reaped["error"], "lease expired");
+}
+
+/// GPU-seconds the tenant's counter holds today.
+async fn gpu_seconds_counted(
+    app: &tollgate_tests::TestApp,
+    owner: &tollgate_tests::TestUser,
+) -> i64 {
+    app.query(
+        "SELECT COALESCE(SUM(value), 0) FROM usage_counters
+         WHERE tenant_id = ? AND user_id = '' AND metric = 'gpu_seconds' AND period = 'day'",
+        vec![owner.tenant_id.clone().into()],
+    )
+    .await[0][0]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_that_ran_is_charged_and_counted_its_gpu_time_whatever_its_end_and_one_that_never_ran_nothing()
+ {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    // (status, GPU-seconds, credits charged): 14 s cost 1 + ceil(14 / 10) = 3, within the
+    // hold's 10 % bound; a job that used no GPU time and did not succeed never ran.
+    for (status, gpu_seconds, charged) in [
+        ("failed", 14, 3),
+        ("cancelled", 14, 3),
+        ("failed", 0, 0),
+        ("cancelled", 0, 0),
+        ("succeeded", 0, 1),
+    ] {
+        let (_, used, reserved) = pool(&app, &owner).await;
+        let counted = gpu_seconds_counted(&app, &owner).await;
+        queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+        let claimed = runner.claim(&app, 24576).await.unwrap();
+        let done = expect_status(
+            runner.finish(&app, &claimed, status, gpu_seconds).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(done["status"], status);
+        let after = pool(&app, &owner).await;
+        assert_eq!(
+            (after.1 - used, after.2),
+            (charged, reserved),
+            "{status} {gpu_seconds}"
+        );
+        assert_eq!(
+            gpu_seconds_counted(&app, &owner).await - counted,
+            gpu_seconds,
+            "{status} {gpu_seconds}: counted as charged"
+        );
+        let kind = if charged > 0 { "settle" } else { "release" };
+        let moved = app
+            .query(
+                "SELECT l.kind FROM credit_ledger l JOIN jobs j ON j.reservation_id = l.reservation_id
+                 WHERE j.id = ? AND l.kind IN ('settle', 'release')",
+                vec![id(&claimed).into()],
+            )
+            .await;
+        assert!(
+            !moved.is_empty() && moved.iter().all(|row| row[0] == kind),
+            "{status} {gpu_seconds}: {moved:?}"
+        );
+    }
+}
+
+/// `POST runner/claim` waiting up to `wait_seconds`: the answer and how long it took.
+async fn waiting_claim(
+    app: &tollgate_tests::TestApp,
+    runner: &Runner,
+    wait_seconds: i64,
+) -> (reqwest::Response, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let response = runner
+        .post(
+            app,
+            "runner/claim",
+            json!({ "free_vram_mb": 24576, "wait_seconds": wait_seconds }),
+        )
+        .await;
+    (response, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_waiting_claim_answers_as_soon_as_a_job_is_queued_on_its_worker() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    let enqueue = async {
+        // Time for the claim to settle into its wait, past its first few looks at the queue.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let job = queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+        (job, std::time::Instant::now())
+    };
+    let ((response, _), (queued_job, enqueued_at)) =
+        tokio::join!(waiting_claim(&app, &runner, 20), enqueue);
+    let answered_after = enqueued_at.elapsed();
+    let claimed = expect_status(response, StatusCode::OK).await;
+    assert_eq!(claimed["job_id"], queued_job["id"]);
+    // Woken by the enqueue, not by its next look at the queue (1.75 s after the wait began,
+    // then 3.75 s).
+    assert!(
+        answered_after < std::time::Duration::from_secs(1),
+        "answered {answered_after:?} after the enqueue"
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_claim_takes_a_job_that_comes_due_and_answers_204_when_none_does() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+
+    let (nothing, waited) = waiting_claim(&app, &runner, 1).await;
+    assert_eq!(nothing.status(), StatusCode::NO_CONTENT);
+    assert!(waited >= std::time::Duration::from_secs(1), "{waited:?}");
+
+    // A retry's backoff ends while a claim waits: no enqueue announces it, the claim finds it.
+    queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+    let first = runner.claim(&app, 24576).await.unwrap();
+    expect_status(
+        runner.fail(&app, &first, "CUDA out of memory").await,
+        StatusCode::OK,
+    )
+    .await;
+    let backoff_over = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        app.advance_clock(30);
+    };
+    let ((response, waited), ()) = tokio::join!(waiting_claim(&app, &runner, 20), backoff_over);
+    let retry = expect_status(response, StatusCode::OK).await;
+    assert_eq!(retry["job_id"], first["job_id"]);
+    assert_eq!(retry["attempt"], 2);
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_claim_waits_at_most_twenty_seconds() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    for wait_seconds in [21, -1] {
+        let (response, _) = waiting_claim(&app, &runner, wait_seconds).await;
+        let body = expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["field"], "wait_seconds", "{body}");
+    }
+}

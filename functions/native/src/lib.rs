@@ -5,5 +5,6 @@ pub mod cli;
 pub mod database;
 pub mod db;
 pub mod hrana;
+pub mod notifier;
 pub mod outbound;
 pub mod server;

@@ -25,7 +25,7 @@ use tollgate::{
     error::ErrorCause,
 };
 
-use crate::{database::Database, db::LibsqlDb, outbound::NativeOutbound};
+use crate::{database::Database, db::LibsqlDb, notifier::NativeNotifier, outbound::NativeOutbound};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,6 +61,8 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    /// Wakes waiting claims across the worker threads.
+    notifier: NativeNotifier,
 }
 
 impl RunningServer {
@@ -68,6 +70,8 @@ impl RunningServer {
     /// every worker has ended.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Claims waiting for a job answer now rather than hold up the drain.
+        self.notifier.close();
         for worker in self.workers {
             let _ = worker.join();
         }
@@ -132,13 +136,15 @@ pub fn start(
     listener.set_nonblocking(true).map_err(StartError::Bind)?;
     let local_addr = listener.local_addr().map_err(StartError::Bind)?;
     let (shutdown, stop) = watch::channel(false);
+    let notifier = NativeNotifier::new();
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (database, config, clock) = (
+            let (database, config, clock, notifier) = (
                 database.clone(),
                 settings.config.clone(),
                 settings.clock.clone(),
+                notifier.clone(),
             );
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
             let cron_interval = (index == 0).then_some(settings.cron_interval);
@@ -147,7 +153,8 @@ pub fn start(
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
                     let outbound = NativeOutbound::new(config.webhooks_allow_private);
-                    let env = Env::new(database.port(), clock.port(), Box::new(outbound), config);
+                    let env = Env::new(database.port(), clock.port(), Box::new(outbound), config)
+                        .with_notifier(Box::new(notifier));
                     run_worker(listener, env, cron_interval, stop)
                 })
                 .map_err(StartError::Bind)
@@ -158,6 +165,7 @@ pub fn start(
         local_addr,
         shutdown,
         workers,
+        notifier,
     })
 }
 

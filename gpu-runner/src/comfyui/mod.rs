@@ -1,6 +1,6 @@
 //! Client for one local ComfyUI server (shapes as recorded from ComfyUI 0.8, see
-//! `testdata/comfyui/README.md`): `/system_stats`, `/prompt`, `/history/{id}`, `/interrupt`,
-//! `/view` and the `/ws` event stream.
+//! `testdata/comfyui/README.md`): `/system_stats`, `/prompt`, `/queue`, `/history/{id}`,
+//! `/interrupt`, `/view` and the `/ws` event stream.
 
 mod events;
 
@@ -93,6 +93,65 @@ pub enum Submitted {
     /// 400: nothing was queued. `error` is `{type,message,details,extra_info}`;
     /// `node_errors` is `{node_id: {errors, dependent_outputs, class_type}}` (may be empty).
     Rejected { error: Value, node_errors: Value },
+}
+
+/// `GET /queue`: the prompt ids ComfyUI is running and those waiting behind it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub running: Vec<String>,
+    pub pending: Vec<String>,
+}
+
+/// Where a prompt is in ComfyUI's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Running,
+    Pending,
+    /// Neither: finished (its history says how) or deleted from the queue before it ran.
+    Absent,
+}
+
+impl QueueState {
+    fn parse(v: &Value) -> Result<Self, ComfyError> {
+        // Items are `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
+        let ids = |key: &str| -> Result<Vec<String>, ComfyError> {
+            let items = v
+                .get(key)
+                .and_then(Value::as_array)
+                .ok_or_else(|| ComfyError::Protocol(format!("GET /queue: no {key}")))?;
+            items
+                .iter()
+                .map(|item| {
+                    item.get(1)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ComfyError::Protocol(format!(
+                                "GET /queue: an item without a prompt id in {key}"
+                            ))
+                        })
+                })
+                .collect()
+        };
+        Ok(QueueState {
+            running: ids("queue_running")?,
+            pending: ids("queue_pending")?,
+        })
+    }
+
+    pub fn place(&self, prompt_id: &str) -> Place {
+        if self.running.iter().any(|p| p == prompt_id) {
+            Place::Running
+        } else if self.pending.iter().any(|p| p == prompt_id) {
+            Place::Pending
+        } else {
+            Place::Absent
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty() && self.pending.is_empty()
+    }
 }
 
 /// One file a node produced, as listed in history `outputs` and `executed` messages.
@@ -339,7 +398,9 @@ impl ComfyClient {
     }
 
     /// `POST /interrupt {prompt_id}`: always 200; lands at the next node start or progress
-    /// tick, or not at all if the prompt finishes first.
+    /// tick, or not at all if the prompt finishes first. Ignored unless the prompt is
+    /// running, and lost when it arrives after ComfyUI took the prompt from its queue but
+    /// before execution started (starting a prompt clears the interrupt flag).
     pub async fn interrupt(&self, prompt_id: &str) -> Result<(), ComfyError> {
         let resp = self
             .http
@@ -354,6 +415,32 @@ impl ComfyClient {
         } else {
             Err(ComfyError::Unavailable(format!(
                 "POST /interrupt: {}",
+                resp.status()
+            )))
+        }
+    }
+
+    /// `GET /queue`: what runs and what waits.
+    pub async fn queue(&self) -> Result<QueueState, ComfyError> {
+        QueueState::parse(&self.get_json("/queue").await?)
+    }
+
+    /// `POST /queue {"delete": [ids]}`: removes prompts that wait in the queue, so they never
+    /// run (a running or finished prompt is left as it is). Always 200.
+    pub async fn delete_pending(&self, prompt_ids: &[String]) -> Result<(), ComfyError> {
+        let resp = self
+            .http
+            .post(format!("{}/queue", self.base))
+            .timeout(self.request_timeout)
+            .json(&json!({ "delete": prompt_ids }))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ComfyError::Unavailable(format!(
+                "POST /queue: {}",
                 resp.status()
             )))
         }

@@ -1,22 +1,32 @@
-//! A ComfyUI test double that replays one recorded run from `testdata/comfyui/*.json`.
+//! A ComfyUI test double that replays recorded runs from `testdata/comfyui/*.json`.
 //!
 //! It serves the recorded routes, status codes and bodies, and sends the recorded WebSocket
 //! messages in recorded order, driven by what the client does, never by the clock:
-//! - `POST /prompt` answers as recorded (the workflow must equal the recorded one); on 200
-//!   the run's messages are released right after the response, up to the point where the
-//!   recording sent `POST /interrupt` (targeted at the prompt or global), if it did;
+//! - `POST /prompt` answers as the recording of that workflow did (it must equal one of the
+//!   double's runs); an accepted prompt runs at once if nothing runs, else it waits in the
+//!   queue behind what does, as ComfyUI's one prompt worker takes them (in order of arrival);
+//! - a running prompt's messages are released right after the response, up to the point
+//!   where the recording sent `POST /interrupt` (targeted at the prompt or global), if it
+//!   did; when its last message is out it has finished, and the next waiting prompt starts;
 //! - `POST /interrupt` for the running prompt (or global) releases the rest, so an
-//!   interrupt "lands" at the next recorded event, as late as ComfyUI landed it;
-//! - `GET /history/{id}` is `{}` until every message was released (and for as many polls as
-//!   the recording answered `{}`), then the recorded entry;
+//!   interrupt "lands" at the next recorded event, as late as ComfyUI landed it; one aimed
+//!   at a prompt that is not running is ignored ("is not currently running, skipping
+//!   interrupt"), as `queue-ops.json` and ComfyUI's logs show;
+//! - `GET /queue` lists the running and the waiting prompts (`[number, prompt_id, prompt,
+//!   extra_data, outputs]`), `POST /queue {"delete": [ids]}` removes waiting ones (a removed
+//!   prompt never runs and never gets a history entry) and `{"clear": true}` all of them;
+//! - `GET /history/{id}` is `{}` until the prompt finished (and for as many polls as the
+//!   recording answered `{}`), then the recorded entry;
 //! - messages follow ComfyUI's delivery rules: to the socket of the prompt's `client_id`,
 //!   or, without one, only the broadcast types, to every socket;
 //! - `GET /view` serves a PNG of the recorded size, dimensions and first pixel;
-//! - `Faults` close the socket, refuse it, or hold a run after its first messages.
+//! - `Faults` close the socket, refuse it, hold the first prompt after its first messages,
+//!   or lose interrupts.
 //!
-//! The recorded prompt and client ids are replaced by the ones the client chose.
+//! The recorded prompt and client ids are replaced by the ones the client chose, and the
+//! placeholders the recordings put for the host's absolute paths by real-looking paths.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -31,9 +41,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+/// Where the recorded ComfyUI lived: the recordings replaced these absolute paths by
+/// placeholders, which the double puts back as a GPU host would show them.
+pub const COMFYUI_ROOT: &str = "/home/comfy/ComfyUI";
+pub const SITE_PACKAGES: &str = "/home/comfy/ComfyUI/.venv/lib/python3.11/site-packages";
+
 pub fn scenario(name: &str) -> Vec<Value> {
     let path = format!("{}/../testdata/comfyui/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("<COMFYUI_ROOT>", COMFYUI_ROOT)
+        .replace("<SITE_PACKAGES>", SITE_PACKAGES);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -352,9 +370,16 @@ pub struct Faults {
     pub drop_ws_after: Option<usize>,
     /// Answer `/ws` with 404 (no WebSocket at all).
     pub refuse_ws: bool,
-    /// Hold the run's messages from this one on until an interrupt, as a long node would:
-    /// the prompt stays running for as long as the test needs.
+    /// Hold the first prompt's messages from this one on until an interrupt, as a long
+    /// node would: the prompt stays running for as long as the test needs.
     pub hold_after: Option<usize>,
+    /// Lose this many interrupts aimed at the running prompt, as ComfyUI loses one that
+    /// arrives after it took the prompt from its queue and before execution started
+    /// (starting clears the interrupt flag).
+    pub interrupts_lost: usize,
+    /// Another client's prompt of this run starts just before the first prompt arrives,
+    /// so that one waits in the queue behind it.
+    pub busy_with: Option<Run>,
 }
 
 /// A request the double received.
@@ -374,59 +399,83 @@ enum Cmd {
     Close,
 }
 
-struct Active {
+/// One accepted prompt.
+#[derive(Clone)]
+struct Prompt {
+    /// Index of its run in the double's runs.
+    run: usize,
     prompt_id: String,
     client_id: Option<String>,
+    number: u64,
+    workflow: Value,
+    hold_after: Option<usize>,
     next: usize,
     delivered: usize,
     empty_polls_left: usize,
 }
 
+impl Prompt {
+    /// As `GET /queue` lists it: `[number, prompt_id, prompt, extra_data, outputs]`.
+    fn queue_item(&self) -> Value {
+        json!([self.number, self.prompt_id, self.workflow, {"client_id": self.client_id}, []])
+    }
+}
+
 struct State {
-    run: Run,
+    runs: Vec<Run>,
     faults: Faults,
     views: HashMap<(String, String, String), ImageSummary>,
     system_stats: Value,
     sockets: Vec<(String, mpsc::UnboundedSender<Cmd>)>,
     /// Rendered preview frames, by (width, height, bytes).
     previews: HashMap<(u32, u32, Option<usize>), Arc<Vec<u8>>>,
-    active: Option<Active>,
+    running: Option<Prompt>,
+    pending: VecDeque<Prompt>,
+    finished: HashMap<String, Prompt>,
+    accepted: u64,
+    interrupts_lost: usize,
     seen: Vec<Seen>,
 }
 
 impl State {
-    fn substitute(&self, text: String) -> String {
-        let Some(a) = &self.active else { return text };
+    fn substitute(&self, prompt: &Prompt, text: String) -> String {
+        let run = &self.runs[prompt.run];
         let mut text = text;
-        if let Some(p) = &self.run.recorded_prompt_id {
-            text = text.replace(p.as_str(), &a.prompt_id);
+        if let Some(p) = &run.recorded_prompt_id {
+            text = text.replace(p.as_str(), &prompt.prompt_id);
         }
-        if let (Some(rc), Some(c)) = (&self.run.recorded_client_id, &a.client_id) {
+        if let (Some(rc), Some(c)) = (&run.recorded_client_id, &prompt.client_id) {
             text = text.replace(rc.as_str(), c);
         }
         text
     }
 
-    /// Sends the run's messages up to the next held one (or all, once interrupted).
+    /// Sends the running prompt's messages up to the next held one (or all, once
+    /// interrupted); a prompt whose last message is out has finished, and the next waiting
+    /// one starts.
     fn release(&mut self, interrupted: bool) {
+        let mut interrupted = interrupted;
         loop {
-            let Some(a) = &self.active else { return };
-            let Some((msg, held)) = self.run.messages.get(a.next).cloned() else {
-                return;
+            let Some(p) = &self.running else { return };
+            let Some((msg, held)) = self.runs[p.run].messages.get(p.next).cloned() else {
+                let done = self.running.take().expect("a running prompt");
+                self.finished.insert(done.prompt_id.clone(), done);
+                self.running = self.pending.pop_front();
+                interrupted = false;
+                continue;
             };
-            let held = held || self.faults.hold_after.is_some_and(|n| a.next >= n);
+            let held = held || p.hold_after.is_some_and(|n| p.next >= n);
             if held && !interrupted {
                 return;
             }
-            let client = a.client_id.clone();
-            let delivered = a.delivered;
-            if let Some(a) = self.active.as_mut() {
-                a.next += 1;
+            let prompt = p.clone();
+            if let Some(p) = self.running.as_mut() {
+                p.next += 1;
             }
             let (kind, cmd) = match &msg {
                 Frame::Text(m) => (
                     m["type"].as_str().unwrap_or_default().to_string(),
-                    Cmd::Text(self.substitute(m.to_string())),
+                    Cmd::Text(self.substitute(&prompt, m.to_string())),
                 ),
                 Frame::Preview(image) => {
                     let key = (image.width, image.height, image.bytes);
@@ -442,7 +491,7 @@ impl State {
                     ("progress".to_string(), Cmd::Binary(frame))
                 }
             };
-            let targets: Vec<mpsc::UnboundedSender<Cmd>> = match &client {
+            let targets: Vec<mpsc::UnboundedSender<Cmd>> = match &prompt.client_id {
                 Some(c) => self
                     .sockets
                     .iter()
@@ -454,7 +503,11 @@ impl State {
                 }
                 None => Vec::new(),
             };
-            if self.faults.drop_ws_after.is_some_and(|n| delivered >= n) {
+            if self
+                .faults
+                .drop_ws_after
+                .is_some_and(|n| prompt.delivered >= n)
+            {
                 // The socket went away: the server sends to nobody.
                 for tx in &targets {
                     let _ = tx.send(Cmd::Close);
@@ -471,16 +524,90 @@ impl State {
                     Cmd::Close => Cmd::Close,
                 });
             }
-            if let Some(a) = self.active.as_mut() {
-                a.delivered += 1;
+            if let Some(p) = self.running.as_mut() {
+                p.delivered += 1;
             }
         }
     }
 
-    fn finished(&self) -> bool {
-        self.active
-            .as_ref()
-            .is_some_and(|a| a.next >= self.run.messages.len())
+    /// `POST /prompt`: the status and body to answer, and whether the prompt runs now.
+    fn accept(&mut self, body: &Value) -> (u16, String, bool) {
+        if let Some(run) = self.faults.busy_with.take() {
+            self.runs.push(run);
+            let other = self.runs.len() - 1;
+            let workflow = self.runs[other].workflow.clone();
+            let prompt_id = "someone-else".to_string();
+            self.accept(&json!({ "prompt": workflow, "prompt_id": prompt_id }));
+            self.release(false);
+        }
+        let Some(run) = self.runs.iter().position(|r| body["prompt"] == r.workflow) else {
+            return (
+                500,
+                "\"double: workflow differs from the recordings\"".to_string(),
+                false,
+            );
+        };
+        let recorded = &self.runs[run];
+        if recorded.status != 200 {
+            return (recorded.status, recorded.body.to_string(), false);
+        }
+        let prompt = Prompt {
+            run,
+            prompt_id: body["prompt_id"]
+                .as_str()
+                .map(String::from)
+                .or_else(|| recorded.recorded_prompt_id.clone())
+                .unwrap_or_default(),
+            client_id: body["client_id"].as_str().map(String::from),
+            number: self.accepted,
+            workflow: body["prompt"].clone(),
+            hold_after: if self.accepted == 0 {
+                self.faults.hold_after
+            } else {
+                None
+            },
+            next: 0,
+            delivered: 0,
+            empty_polls_left: recorded.empty_history_polls,
+        };
+        self.accepted += 1;
+        let answer = self.substitute(&prompt, recorded.body.to_string());
+        let runs_now = self.running.is_none();
+        if runs_now {
+            self.running = Some(prompt);
+        } else {
+            self.pending.push_back(prompt);
+        }
+        (200, answer, runs_now)
+    }
+
+    /// `POST /interrupt`, targeted at `prompt_id` or global.
+    fn interrupt(&mut self, prompt_id: Option<&str>) {
+        let Some(running) = &self.running else { return };
+        if prompt_id.is_some_and(|id| id != running.prompt_id) {
+            return;
+        }
+        if self.interrupts_lost > 0 {
+            self.interrupts_lost -= 1;
+            return;
+        }
+        self.release(true);
+    }
+
+    /// `GET /history/{id}`.
+    fn history(&mut self, id: &str) -> String {
+        let Some(prompt) = self.finished.get_mut(id) else {
+            return "{}".to_string();
+        };
+        let Some(history) = self.runs[prompt.run].history.clone() else {
+            return "{}".to_string();
+        };
+        if prompt.empty_polls_left > 0 {
+            prompt.empty_polls_left -= 1;
+            return "{}".to_string();
+        }
+        let prompt = prompt.clone();
+        self.substitute(&prompt, history.to_string())
     }
 }
 
@@ -494,14 +621,23 @@ pub struct ComfyDouble {
 impl ComfyDouble {
     /// Replays `run`; `/view` serves the recorded images of `views_from` plus `extra`.
     pub async fn start(run: Run, views_from: &str, faults: Faults) -> ComfyDouble {
+        Self::with_runs(vec![run], views_from, faults).await
+    }
+
+    /// Replays whichever of `runs` a prompt's workflow is.
+    pub async fn with_runs(runs: Vec<Run>, views_from: &str, faults: Faults) -> ComfyDouble {
         let state = Arc::new(Mutex::new(State {
-            run,
+            runs,
+            interrupts_lost: faults.interrupts_lost,
             faults,
             views: recorded_views(views_from),
             system_stats: recorded_system_stats(),
             sockets: Vec::new(),
             previews: HashMap::new(),
-            active: None,
+            running: None,
+            pending: VecDeque::new(),
+            finished: HashMap::new(),
+            accepted: 0,
             seen: Vec::new(),
         }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -540,6 +676,16 @@ impl ComfyDouble {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The prompt ids running and waiting, as `GET /queue` would list them.
+    #[allow(dead_code)]
+    pub fn queue(&self) -> (Option<String>, Vec<String>) {
+        let st = self.state.lock().unwrap();
+        (
+            st.running.as_ref().map(|p| p.prompt_id.clone()),
+            st.pending.iter().map(|p| p.prompt_id.clone()).collect(),
+        )
     }
 
     /// How many `POST /prompt` requests the double received.
@@ -627,59 +773,44 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         return websocket(stream, &headers, query.get("clientId").cloned(), state).await;
     }
 
-    // After the response is written: release the run's messages (true: interrupted).
-    let mut release_after: Option<bool> = None;
+    // After the response is written, a prompt that runs at once starts.
+    let mut start_after = false;
     let response = {
         let mut st = state.lock().unwrap();
         match (method.as_str(), path.as_str()) {
             ("GET", "/system_stats") => json_response(200, &st.system_stats.to_string()),
             ("POST", "/prompt") => {
-                if body["prompt"] != st.run.workflow {
-                    json_response(500, "\"double: workflow differs from the recording\"")
-                } else if st.run.status != 200 {
-                    json_response(st.run.status, &st.run.body.to_string())
-                } else {
-                    let prompt_id = body["prompt_id"]
-                        .as_str()
-                        .map(String::from)
-                        .or_else(|| st.run.recorded_prompt_id.clone())
-                        .unwrap_or_default();
-                    st.active = Some(Active {
-                        prompt_id,
-                        client_id: body["client_id"].as_str().map(String::from),
-                        next: 0,
-                        delivered: 0,
-                        empty_polls_left: st.run.empty_history_polls,
-                    });
-                    release_after = Some(false);
-                    let text = st.substitute(st.run.body.to_string());
-                    json_response(200, &text)
-                }
+                let (status, answer, runs_now) = st.accept(&body);
+                start_after = runs_now;
+                json_response(status, &answer)
             }
             ("POST", "/interrupt") => {
-                let targeted = body["prompt_id"].as_str().map(String::from);
-                let ours = st.active.as_ref().map(|a| a.prompt_id.clone());
-                if targeted.is_none() || targeted == ours {
-                    release_after = Some(true);
+                // Landed (or not) before the answer: what the client asks next sees it.
+                st.interrupt(body["prompt_id"].as_str());
+                http_response(200, "text/plain", b"")
+            }
+            ("GET", "/queue") => {
+                let running: Vec<Value> = st.running.iter().map(Prompt::queue_item).collect();
+                let pending: Vec<Value> = st.pending.iter().map(Prompt::queue_item).collect();
+                json_response(
+                    200,
+                    &json!({"queue_running": running, "queue_pending": pending}).to_string(),
+                )
+            }
+            ("POST", "/queue") => {
+                if body["clear"] == true {
+                    st.pending.clear();
+                }
+                for id in body["delete"].as_array().into_iter().flatten() {
+                    // ComfyUI removes the first waiting match only.
+                    if let Some(at) = st.pending.iter().position(|p| *id == p.prompt_id.as_str()) {
+                        st.pending.remove(at);
+                    }
                 }
                 http_response(200, "text/plain", b"")
             }
             ("GET", p) if p.starts_with("/history/") => {
-                let id = &p["/history/".len()..];
-                let ready = st.finished() && st.active.as_ref().is_some_and(|a| a.prompt_id == id);
-                let history = st.run.history.clone();
-                let answer = match (history, ready) {
-                    (Some(h), true) => {
-                        let a = st.active.as_mut().unwrap();
-                        if a.empty_polls_left > 0 {
-                            a.empty_polls_left -= 1;
-                            "{}".to_string()
-                        } else {
-                            st.substitute(h.to_string())
-                        }
-                    }
-                    _ => "{}".to_string(),
-                };
+                let answer = st.history(&p["/history/".len()..]);
                 json_response(200, &answer)
             }
             ("GET", "/view") => {
@@ -703,8 +834,8 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         return;
     }
     let _ = stream.flush().await;
-    if let Some(interrupted) = release_after {
-        state.lock().unwrap().release(interrupted);
+    if start_after {
+        state.lock().unwrap().release(false);
     }
 }
 

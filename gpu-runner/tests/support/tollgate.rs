@@ -126,8 +126,12 @@ impl Queue for OverHrana {
         self.queue.heartbeat(info).await
     }
 
-    async fn claim(&self, free_vram_mb: i64) -> Result<Option<ClaimedJob>, QueueError> {
-        self.queue.claim(free_vram_mb).await
+    async fn claim(
+        &self,
+        free_vram_mb: i64,
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, QueueError> {
+        self.queue.claim(free_vram_mb, wait).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<LeaseStatus, QueueError> {
@@ -361,6 +365,7 @@ pub fn options(shutdown_grace: Duration) -> WorkerOptions {
         heartbeat_interval: Duration::from_millis(100),
         renew_interval: Duration::from_millis(100),
         progress_interval: Duration::from_millis(20),
+        claim_wait: Duration::from_secs(1),
         idle_poll_min: Duration::from_millis(10),
         idle_poll_max: Duration::from_millis(100),
         shutdown_grace,

@@ -198,11 +198,17 @@ pub async fn cancel(env: &Env, principal: &Principal, id: &str) -> ApiResult<Res
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Claim {
+    /// VRAM the runner's GPU has free, in MiB: only jobs that fit are claimed.
     free_vram_mb: i64,
+    /// How long to wait for a job when none is due, in seconds (0 to 20, default 0): the
+    /// answer comes as soon as a job is queued on the runner's worker. A runtime that
+    /// cannot hold a request answers at once.
+    #[serde(default)]
+    wait_seconds: i64,
 }
 
-/// `POST /api/v1/runner/claim` `{"free_vram_mb": n}`: 200 with the job and its lease, or
-/// 204 when nothing is due.
+/// `POST /api/v1/runner/claim` `{"free_vram_mb": n, "wait_seconds": n}`: 200 with the job
+/// and its lease, or 204 when nothing was due within the wait.
 pub async fn runner_claim(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let runner = runners::authenticate(env, request).await?;
     let body: Claim = request.json()?;
@@ -212,10 +218,19 @@ pub async fn runner_claim(env: &Env, request: &ApiRequest) -> ApiResult<Response
             "must not be negative",
         ));
     }
-    Ok(match queue::claim(env, &runner, body.free_vram_mb).await? {
-        Some(claimed) => ok(&claimed),
-        None => crate::api::no_content(),
-    })
+    if !(0..=queue::MAX_CLAIM_WAIT_SECONDS).contains(&body.wait_seconds) {
+        return Err(ApiError::invalid_field(
+            "wait_seconds",
+            format!("must be from 0 to {}", queue::MAX_CLAIM_WAIT_SECONDS),
+        ));
+    }
+    let wait = std::time::Duration::from_secs(body.wait_seconds.unsigned_abs());
+    Ok(
+        match queue::claim_waiting(env, &runner, body.free_vram_mb, wait).await? {
+            Some(claimed) => ok(&claimed),
+            None => crate::api::no_content(),
+        },
+    )
 }
 
 #[derive(Deserialize)]

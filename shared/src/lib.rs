@@ -18,13 +18,14 @@ pub mod env;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod llm;
 pub mod mail;
 pub mod notify;
 pub mod outbound;
 pub mod quota;
 pub mod reports;
-pub mod tenancy;
 pub mod secrets;
+pub mod tenancy;
 pub mod webhooks;
 
 pub use api::handle;

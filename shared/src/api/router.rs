@@ -12,7 +12,7 @@ use crate::{
     credits::{accounts, alerts, grants, ledger, reservations},
     cron,
     error::ApiResult,
-    jobs, mail, quota, reports, sql,
+    jobs, llm, mail, quota, reports, sql,
     tenancy::{admin, invitations, plans, tenants, users},
     webhooks,
 };
@@ -40,6 +40,10 @@ macro_rules! signed_in {
 }
 
 pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    // OpenAI's API, for the official SDKs (`base_url=<host>/v1`): its own routes and errors.
+    if let Some(path) = request.path.strip_prefix("/v1/") {
+        return Ok(llm::route(env, request, path).await);
+    }
     let Some(path) = request.path.strip_prefix("/api/v1/") else {
         return Err(no_route(request));
     };
@@ -298,6 +302,43 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
             GET => signed_in!(env, request, |p| reports::http::get(env, p, id)),
         }),
         ["admin", "emails"] => on!(method, { GET => mail::http::admin_list(env, request).await }),
+        ["admin", "audit-logs"] => on!(method, {
+            GET => audit::http::admin_platform_list(env, request).await,
+        }),
+
+        ["llm", "provider-keys"] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::keys::tenant_list(env, request, p)),
+            POST => signed_in!(env, request, |p| llm::keys::tenant_create(env, request, p)),
+        }),
+        ["llm", "provider-keys", id] => on!(method, {
+            DELETE => signed_in!(env, request, |p| llm::keys::tenant_delete(env, p, id)),
+        }),
+        ["llm", "models"] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::models::tenant_list(env, request, p)),
+            POST => signed_in!(env, request, |p| llm::models::tenant_create(env, request, p)),
+        }),
+        ["llm", "models", id] => on!(method, {
+            PUT => signed_in!(env, request, |p| llm::models::tenant_update(env, request, p, id)),
+            DELETE => signed_in!(env, request, |p| llm::models::tenant_delete(env, p, id)),
+        }),
+        ["llm", "interactions"] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::interactions::list(env, request, p)),
+        }),
+        ["admin", "llm", "provider-keys"] => on!(method, {
+            GET => llm::keys::admin_list(env, request).await,
+            POST => llm::keys::admin_create(env, request).await,
+        }),
+        ["admin", "llm", "provider-keys", id] => on!(method, {
+            DELETE => llm::keys::admin_delete(env, request, id).await,
+        }),
+        ["admin", "llm", "models"] => on!(method, {
+            GET => llm::models::admin_list(env, request).await,
+            POST => llm::models::admin_create(env, request).await,
+        }),
+        ["admin", "llm", "models", id] => on!(method, {
+            PUT => llm::models::admin_update(env, request, id).await,
+            DELETE => llm::models::admin_delete(env, request, id).await,
+        }),
 
         ["admin", "login"] => on!(method, { POST => admin::login(env, request).await }),
         ["admin", "tenants"] => on!(method, { GET => admin::list_tenants(env, request).await }),

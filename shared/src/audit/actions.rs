@@ -61,6 +61,11 @@ actions! {
     BotUpdated => "bot.updated",
     BotMoved => "bot.moved",
     BotDeleted => "bot.deleted",
+    LlmProviderKeyCreated => "llm_provider_key.created",
+    LlmProviderKeyDeleted => "llm_provider_key.deleted",
+    LlmModelCreated => "llm_model.created",
+    LlmModelUpdated => "llm_model.updated",
+    LlmModelDeleted => "llm_model.deleted",
 }
 
 impl Action {

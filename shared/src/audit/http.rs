@@ -61,6 +61,66 @@ pub async fn admin_verify(env: &Env, request: &ApiRequest, tenant_id: &str) -> A
     Ok(ok(&verify::verify(env, tenant_id).await?))
 }
 
+/// `GET /api/v1/admin/audit-logs` (platform admin): the changes platform admins made
+/// outside every tenant, newest first; `?action=` takes an action or a category.
+pub async fn admin_platform_list(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    admin::authenticate(env, request).await?;
+    let page = request.page()?;
+    let action = request.query_param("action");
+    if let Some(action) = &action
+        && !Action::is_known_filter(action)
+    {
+        return Err(invalid_query(
+            "action must name an action (llm_model.created) or a category (llm_model.*)",
+        ));
+    }
+    let (exact, category) = match action
+        .as_deref()
+        .map(|action| (action, action.strip_suffix('*')))
+    {
+        Some((_, Some(prefix))) => (None, Some(prefix.to_owned())),
+        Some((action, None)) => (Some(action.to_owned()), None),
+        None => (None, None),
+    };
+    let rows = env
+        .db
+        .execute(sql!(
+            "SELECT id, action, actor_id, target_type, target_id, ip, user_agent, metadata, created_at
+             FROM platform_audit_log
+             WHERE (? IS NULL OR action = ?) AND (? IS NULL OR substr(action, 1, length(?)) = ?)
+             ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            exact.clone(),
+            exact,
+            category.clone(),
+            category.clone(),
+            category,
+            page.fetch_limit(),
+            page.offset
+        ))
+        .await?;
+    let entries = rows
+        .iter()
+        .map(|row| {
+            let target_type: Option<String> = row.get("target_type")?;
+            Ok(json!({
+                "id": row.get::<String>("id")?,
+                "action": row.get::<String>("action")?,
+                "actor": { "type": "platform_admin", "id": row.get::<String>("actor_id")? },
+                "target": match target_type {
+                    Some(kind) => json!({ "type": kind, "id": row.get::<Option<String>>("target_id")? }),
+                    None => Json::Null,
+                },
+                "ip": row.get::<Option<String>>("ip")?,
+                "user_agent": row.get::<Option<String>>("user_agent")?,
+                "metadata": serde_json::from_str::<Json>(&row.get::<String>("metadata")?)
+                    .unwrap_or(Json::Null),
+                "created_at": rfc3339(row.get("created_at")?),
+            }))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(ok(&page.body(entries)))
+}
+
 /// A deleted tenant's log stays readable to the operator.
 async fn require_tenant(env: &Env, tenant_id: &str) -> ApiResult<()> {
     let rows = env

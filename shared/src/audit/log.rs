@@ -143,6 +143,32 @@ pub fn entry(
     )
 }
 
+/// The statement that records a platform admin's change outside every tenant (the
+/// platform's provider keys, the global model catalogue) in `platform_audit_log`. Push it
+/// into the batch of the change, guarded like [`entry`].
+pub fn platform_entry(
+    actor: &Actor,
+    action: Action,
+    target: Target,
+    metadata: Json,
+    now: i64,
+) -> Statement {
+    sql!(
+        "INSERT INTO platform_audit_log (id, action, actor_id, target_type, target_id, ip, user_agent,
+                                         metadata, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        new_id(),
+        action.as_str(),
+        actor.id.clone().unwrap_or_default(),
+        target.kind,
+        target.id,
+        actor.client.ip.clone(),
+        actor.client.user_agent.clone(),
+        metadata.to_string(),
+        now
+    )
+}
+
 /// A guard for `entry(...).only_if_exists(...)`: true when the statement just before it in
 /// the batch wrote a row (SQLite's `changes()`). It must directly follow that statement.
 pub fn if_changed() -> Statement {

@@ -13,6 +13,10 @@
 //!   checkpoint so the rest still verifies;
 //! - [`http`] serves `GET audit-logs` and `GET audit-logs/verify`, for tenants and for
 //!   platform admins.
+//!
+//! Platform admins' changes outside every tenant (the platform's LLM provider keys, the
+//! global model catalogue) go to `platform_audit_log` ([`platform_entry`]), listed by
+//! `GET admin/audit-logs`: written in the change's batch likewise, but not hash-chained.
 
 mod actions;
 pub mod chain;
@@ -23,5 +27,5 @@ pub mod seal;
 pub mod verify;
 
 pub use actions::Action;
-pub use log::{Actor, Target, entry, if_changed};
+pub use log::{Actor, Target, entry, if_changed, platform_entry};
 pub use seal::try_seal;

@@ -74,6 +74,10 @@ impl Role {
             JobsSubmit => self != Role::Viewer,
             AllJobs => matches!(self, Role::Owner | Role::Admin),
             WorkersManage => matches!(self, Role::Owner | Role::Admin),
+            LlmRead => true,
+            LlmCall => self != Role::Viewer,
+            // Provider keys are the tenant's credentials; interactions show every user's use.
+            LlmManage | LlmInteractionsAll => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -140,6 +144,14 @@ pub enum Permission {
     AllJobs,
     /// Create and change workers and bots; create and revoke runner tokens.
     WorkersManage,
+    /// List the models one may call, and read one's own LLM interactions.
+    LlmRead,
+    /// Call models through the gateway (`/v1/chat/completions`).
+    LlmCall,
+    /// Read every user's LLM interactions, not only one's own.
+    LlmInteractionsAll,
+    /// Add and remove the tenant's provider keys and models.
+    LlmManage,
 }
 
 impl Permission {
@@ -167,6 +179,8 @@ impl Permission {
             JobsRead | AllJobs => ("jobs", Access::Read),
             JobsSubmit => ("jobs", Access::Write),
             WorkersManage => ("workers", Access::Write),
+            LlmRead | LlmInteractionsAll => ("llm", Access::Read),
+            LlmCall | LlmManage => ("llm", Access::Write),
         };
         Scope {
             resource: Resource::Named(resource.to_owned()),
@@ -430,6 +444,18 @@ mod tests {
         assert!(!Role::Member.holds(Permission::ReportsRead));
         assert!(!Role::Viewer.holds(Permission::ReportsRead));
         assert_eq!(Permission::ReportsRead.scope().to_string(), "reports:read");
+    }
+
+    #[test]
+    fn llm_calls_need_llm_write_and_the_catalogue_an_owner_or_admin() {
+        assert!(Role::Member.holds(Permission::LlmCall));
+        assert!(!Role::Viewer.holds(Permission::LlmCall));
+        assert!(Role::Viewer.holds(Permission::LlmRead));
+        assert!(!Role::Member.holds(Permission::LlmManage));
+        assert!(!Role::Member.holds(Permission::LlmInteractionsAll));
+        assert!(Role::Admin.holds(Permission::LlmManage));
+        assert_eq!(Permission::LlmCall.scope().to_string(), "llm:write");
+        assert_eq!(Permission::LlmRead.scope().to_string(), "llm:read");
     }
 
     #[test]

@@ -35,18 +35,32 @@ const RESERVATION_COLUMNS: &str =
      created_at, finished_at, refunded_at";
 
 /// Who moves a hold: its caller through the reservation endpoints, or the work it pays
-/// for (a job's hold is settled or released by the job's lifecycle alone).
+/// for (a job's hold is settled or released by the job's lifecycle alone, an LLM call's by
+/// the gateway when the provider has answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     Caller,
     Job,
+    LlmCall,
 }
 
 impl Owner {
+    const ALL: [Owner; 3] = [Owner::Caller, Owner::Job, Owner::LlmCall];
+
     fn as_str(self) -> &'static str {
         match self {
             Owner::Caller => "caller",
             Owner::Job => "job",
+            Owner::LlmCall => "llm_call",
+        }
+    }
+
+    /// The work, as a sentence names it.
+    fn described(self) -> &'static str {
+        match self {
+            Owner::Caller => "its caller",
+            Owner::Job => "a job",
+            Owner::LlmCall => "an LLM call",
         }
     }
 }
@@ -394,17 +408,21 @@ async fn fetch(env: &Env, principal: &Principal, id: &str) -> ApiResult<Json> {
         .ok_or_else(|| ApiError::not_found("reservation"))?
 }
 
-/// A hold that belongs to work (a job) is refused to the reservation endpoints: only the
-/// work's own lifecycle settles or releases it, so the work can never run unpaid.
+/// A hold that belongs to work (a job, an LLM call) is refused to the reservation
+/// endpoints: only the work's own lifecycle settles or releases it, so the work can never
+/// run unpaid.
 fn moved_by_caller(reservation: &Json) -> ApiResult<()> {
     if reservation["owner"] == Owner::Caller.as_str() {
         return Ok(());
     }
+    let work = Owner::ALL
+        .into_iter()
+        .find(|owner| reservation["owner"] == owner.as_str())
+        .map_or("work", Owner::described);
     Err(ApiError::conflict(
         "reservation_owned_by_work",
         format!(
-            "this hold belongs to a {}; it is settled when the work finishes and released when it is cancelled or fails",
-            reservation["owner"].as_str().unwrap_or("job")
+            "this hold belongs to {work}; it is settled when the work finishes and released when it is cancelled or fails"
         ),
     )
     .with_details(json!({ "owner": reservation["owner"], "job_id": reservation["job_id"] })))

@@ -189,6 +189,41 @@ fn upserts(
         .collect()
 }
 
+/// One row when any of `metric`'s four counters (the user's and the tenant's, day and
+/// month) already stands at or past its limit, so nothing more may be counted: the check
+/// before work whose size is known only once it is done (an LLM call's tokens), which is
+/// then counted with [`increment_to_limit`]. [`exceeded`] explains a refusal.
+pub fn used_up(tenant_id: &TenantId, user_id: &UserId, metric: Metric, now: i64) -> Statement {
+    let mut conditions = Vec::new();
+    let mut starts = Vec::new();
+    for (scope, period) in MOVED_BY_AN_EVENT {
+        let user_column = match scope {
+            Scope::User => "u.id",
+            Scope::Tenant => "''",
+        };
+        conditions.push(format!(
+            "COALESCE((SELECT c.value FROM usage_counters c
+                       WHERE c.tenant_id = t.id AND c.user_id = {user_column} AND c.metric = '{metric}'
+                         AND c.period = '{period}' AND c.period_start = ?), 0)
+             >= {limit}",
+            metric = metric.as_str(),
+            period = period.as_str(),
+            limit = in_force_sql(scope, metric, period),
+        ));
+        starts.push(Window::containing(period, now).start);
+    }
+    let statement = sql!(
+        format!(
+            "SELECT 1 AS used_up FROM tenants t JOIN users u ON u.id = ? AND u.tenant_id = t.id
+             WHERE t.id = ? AND ({})",
+            conditions.join(" OR ")
+        ),
+        user_id,
+        tenant_id
+    );
+    starts.into_iter().fold(statement, Statement::bind)
+}
+
 /// True when a batch failed because a counter would have passed its limit.
 pub fn is_quota_exceeded(error: &DbError) -> bool {
     matches!(error, DbError::Constraint(message) if message.contains("quota_exceeded"))

@@ -14,6 +14,7 @@ use crate::{
     billing::checkout,
     credits::{accounts, grants, reservations},
     jobs::{bots, http as jobs_http, queue, runners, workers},
+    llm::{keys as llm_keys, models as llm_models},
     quota::{http as quota_http, plan_limits},
     tenancy::{admin, invitations, plans, tenants, users},
     webhooks::endpoints,
@@ -1153,6 +1154,95 @@ fn response_schemas() -> Map<String, Json> {
         ]),
     );
     add(
+        "PlatformAuditEntry",
+        object(&[
+            ("id", string()),
+            ("action", string()),
+            (
+                "actor",
+                object(&[("type", enumeration(&["platform_admin"])), ("id", string())]),
+            ),
+            (
+                "target",
+                json!({ "oneOf": [
+                    { "type": "null" },
+                    object(&[("type", string()), ("id", optional_string())]),
+                ] }),
+            ),
+            ("ip", optional_string()),
+            ("user_agent", optional_string()),
+            ("metadata", json!({ "description": "what changed" })),
+            ("created_at", time()),
+        ]),
+    );
+    let owner = || enumeration(&["platform", "tenant"]);
+    add(
+        "LlmProviderKey",
+        object(&[
+            ("id", string()),
+            ("owner", owner()),
+            ("name", string()),
+            ("kind", enumeration(&["openai", "anthropic"])),
+            (
+                "base_url",
+                json!({ "type": ["string", "null"], "description": "null on the platform's keys as a tenant lists them" }),
+            ),
+            (
+                "api_key_last4",
+                json!({ "type": ["string", "null"], "description": "the key's last four characters (empty for a key shorter than eight); the key itself is never returned" }),
+            ),
+            ("created_at", time()),
+        ]),
+    );
+    add(
+        "LlmModel",
+        object(&[
+            ("id", string()),
+            ("owner", owner()),
+            ("name", string()),
+            (
+                "aliases",
+                json!({ "type": "array", "items": { "type": "string" } }),
+            ),
+            (
+                "deployments",
+                json!({ "type": "array", "items": object(&[("provider_key_id", string()), ("model", string())]) }),
+            ),
+            ("context_window", integer()),
+            ("max_output_tokens", integer()),
+            ("input_price", integer()),
+            ("output_price", integer()),
+            ("cached_input_price", integer()),
+            (
+                "plans",
+                json!({ "type": ["array", "null"], "items": { "type": "string" } }),
+            ),
+            ("created_at", time()),
+        ]),
+    );
+    add(
+        "LlmInteraction",
+        object(&[
+            ("id", string()),
+            ("user_id", string()),
+            ("api_key_id", optional_string()),
+            ("model", string()),
+            ("requested_model", string()),
+            ("provider_key_id", optional_string()),
+            ("deployment_model", optional_string()),
+            ("attempts", integer()),
+            ("prompt_tokens", integer()),
+            ("completion_tokens", integer()),
+            ("cached_tokens", integer()),
+            ("cost", integer()),
+            ("reservation_id", optional_string()),
+            ("latency_ms", integer()),
+            ("status", enumeration(&["succeeded", "failed"])),
+            ("error", optional_string()),
+            ("created_at", time()),
+        ]),
+    );
+    add(
         "Invoice",
         json!({
             "type": "object",
@@ -1596,6 +1686,76 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .access(PlatformAdmin)
             .body(schemas.of::<admin::AssignPlan>())
             .no_content(),
+        op("get", "/admin/audit-logs", "platform admin", "Platform admins' changes outside every tenant, newest first")
+            .describe("The platform's LLM provider keys and the global model catalogue; tenants' changes are in their own audit logs.")
+            .access(PlatformAdmin)
+            .paged()
+            .query("action", string(), "an action (`llm_model.created`) or a category (`llm_model.*`)")
+            .ok(page_of("PlatformAuditEntry")),
+        // The LLM gateway's catalogue (its OpenAI-compatible calls live under `/v1`).
+        op("get", "/llm/provider-keys", "llm", "The tenant's provider keys, then the platform's it may deploy on")
+            .describe("Owners and admins. The platform's keys show no base URL and no last four characters.")
+            .paged()
+            .ok(page_of("LlmProviderKey")),
+        op("post", "/llm/provider-keys", "llm", "Bring your own provider key")
+            .describe("Sealed at rest under the operator's master key and never returned; 503 `secrets_not_configured` without one.")
+            .body(schemas.of::<llm_keys::NewProviderKey>())
+            .created(reference("LlmProviderKey")),
+        op("delete", "/llm/provider-keys/{id}", "llm", "Remove one of the tenant's provider keys")
+            .describe("409 `provider_key_in_use` while a model deploys on it.")
+            .no_content()
+            .errors(&[409]),
+        op("get", "/llm/models", "llm", "The tenant's models, and the global ones it does not override")
+            .paged()
+            .ok(page_of("LlmModel")),
+        op("post", "/llm/models", "llm", "Add a model, or override the global one of the same name")
+            .describe("Deploys on the tenant's keys or the platform's; 409 `model_name_taken` when another of the tenant's models answers to a name.")
+            .body(schemas.of::<llm_models::ModelBody>())
+            .created(reference("LlmModel"))
+            .errors(&[409]),
+        op("put", "/llm/models/{id}", "llm", "Replace one of the tenant's models")
+            .body(schemas.of::<llm_models::ModelBody>())
+            .ok(reference("LlmModel"))
+            .errors(&[409]),
+        op("delete", "/llm/models/{id}", "llm", "Remove one of the tenant's models").no_content(),
+        op("get", "/llm/interactions", "llm", "Calls made through the gateway, newest first")
+            .describe("A member sees their own; owners and admins every call of the tenant.")
+            .paged()
+            .query("model", string(), "the catalogue's name of the model")
+            .query("status", enumeration(&["succeeded", "failed"]), "only this outcome")
+            .query("since", time(), "from this time on")
+            .query("until", time(), "before this time")
+            .query("user_id", string(), "only this user's (owners and admins)")
+            .ok(page_of("LlmInteraction")),
+        op("get", "/admin/llm/provider-keys", "platform admin", "The platform's provider keys")
+            .access(PlatformAdmin)
+            .paged()
+            .ok(page_of("LlmProviderKey")),
+        op("post", "/admin/llm/provider-keys", "platform admin", "A platform provider key, for global models and any tenant's")
+            .access(PlatformAdmin)
+            .body(schemas.of::<llm_keys::NewProviderKey>())
+            .created(reference("LlmProviderKey")),
+        op("delete", "/admin/llm/provider-keys/{id}", "platform admin", "Remove a platform provider key")
+            .access(PlatformAdmin)
+            .no_content()
+            .errors(&[409]),
+        op("get", "/admin/llm/models", "platform admin", "The global model catalogue")
+            .access(PlatformAdmin)
+            .paged()
+            .ok(page_of("LlmModel")),
+        op("post", "/admin/llm/models", "platform admin", "A global model, on the platform's keys")
+            .access(PlatformAdmin)
+            .body(schemas.of::<llm_models::ModelBody>())
+            .created(reference("LlmModel"))
+            .errors(&[409]),
+        op("put", "/admin/llm/models/{id}", "platform admin", "Replace a global model")
+            .access(PlatformAdmin)
+            .body(schemas.of::<llm_models::ModelBody>())
+            .ok(reference("LlmModel"))
+            .errors(&[409]),
+        op("delete", "/admin/llm/models/{id}", "platform admin", "Remove a global model")
+            .access(PlatformAdmin)
+            .no_content(),
         op("get", "/admin/emails", "platform admin", "The email outbox (never the bodies)")
             .access(PlatformAdmin)
             .paged()
@@ -1655,7 +1815,7 @@ pub fn document() -> Json {
             "title": "Tollgate",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "The gate in front of paid AI workloads: tenants, credentials, credits, quotas, jobs and billing.",
-            "description": "JSON under `/api/v1`. Every error has one shape, `{\"error\":{\"code\",\"message\",\"details\"}}`. Request bodies are JSON, sent with `Content-Type: application/json` (or `application/*+json`); anything else answers 415.",
+            "description": "JSON under `/api/v1`. Every error has one shape, `{\"error\":{\"code\",\"message\",\"details\"}}`. Request bodies are JSON, sent with `Content-Type: application/json` (or `application/*+json`); anything else answers 415. The LLM gateway's calls (`/v1/chat/completions`, `/v1/models`) are outside this document: they speak OpenAI's API, errors included, so OpenAI's SDKs work with `base_url=<host>/v1`.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
         "servers": [{ "url": "/api/v1" }],
@@ -1663,7 +1823,7 @@ pub fn document() -> Json {
             { "name": "auth" }, { "name": "api keys" }, { "name": "tenancy" },
             { "name": "credits" }, { "name": "usage" }, { "name": "billing" },
             { "name": "webhooks" }, { "name": "audit" }, { "name": "reports" },
-            { "name": "jobs" }, { "name": "runner" }, { "name": "platform admin" },
+            { "name": "jobs" }, { "name": "runner" }, { "name": "llm" }, { "name": "platform admin" },
             { "name": "operations" },
         ],
         "paths": paths,

@@ -1,0 +1,214 @@
+//! The record of every call the gateway made to the providers: who, which model and
+//! deployment, tokens, cost, latency and outcome. No prompt or completion text is kept.
+//! `GET llm/interactions` lists them: a member their own, owners and admins the tenant's.
+
+use serde_json::{Value as Json, json};
+
+use super::providers::Usage;
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response, ok},
+    auth::{principal::Principal, rbac::Permission},
+    clock::{parse_rfc3339, rfc3339},
+    db::{Row, Statement, Value},
+    error::ApiResult,
+    sql,
+};
+
+const COLUMNS: &str = "id, user_id, api_key_id, model, requested_model, provider_key_id, deployment_model, \
+     attempts, prompt_tokens, completion_tokens, cached_tokens, cost, reservation_id, latency_ms, status, \
+     error, created_at";
+
+/// The query parameters a list takes; any other is refused rather than ignored.
+const PARAMETERS: &[&str] = &[
+    "limit", "offset", "model", "status", "since", "until", "user_id",
+];
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Succeeded,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One call, as recorded.
+pub struct Interaction<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub api_key_id: Option<&'a str>,
+    pub model: &'a str,
+    pub requested_model: &'a str,
+    pub provider_key_id: Option<&'a str>,
+    pub deployment_model: Option<&'a str>,
+    pub attempts: i64,
+    pub usage: Usage,
+    /// What the call is charged before the settle's bounds; the settle's own figure
+    /// replaces it in the same batch (see [`charged_from`]).
+    pub cost: i64,
+    pub reservation_id: Option<&'a str>,
+    pub latency_ms: i64,
+    pub status: Status,
+    pub error: Option<&'a str>,
+    pub created_at: i64,
+}
+
+impl Interaction<'_> {
+    /// The insert, run only when `only_if` returns a row at that point of its batch.
+    pub fn insert(&self, only_if: Option<&Statement>) -> Statement {
+        let insert = sql!(
+            "INSERT INTO llm_interactions (id, tenant_id, user_id, api_key_id, model, requested_model,
+                                           provider_key_id, deployment_model, attempts, prompt_tokens,
+                                           completion_tokens, cached_tokens, cost, reservation_id, latency_ms,
+                                           status, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.id,
+            self.tenant_id,
+            self.user_id,
+            self.api_key_id,
+            self.model,
+            self.requested_model,
+            self.provider_key_id,
+            self.deployment_model,
+            self.attempts,
+            self.usage.prompt_tokens,
+            self.usage.completion_tokens,
+            self.usage.cached_tokens,
+            self.cost,
+            self.reservation_id,
+            self.latency_ms,
+            self.status.as_str(),
+            self.error,
+            self.created_at
+        );
+        match only_if {
+            Some(query) => insert.only_if_exists(query),
+            None => insert,
+        }
+    }
+}
+
+/// Sets the recorded cost of interaction `id` to what its reservation charged, which the
+/// settle bounds (at most the overage over the hold, at most what the accounts held).
+pub fn charged_from(id: &str, reservation_id: &str) -> Statement {
+    sql!(
+        "UPDATE llm_interactions SET cost = COALESCE(
+             (SELECT charged FROM credit_reservations WHERE id = ? AND status = 'settled'), 0)
+         WHERE id = ?",
+        reservation_id,
+        id
+    )
+}
+
+/// A guard that holds once interaction `id` is recorded.
+pub fn recorded(id: &str) -> Statement {
+    sql!("SELECT 1 FROM llm_interactions WHERE id = ?", id)
+}
+
+fn interaction_json(row: &Row<'_>) -> ApiResult<Json> {
+    Ok(json!({
+        "id": row.get::<String>("id")?,
+        "user_id": row.get::<String>("user_id")?,
+        "api_key_id": row.get::<Option<String>>("api_key_id")?,
+        "model": row.get::<String>("model")?,
+        "requested_model": row.get::<String>("requested_model")?,
+        "provider_key_id": row.get::<Option<String>>("provider_key_id")?,
+        "deployment_model": row.get::<Option<String>>("deployment_model")?,
+        "attempts": row.get::<i64>("attempts")?,
+        "prompt_tokens": row.get::<i64>("prompt_tokens")?,
+        "completion_tokens": row.get::<i64>("completion_tokens")?,
+        "cached_tokens": row.get::<i64>("cached_tokens")?,
+        "cost": row.get::<i64>("cost")?,
+        "reservation_id": row.get::<Option<String>>("reservation_id")?,
+        "latency_ms": row.get::<i64>("latency_ms")?,
+        "status": row.get::<String>("status")?,
+        "error": row.get::<Option<String>>("error")?,
+        "created_at": rfc3339(row.get("created_at")?),
+    }))
+}
+
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_query", message)
+}
+
+/// `GET /api/v1/llm/interactions`: newest first, filtered by `model` (as recorded: the
+/// catalogue's name), `status`, `since` / `until` (RFC 3339) and `user_id` (owners and
+/// admins; a member sees only their own).
+pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
+    principal.require(Permission::LlmRead)?;
+    if let Some(unknown) = request
+        .query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| !PARAMETERS.contains(name))
+    {
+        return Err(invalid_query(format!(
+            "unknown parameter {unknown:?}; filters are {}",
+            PARAMETERS[2..].join(", ")
+        )));
+    }
+    let page = request.page()?;
+    let sees_all = principal.require(Permission::LlmInteractionsAll).is_ok();
+    let user_filter = request.query_param("user_id");
+    let user = match (sees_all, user_filter) {
+        (true, filter) => filter,
+        (false, Some(filter)) if !principal.is_self(&filter) => {
+            return Err(ApiError::forbidden(
+                "only owners and admins read other users' interactions",
+            ));
+        }
+        (false, _) => Some(principal.user_id.as_str().to_owned()),
+    };
+    let status = request.query_param("status");
+    if let Some(status) = &status
+        && !["succeeded", "failed"].contains(&status.as_str())
+    {
+        return Err(invalid_query("status must be succeeded or failed"));
+    }
+    let time = |name: &str| -> ApiResult<Option<i64>> {
+        request
+            .query_param(name)
+            .map(|text| {
+                parse_rfc3339(&text)
+                    .ok_or_else(|| invalid_query(format!("{name} must be an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    let mut statement = Statement::new(format!(
+        "SELECT {COLUMNS} FROM llm_interactions WHERE tenant_id = ?
+           AND (? IS NULL OR user_id = ?) AND (? IS NULL OR model = ?) AND (? IS NULL OR status = ?)
+           AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?)
+         ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+    ))
+    .bind(&principal.tenant_id);
+    let model = request.query_param("model");
+    for value in [
+        Value::from(user),
+        Value::from(model),
+        Value::from(status),
+        Value::from(since),
+        Value::from(until),
+    ] {
+        statement = statement.bind(value.clone()).bind(value);
+    }
+    let rows = env
+        .db
+        .execute(statement.bind(page.fetch_limit()).bind(page.offset))
+        .await?;
+    let items = rows
+        .iter()
+        .map(|row| interaction_json(&row))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(ok(&page.body(items)))
+}

@@ -1,0 +1,150 @@
+//! The LLM gateway: OpenAI's API under `/v1/`, in front of the providers, paid from the
+//! same ledger as everything else.
+//!
+//! - [`keys`]: provider accounts, the platform's and the tenants' own (bring your own key),
+//!   their API keys sealed at rest (`crate::secrets`) and never shown again;
+//! - [`models`]: the catalogue, global rows overridden or extended by a tenant's rows (the
+//!   tenant's row of a name wins, as with plans), each with its deployments in fallback
+//!   order, its limits and its prices in credits per million tokens;
+//! - [`chat`]: `POST /v1/chat/completions` — resolve the model for the caller's tenant and
+//!   plan, hold the worst case ([`estimate`]) through the two-phase reservations, call the
+//!   deployments in order through the `Outbound` port ([`providers`]: one module per wire
+//!   format), then settle the reported usage, count the tokens and record the call
+//!   ([`interactions`]) in one batch;
+//! - [`errors`]: every `/v1/` error in OpenAI's shape, so the SDKs raise their own classes.
+
+pub mod chat;
+pub mod errors;
+pub mod estimate;
+pub mod interactions;
+pub mod keys;
+pub mod models;
+pub mod providers;
+
+use http::{Method, StatusCode};
+use serde_json::{Value as Json, json};
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response},
+    audit::{self, Action, Actor, Target},
+    auth::{principal, principal::Principal, rbac::Permission},
+    db::Statement,
+    error::ApiResult,
+    ids::TenantId,
+    tenancy::admin,
+};
+
+/// Who changes the catalogue or the provider keys, and whose rows: a platform admin the
+/// global ones, a tenant's owner or admin the tenant's.
+pub(crate) struct Editor {
+    tenant: Option<TenantId>,
+    actor: Actor,
+}
+
+impl Editor {
+    /// A platform admin, or 401/403.
+    pub(crate) async fn platform(env: &Env, request: &ApiRequest) -> ApiResult<Self> {
+        let admin_id = admin::authenticate(env, request).await?;
+        Ok(Editor {
+            tenant: None,
+            actor: Actor::platform_admin(&admin_id, request.client()),
+        })
+    }
+
+    /// A tenant's owner or admin (scope `llm:write` for an API key), or 403.
+    pub(crate) fn tenant(principal: &Principal) -> ApiResult<Self> {
+        principal.require(Permission::LlmManage)?;
+        Ok(Editor {
+            tenant: Some(principal.tenant_id.clone()),
+            actor: Actor::of(principal),
+        })
+    }
+
+    /// The `tenant_id` of the rows this editor owns: `None` for the global ones.
+    pub(crate) fn tenant_id(&self) -> Option<&str> {
+        self.tenant.as_ref().map(TenantId::as_str)
+    }
+
+    /// The audit statement of a change, for the change's own batch: the tenant's chain, or
+    /// the platform's log.
+    pub(crate) fn audit(
+        &self,
+        action: Action,
+        target: Target,
+        metadata: Json,
+        now: i64,
+    ) -> Statement {
+        match &self.tenant {
+            Some(tenant) => {
+                audit::entry(tenant.as_str(), &self.actor, action, target, metadata, now)
+            }
+            None => audit::platform_entry(&self.actor, action, target, metadata, now),
+        }
+    }
+
+    /// Seals the tenant's new audit entries (the platform's log is not chained).
+    pub(crate) async fn seal(&self, env: &Env) {
+        if let Some(tenant) = &self.tenant {
+            audit::try_seal(env, tenant.as_str()).await;
+        }
+    }
+}
+
+/// Whose row it is, as the API shows it.
+pub(crate) fn owner_of(tenant_id: Option<&str>) -> &'static str {
+    match tenant_id {
+        Some(_) => "tenant",
+        None => "platform",
+    }
+}
+
+/// Serves `/v1/{path}`: OpenAI's routes, every answer (errors included) in OpenAI's shape.
+pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
+    match dispatch(env, request, path).await {
+        Ok(response) => response,
+        Err(error) => errors::response(error),
+    }
+}
+
+async fn dispatch(env: &Env, request: &ApiRequest, path: &str) -> ApiResult<Response> {
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    let method = &request.method;
+    let allowed = match segments.as_slice() {
+        ["chat", "completions"] if method == Method::POST => {
+            let principal = principal::authenticate(env, request).await?;
+            let mut response = chat::completions(env, request, &principal).await?;
+            principal.rate.apply(&mut response);
+            return Ok(response);
+        }
+        ["chat", "completions"] => "POST",
+        ["models", rest @ ..] if method == Method::GET => {
+            let principal = principal::authenticate(env, request).await?;
+            let mut response = match rest {
+                [] => models::list_usable(env, &principal).await?,
+                // Model names may hold slashes (`meta-llama/Llama-3.1-8B-Instruct`).
+                name => models::get_usable(env, &principal, &name.join("/")).await?,
+            };
+            principal.rate.apply(&mut response);
+            return Ok(response);
+        }
+        ["models", ..] => "GET",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_url",
+                format!("no route for {} {}", request.method, request.path),
+            ));
+        }
+    };
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route answers {allowed}"),
+    )
+    .with_details(json!({ "allowed": [allowed] }))
+    .with_header(http::header::ALLOW, allowed))
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the LLM gateway: provider keys and the model catalogue through the
+//! API, `/v1/chat/completions` and `/v1/models` against OpenAI provider doubles on
+//! loopback, the interaction record, and the official OpenAI Python client end to end.
+
+mod chat;
+mod interactions;
+mod keys;
+mod models;
+mod openai_double;
+mod sdk;
+mod support;

@@ -1,0 +1,190 @@
+//! An OpenAI API double on loopback, built from OpenAI's published API reference: `POST
+//! /v1/chat/completions` answers a chat completion object (`id`, `object`, `created`,
+//! `model`, `choices` with the assistant `message` and `finish_reason`, `usage` with
+//! `prompt_tokens_details.cached_tokens`), a wrong key answers 401 `invalid_api_key`, and
+//! queued faults answer OpenAI's own error bodies (429 `rate_limit_exceeded` with
+//! `Retry-After`, 500 `server_error`, 400 `invalid_request_error`). Every request is
+//! recorded as the provider received it.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http_body_util::Full;
+use hyper::Response;
+use serde_json::{Value, json};
+use tollgate_tests::loopback::LoopbackServer;
+
+/// What the double answers next, before it goes back to completions.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    RateLimited {
+        retry_after: u64,
+    },
+    ServerError,
+    /// 400 for a request the provider refuses, with this message.
+    BadRequest(&'static str),
+    /// A completion without `usage`.
+    NoUsage,
+}
+
+/// The usage the double reports for a completion.
+#[derive(Debug, Clone, Copy)]
+pub struct Reported {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+}
+
+struct State {
+    api_key: String,
+    requests: Vec<Value>,
+    faults: VecDeque<Fault>,
+    usage: Reported,
+}
+
+pub struct OpenAiDouble {
+    server: LoopbackServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl OpenAiDouble {
+    /// A provider account whose key is `api_key`.
+    pub async fn start(api_key: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            api_key: api_key.to_owned(),
+            requests: Vec::new(),
+            faults: VecDeque::new(),
+            usage: Reported {
+                prompt_tokens: 19,
+                completion_tokens: 10,
+                cached_tokens: 0,
+            },
+        }));
+        let shared = state.clone();
+        let server = LoopbackServer::start(move |parts, body| answer(&shared, parts, body)).await;
+        Self { server, state }
+    }
+
+    /// The API base a provider key names: `http://127.0.0.1:{port}/v1`.
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.server.base_url())
+    }
+
+    /// The usage the next completions report.
+    pub fn reports(&self, usage: Reported) {
+        self.state.lock().unwrap().usage = usage;
+    }
+
+    /// Queues `fault` for the next request (after those already queued).
+    pub fn fails_with(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push_back(fault);
+    }
+
+    /// Every chat completion request body received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_double");
+    if let Some(seconds) = retry_after {
+        builder = builder.header("retry-after", seconds.to_string());
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
+}
+
+fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
+    if parts.method != http::Method::POST || parts.uri.path() != "/v1/chat/completions" {
+        let message = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
+        return json_response(404, &error(&message, "invalid_request_error", None), None);
+    }
+    let mut state = state.lock().unwrap();
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if authorization != format!("Bearer {}", state.api_key) {
+        return json_response(
+            401,
+            &error(
+                "Incorrect API key provided. You can find your API key in your account settings.",
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ),
+            None,
+        );
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.requests.push(request.clone());
+    let mut completion = json!({
+        "id": format!("chatcmpl-double{}", state.requests.len()),
+        "object": "chat.completion",
+        "created": 1_741_569_952,
+        "model": request["model"],
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello! How can I assist you today?",
+                "refusal": null,
+                "annotations": [],
+            },
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": state.usage.prompt_tokens,
+            "completion_tokens": state.usage.completion_tokens,
+            "total_tokens": state.usage.prompt_tokens + state.usage.completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": state.usage.cached_tokens, "audio_tokens": 0 },
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+    });
+    match state.faults.pop_front() {
+        None => json_response(200, &completion, None),
+        Some(Fault::NoUsage) => {
+            completion.as_object_mut().unwrap().remove("usage");
+            json_response(200, &completion, None)
+        }
+        Some(Fault::RateLimited { retry_after }) => json_response(
+            429,
+            &error(
+                "Rate limit reached for requests. Please try again later.",
+                "requests",
+                Some("rate_limit_exceeded"),
+            ),
+            Some(retry_after),
+        ),
+        Some(Fault::ServerError) => json_response(
+            500,
+            &error(
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            ),
+            None,
+        ),
+        Some(Fault::BadRequest(message)) => {
+            json_response(400, &error(message, "invalid_request_error", None), None)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The official OpenAI Python client (PyPI `openai`) against the running gateway: a plain
+//! chat completion, the model list, and the SDK's own exception classes for an unknown
+//! model (404), a tenant without credits (402) and a bad key (401).
+//!
+//! The client lives in a virtual environment of the tools cache; `scripts/tools/openai.sh`
+//! installs it and exports `TOLLGATE_OPENAI_PYTHON`, which the test command always sets.
+
+use std::{process::Stdio, time::Duration};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::process::Command;
+use tollgate_tests::expect_status;
+
+use crate::{
+    openai_double::OpenAiDouble,
+    support::{create_key, create_model, funded_tenant, model_body, spawn_gateway},
+};
+
+const KEY: &str = "sk-sdk-provider-0000001";
+
+/// The venv's python, or a failure that says how to get it.
+fn python() -> String {
+    std::env::var("TOLLGATE_OPENAI_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "TOLLGATE_OPENAI_PYTHON is not set: run `source scripts/tools/openai.sh` (the test \
+             command does) to install the openai client and point to its python"
+        )
+    })
+}
+
+#[tokio::test]
+async fn the_official_openai_python_client_chats_lists_models_and_raises_its_own_errors() {
+    let python = python();
+    let app = spawn_gateway().await;
+    let admin = app.platform_admin("ops@platform.test").await;
+    let double = OpenAiDouble::start(KEY).await;
+    let key = create_key(
+        &app,
+        "admin/llm/provider-keys",
+        &admin,
+        "main",
+        &double.base_url(),
+        KEY,
+    )
+    .await;
+    create_model(
+        &app,
+        "admin/llm/models",
+        &admin,
+        &model_body("chat", &[(key["id"].as_str().unwrap(), "gpt-4o")]),
+    )
+    .await;
+    let funded = funded_tenant(&app, &admin, "acme", 100_000).await;
+    let broke = funded_tenant(&app, &admin, "broke", 0).await;
+    let funded_key = app.create_api_key(&funded, &["llm:write"]).await;
+    let broke_key = app.create_api_key(&broke, &["llm:write"]).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/llm/sdk_client.py");
+    let run = Command::new(&python)
+        .arg(script)
+        .env("TOLLGATE_V1_URL", format!("{}/v1", app.base_url))
+        .env("TOLLGATE_API_KEY", funded_key["key"].as_str().unwrap())
+        .env("TOLLGATE_BROKE_API_KEY", broke_key["key"].as_str().unwrap())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the SDK script finishes within two minutes")
+        .expect("the venv's python runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK script failed: {stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("the script printed no JSON ({error}); stderr: {stderr}"));
+
+    let completion = &result["completion"];
+    assert_eq!(completion["object"], "chat.completion");
+    assert_eq!(completion["model"], "chat");
+    assert_eq!(completion["content"], "Hello! How can I assist you today?");
+    assert_eq!(completion["finish_reason"], "stop");
+    assert_eq!(completion["total_tokens"], 29);
+    assert_eq!(result["models"], serde_json::json!(["chat"]));
+    assert_eq!(result["retrieved"], "chat");
+    assert_eq!(double.requests()[0]["user"], "sdk-user");
+
+    let unknown = &result["unknown_model"];
+    assert_eq!(unknown["class"], "NotFoundError", "{result}");
+    assert_eq!(unknown["status"], 404);
+    assert_eq!(unknown["code"], "model_not_found");
+    assert_eq!(unknown["param"], "model");
+    let no_credits = &result["no_credits"];
+    assert_eq!(no_credits["status"], 402, "{result}");
+    assert_eq!(no_credits["class"], "APIStatusError");
+    assert_eq!(no_credits["code"], "insufficient_credits");
+    assert_eq!(no_credits["type"], "insufficient_quota");
+    assert_eq!(
+        result["bad_key"]["class"], "AuthenticationError",
+        "{result}"
+    );
+    assert_eq!(result["bad_key"]["code"], "invalid_api_key");
+
+    // The SDK's call was metered like any other.
+    let listed = expect_status(
+        app.get("llm/interactions", &funded.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["data"][0]["api_key_id"], funded_key["id"]);
+    assert_eq!(double.requests().len(), 1);
+}

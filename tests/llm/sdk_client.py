@@ -1,0 +1,73 @@
+"""Drives the gateway with the official OpenAI Python client, as a user's code would.
+
+Run by tests/llm/sdk.rs with the venv's python (scripts/tools/openai.sh). Reads
+TOLLGATE_V1_URL (the gateway's /v1 base), TOLLGATE_API_KEY (a funded tenant's key) and
+TOLLGATE_BROKE_API_KEY (a key of a tenant without credits); prints one JSON object with what
+the SDK returned and which of its exception classes each refusal raised. Any other
+exception ends the script with a non-zero status and its traceback.
+"""
+
+import json
+import os
+
+import openai
+
+HELLO = [{"role": "user", "content": "Hello!"}]
+
+
+def client(api_key):
+    # No retries: a refusal must surface as it was answered, once.
+    return openai.OpenAI(
+        base_url=os.environ["TOLLGATE_V1_URL"], api_key=api_key, max_retries=0, timeout=30
+    )
+
+
+def refusal(error):
+    return {
+        "class": type(error).__name__,
+        "status": error.status_code,
+        "code": error.code,
+        "type": error.type,
+        "param": error.param,
+    }
+
+
+def main():
+    funded = client(os.environ["TOLLGATE_API_KEY"])
+    result = {}
+
+    completion = funded.chat.completions.create(
+        model="chat", messages=HELLO, max_tokens=100, user="sdk-user"
+    )
+    result["completion"] = {
+        "object": completion.object,
+        "model": completion.model,
+        "content": completion.choices[0].message.content,
+        "finish_reason": completion.choices[0].finish_reason,
+        "total_tokens": completion.usage.total_tokens,
+    }
+    result["models"] = [model.id for model in funded.models.list().data]
+    result["retrieved"] = funded.models.retrieve("chat").id
+
+    try:
+        funded.chat.completions.create(model="no-such-model", messages=HELLO)
+    except openai.NotFoundError as error:
+        result["unknown_model"] = refusal(error)
+
+    try:
+        client(os.environ["TOLLGATE_BROKE_API_KEY"]).chat.completions.create(
+            model="chat", messages=HELLO, max_tokens=100
+        )
+    except openai.APIStatusError as error:
+        result["no_credits"] = refusal(error)
+
+    try:
+        client("tg_not_a_key").models.list()
+    except openai.AuthenticationError as error:
+        result["bad_key"] = refusal(error)
+
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

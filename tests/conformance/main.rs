@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use suite::{Cron, Target};
 use tollgate::{clock::Clock, clock::SystemClock, config::Config};
-use tollgate_server::server::{self, ServerClock, ServerSettings};
+use tollgate_server::server::{self, ConnectionLimits, ServerClock, ServerSettings};
 use tollgate_tests::{
     edge::{self, EdgeSettings},
     hrana_server::HranaServer,
@@ -56,6 +56,7 @@ async fn the_native_server_over_hrana_conforms() {
             cron_interval: Duration::from_secs(3600),
             config,
             clock: ServerClock::System,
+            connections: ConnectionLimits::default(),
         },
         database,
     )

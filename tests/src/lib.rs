@@ -20,7 +20,7 @@ use tollgate::{
 use tollgate_server::{
     database::Database,
     outbound::NativeOutbound,
-    server::{self, RunningServer, ServerClock, ServerSettings},
+    server::{self, ConnectionLimits, RunningServer, ServerClock, ServerSettings},
 };
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -85,6 +85,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             cron_interval: std::time::Duration::from_secs(3600),
             config: config.clone(),
             clock: ServerClock::Manual(clock.clone()),
+            connections: ConnectionLimits::default(),
         },
         database,
     )

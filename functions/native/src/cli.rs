@@ -15,7 +15,7 @@ use tollgate::{
 
 use crate::{
     database::Database,
-    server::{self, ServerClock, ServerSettings},
+    server::{self, ConnectionLimits, ServerClock, ServerSettings},
 };
 
 #[derive(Parser)]
@@ -91,6 +91,34 @@ pub struct ServeArgs {
         global = true
     )]
     pub cron_interval: u64,
+    /// Seconds a client has to send a request's headers (and an idle kept-alive connection
+    /// stays open); fractions allowed.
+    #[arg(long, env = "TOLLGATE_HEADER_READ_TIMEOUT", default_value = "10", value_parser = seconds, global = true)]
+    pub header_read_timeout: Duration,
+    /// Seconds a client has to send a request's body, after its headers; later, the request
+    /// is answered 408 and the connection closed. Fractions allowed.
+    #[arg(long, env = "TOLLGATE_BODY_READ_TIMEOUT", default_value = "30", value_parser = seconds, global = true)]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog. Keep it
+    /// below the open-files limit (`ulimit -n`).
+    #[arg(
+        long,
+        env = "TOLLGATE_MAX_CONNECTIONS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub max_connections: u64,
+}
+
+/// A positive number of seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
 }
 
 #[derive(Subcommand)]
@@ -195,6 +223,11 @@ fn serve(
             cron_interval: Duration::from_secs(args.cron_interval.max(1)),
             config,
             clock: ServerClock::System,
+            connections: ConnectionLimits {
+                header_read_timeout: args.header_read_timeout,
+                body_read_timeout: args.body_read_timeout,
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            },
         },
         database,
     )?;

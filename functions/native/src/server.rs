@@ -4,20 +4,27 @@
 
 use std::{
     convert::Infallible,
+    io,
     net::SocketAddr,
     rc::Rc,
+    sync::Arc,
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpStream, sync::watch, task::JoinSet};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{
+    net::TcpStream,
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    task::JoinSet,
+};
 use tollgate::{
-    Env,
+    ApiError, Env,
     api::{ClientAddr, payload_too_large},
     clock::{Clock, ManualClock, SystemClock},
     config::Config,
@@ -29,8 +36,15 @@ use crate::{database::Database, db::LibsqlDb, notifier::NativeNotifier, outbound
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client that has not sent its headers by then is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the kernel completes and holds for the server while every worker is busy or
+/// at the connection cap (the standard library's default is 128).
+const LISTEN_BACKLOG: i32 = 1024;
+/// The first pause of the accept loop once it runs out of a resource (file descriptors,
+/// memory), doubled while it recurs, up to the most.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_PAUSE_MOST: Duration = Duration::from_millis(500);
+/// A worker that keeps failing to accept says so at most this often.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct ServerSettings {
     pub address: SocketAddr,
@@ -39,6 +53,33 @@ pub struct ServerSettings {
     pub config: Config,
     /// The wall clock, or a manual one that tests move.
     pub clock: ServerClock,
+    pub connections: ConnectionLimits,
+}
+
+/// How long a client may take to send a request, and how many are served at once: a client
+/// that trickles its request would otherwise hold a connection, and a file descriptor,
+/// forever.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A client that has not sent a request's headers by then is dropped; this is also how
+    /// long an idle kept-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// A request whose body has not arrived whole by then is answered 408 and its connection
+    /// closed.
+    pub body_read_timeout: Duration,
+    /// Connections served at once, across the worker threads; further clients wait in the
+    /// listen backlog until one ends. Keep it below the process's file descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -132,19 +173,23 @@ pub fn start(
     database: impl Into<Database>,
 ) -> Result<RunningServer, StartError> {
     let database = database.into();
-    let listener = std::net::TcpListener::bind(settings.address).map_err(StartError::Bind)?;
-    listener.set_nonblocking(true).map_err(StartError::Bind)?;
+    let listener = listen(settings.address).map_err(StartError::Bind)?;
     let local_addr = listener.local_addr().map_err(StartError::Bind)?;
     let (shutdown, stop) = watch::channel(false);
+    let limits = settings.connections;
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let notifier = NativeNotifier::new();
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (database, config, clock, notifier) = (
+            let (database, config, clock, notifier, slots) = (
                 database.clone(),
                 settings.config.clone(),
                 settings.clock.clone(),
                 notifier.clone(),
+                slots.clone(),
             );
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
             let cron_interval = (index == 0).then_some(settings.cron_interval);
@@ -155,7 +200,13 @@ pub fn start(
                     let outbound = NativeOutbound::new(config.webhooks_allow_private);
                     let env = Env::new(database.port(), clock.port(), Box::new(outbound), config)
                         .with_notifier(Box::new(notifier));
-                    run_worker(listener, env, cron_interval, stop)
+                    let worker = Worker {
+                        env,
+                        limits,
+                        slots,
+                        stop,
+                    };
+                    worker.run(listener, cron_interval)
                 })
                 .map_err(StartError::Bind)
         })
@@ -169,34 +220,85 @@ pub fn start(
     })
 }
 
-fn run_worker(
-    listener: std::net::TcpListener,
+/// A listening socket with a backlog deep enough to hold the clients waiting for a slot.
+fn listen(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // Every worker's runtime needs it non-blocking.
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// One worker thread's share of the server.
+struct Worker {
     env: Env,
-    cron_interval: Option<Duration>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a single-threaded runtime starts");
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
+    limits: ConnectionLimits,
+    /// The connection cap, shared by every worker.
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn run(self, listener: std::net::TcpListener, cron_interval: Option<Duration>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a single-threaded runtime starts");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, self.serve(listener, cron_interval));
+    }
+
+    async fn serve(self, listener: std::net::TcpListener, cron_interval: Option<Duration>) {
+        let Worker {
+            env,
+            limits,
+            slots,
+            mut stop,
+        } = self;
         let env = Rc::new(env);
-        let listener = tokio::net::TcpListener::from_std(listener).expect("the listener is non-blocking");
+        let listener =
+            tokio::net::TcpListener::from_std(listener).expect("the listener is non-blocking");
         let mut connections = JoinSet::new();
         if let Some(interval) = cron_interval {
             connections.spawn_local(cron_loop(env.clone(), interval, stop.clone()));
         }
+        let mut failures = AcceptFailures::default();
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn_local(serve_connection(stream, peer, env.clone(), stop.clone()));
-                    }
-                    Err(error) => tracing::warn!(%error, "accept failed"),
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            while connections.try_join_next().is_some() {}
+            // A slot first: past the cap, clients wait in the listen backlog, not on a file
+            // descriptor of ours.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
                 _ = stop.changed() => break,
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.changed() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    failures.succeeded();
+                    let connection =
+                        serve_connection(stream, peer, env.clone(), limits, stop.clone(), slot);
+                    connections.spawn_local(connection);
+                }
+                Err(error) => {
+                    drop(slot);
+                    let pause = failures.failed(&error, Instant::now());
+                    if pause.is_zero() {
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
             }
         }
         drop(listener);
@@ -207,7 +309,61 @@ fn run_worker(
         if drained.is_err() {
             tracing::warn!("requests still running after the drain timeout were cut off");
         }
-    });
+    }
+}
+
+/// How a worker meets failures to accept. One that concerns a single client (it reset or
+/// gave up before it was accepted) is passed over. Running out of something (file
+/// descriptors, memory) is not over by the next `accept`: the worker pauses, longer while
+/// it recurs, instead of spinning on it, and says so at most once per
+/// [`ACCEPT_LOG_INTERVAL`], with how often it happened since.
+#[derive(Default)]
+struct AcceptFailures {
+    consecutive: u32,
+    unreported: u64,
+    reported_at: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn succeeded(&mut self) {
+        self.consecutive = 0;
+    }
+
+    /// How long to pause after `error`, met at `now`.
+    fn failed(&mut self, error: &io::Error, now: Instant) -> Duration {
+        if is_one_clients_failure(error) {
+            tracing::debug!(%error, "a client went away before it was accepted");
+            return Duration::ZERO;
+        }
+        let pause = ACCEPT_PAUSE_FIRST
+            .saturating_mul(1 << self.consecutive.min(16))
+            .min(ACCEPT_PAUSE_MOST);
+        self.consecutive += 1;
+        self.unreported += 1;
+        let due = self
+            .reported_at
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_INTERVAL);
+        if due {
+            tracing::error!(
+                %error,
+                failures = std::mem::take(&mut self.unreported),
+                pause_ms = pause.as_millis() as u64,
+                "cannot accept connections"
+            );
+            self.reported_at = Some(now);
+        }
+        pause
+    }
+}
+
+fn is_one_clients_failure(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
 }
 
 /// Runs cron every `interval`, the first time one interval after start: nothing a just
@@ -226,20 +382,23 @@ async fn cron_loop(env: Rc<Env>, interval: Duration, mut stop: watch::Receiver<b
     }
 }
 
+/// Serves one connection, holding its `_slot` of the connection cap until it ends.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     env: Rc<Env>,
+    limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let env = env.clone();
-        async move { Ok::<_, Infallible>(respond(request, peer, &env).await) }
+        async move { Ok::<_, Infallible>(respond(request, peer, &env, limits).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -255,40 +414,114 @@ async fn serve_connection(
     }
 }
 
-/// Reads the body up to the configured limit, hands the request to the shared API, and
-/// logs what went wrong inside when the answer is a 5xx.
-async fn respond(request: Request<Incoming>, peer: SocketAddr, env: &Env) -> Response<Full<Bytes>> {
+/// Reads the body up to the configured limit and within the body timeout, hands the request
+/// to the shared API, and logs what went wrong inside when the answer is a 5xx.
+async fn respond(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    env: &Env,
+    limits: ConnectionLimits,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let limit = env.config.max_body_bytes;
-    let response = match Limited::new(body, limit).collect().await {
-        Ok(collected) => {
+    let body = tokio::time::timeout(
+        limits.body_read_timeout,
+        Limited::new(body, limit).collect(),
+    );
+    let response = match body.await {
+        Ok(Ok(collected)) => {
             parts.extensions.insert(ClientAddr(peer.ip()));
             tollgate::handle(Request::from_parts(parts, collected.to_bytes()), env).await
         }
-        Err(error)
+        Ok(Err(error))
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             payload_too_large(limit).into_response()
         }
-        Err(error) => tollgate::ApiError::bad_request(
+        Ok(Err(error)) => ApiError::bad_request(
             "unreadable_body",
             format!("the request body could not be read: {error}"),
         )
         .into_response(),
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {:?}",
+                    limits.body_read_timeout
+                ),
+            )
+            .into_response();
+            // The rest of the body may still come; the connection is not worth keeping.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            response
+        }
     };
     let status = response.status();
-    if status.is_server_error() {
-        let cause = response
-            .extensions()
-            .get::<ErrorCause>()
-            .map(|cause| cause.0.as_str());
+    let cause = response
+        .extensions()
+        .get::<ErrorCause>()
+        .map(|cause| cause.0.as_str());
+    // A 503 without a cause is a known condition (an overloaded database, or a refusal whose
+    // reason was logged when it began): a line per request would only bury the rest.
+    if status.is_server_error() && (cause.is_some() || status != StatusCode::SERVICE_UNAVAILABLE) {
         tracing::error!(%method, path = uri.path(), %status, cause, "request failed");
     } else {
         tracing::debug!(%method, path = uri.path(), %status, elapsed = ?started.elapsed(), "request");
     }
     response.map(Full::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out_of_descriptors() -> io::Error {
+        io::Error::from_raw_os_error(24)
+    }
+
+    #[test]
+    fn running_out_of_descriptors_pauses_longer_each_time_and_is_reported_seldom() {
+        let mut failures = AcceptFailures::default();
+        let mut now = Instant::now();
+        let started = now;
+        let mut pauses = Vec::new();
+        let mut reports = 0;
+        while now.duration_since(started) < Duration::from_secs(60) {
+            let before = failures.reported_at;
+            let pause = failures.failed(&out_of_descriptors(), now);
+            reports += usize::from(failures.reported_at != before);
+            pauses.push(pause);
+            now += pause;
+        }
+        assert_eq!(pauses[0], ACCEPT_PAUSE_FIRST);
+        assert!(pauses.windows(2).all(|pair| pair[1] >= pair[0]));
+        assert_eq!(*pauses.last().unwrap(), ACCEPT_PAUSE_MOST);
+        // A spinning loop would try millions of times a minute, and log each.
+        assert!(pauses.len() < 200, "{} attempts", pauses.len());
+        assert_eq!(reports, 6, "once at the start, then once per interval");
+
+        failures.succeeded();
+        assert_eq!(
+            failures.failed(&out_of_descriptors(), now),
+            ACCEPT_PAUSE_FIRST
+        );
+    }
+
+    #[test]
+    fn a_client_that_went_away_is_passed_over_at_once() {
+        let mut failures = AcceptFailures::default();
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(failures.failed(&aborted, Instant::now()), Duration::ZERO);
+        assert_eq!(failures.consecutive, 0);
+        assert!(failures.reported_at.is_none());
+    }
 }

@@ -1,5 +1,6 @@
-//! The `tollgate-server` binary as an operator runs it: `migrate`, the admin commands, and
-//! `serve` with a graceful stop on SIGTERM.
+//! The `tollgate-server` binary as an operator runs it: `migrate`, the admin commands,
+//! `serve` with a graceful stop on SIGTERM, and its connection limits against clients that
+//! stall, within a limit on open files.
 
 use std::{
     fs::File,
@@ -24,7 +25,24 @@ const COMMAND_BOUND: Duration = Duration::from_secs(60);
 
 /// `tollgate-server --database <db> <args…>`, independent of the caller's `TOLLGATE_*`.
 fn command(db: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+    limited_command(None, db, args)
+}
+
+/// [`command`], with at most `open_files` file descriptors when given (through the shell's
+/// `ulimit`, as a unit file or a container sets it).
+fn limited_command(open_files: Option<u32>, db: &Path, args: &[&str]) -> Command {
+    let mut command = match open_files {
+        None => Command::new(BINARY),
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg("ulimit -n \"$0\" && exec \"$@\"")
+                .arg(limit.to_string())
+                .arg(BINARY);
+            shell
+        }
+    };
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("TOLLGATE_") {
             command.env_remove(name);
@@ -144,6 +162,14 @@ fn tenant_row(listing: &str, slug: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no line for tenant {slug} in:\n{listing}"))
 }
 
+/// How a served instance starts beyond its database: more arguments, and a limit on its
+/// open files.
+#[derive(Default)]
+struct Launch<'a> {
+    args: &'a [&'a str],
+    open_files: Option<u32>,
+}
+
 /// A served instance; dropping it kills the process if it still runs (through `Killed`).
 struct Served {
     child: Killed,
@@ -152,9 +178,12 @@ struct Served {
 
 impl Served {
     /// `tollgate-server serve` on a kernel-chosen loopback port; returns once it answers
-    /// `GET /api/v1/health` with 200, with the base URL.
-    async fn start(db: &Path, log: PathBuf) -> (Self, String) {
-        let child = command(db, &["--address", "127.0.0.1:0", "--threads", "1", "serve"])
+    /// `GET /api/v1/health` with 200, with its address.
+    async fn start(db: &Path, log: PathBuf, launch: Launch<'_>) -> (Self, String) {
+        let mut args = vec!["--address", "127.0.0.1:0", "--threads", "1"];
+        args.extend_from_slice(launch.args);
+        args.push("serve");
+        let child = limited_command(launch.open_files, db, &args)
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("the server log file"))
             .spawn()
@@ -172,7 +201,7 @@ impl Served {
                     .send()
                     .await;
                 if health.is_ok_and(|response| response.status() == StatusCode::OK) {
-                    return (served, format!("http://{address}"));
+                    return (served, address);
                 }
             }
             if let Some(status) = served.child.0.try_wait().unwrap() {
@@ -343,7 +372,9 @@ async fn admin_commands_manage_tenants_and_operators() {
     fail(&db, &admin);
 
     // The accounts the CLI made sign in against a served instance.
-    let (mut served, base_url) = Served::start(&db, dir.path().join("server.log")).await;
+    let (mut served, address) =
+        Served::start(&db, dir.path().join("server.log"), Launch::default()).await;
+    let base_url = format!("http://{address}");
     let client = reqwest::Client::new();
     let login = client
         .post(format!("{base_url}/api/v1/admin/login"))
@@ -375,7 +406,9 @@ async fn admin_commands_manage_tenants_and_operators() {
 async fn sigterm_stops_the_server_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("serve.db");
-    let (mut served, base_url) = Served::start(&db, dir.path().join("server.log")).await;
+    let (mut served, address) =
+        Served::start(&db, dir.path().join("server.log"), Launch::default()).await;
+    let base_url = format!("http://{address}");
 
     let health = reqwest::get(format!("{base_url}/api/v1/health"))
         .await
@@ -399,4 +432,172 @@ async fn sigterm_stops_the_server_gracefully() {
             .is_err(),
         "the port still answers after the server stopped"
     );
+}
+
+/// How a stalled client's connection ended.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    /// The server answered (its status) and closed the connection.
+    Answered(u16),
+    /// The server closed the connection without a word, or reset it.
+    Closed,
+}
+
+/// Opens a connection and sends part of a request: its headers and one byte of a 100-byte
+/// body, or (with `in_headers`) only part of its headers. Then waits, bounded, for the
+/// server to end the connection.
+async fn stall(address: &str, in_headers: bool, bound: Duration) -> Result<Ended, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::time::timeout(bound, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|_| "no connection within the bound".to_owned())?
+        .map_err(|error| format!("connect: {error}"))?;
+    let request: &[u8] = match in_headers {
+        true => b"POST /api/v1/auth/login HTTP/1.1\r\nHost: tollgate\r\nContent-Type: app",
+        false => {
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: tollgate\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        }
+    };
+    stream
+        .write_all(request)
+        .await
+        .map_err(|error| format!("write: {error}"))?;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(bound, stream.read_to_end(&mut answer)).await {
+        Err(_) => Err("the server kept the connection open".to_owned()),
+        Ok(Err(_)) if answer.is_empty() => Ok(Ended::Closed),
+        Ok(_) if answer.is_empty() => Ok(Ended::Closed),
+        Ok(_) => {
+            let text = String::from_utf8_lossy(&answer);
+            let status = text
+                .strip_prefix("HTTP/1.1 ")
+                .and_then(|rest| rest.get(..3))
+                .and_then(|code| code.parse().ok())
+                .ok_or_else(|| format!("not an HTTP answer: {text}"))?;
+            Ok(Ended::Answered(status))
+        }
+    }
+}
+
+/// One plain request, `GET /api/v1/health`; its status, within `bound`.
+async fn health_status(address: &str, bound: Duration) -> Result<u16, String> {
+    let client = reqwest::Client::builder().timeout(bound).build().unwrap();
+    client
+        .get(format!("http://{address}/api/v1/health"))
+        .send()
+        .await
+        .map(|response| response.status().as_u16())
+        .map_err(|error| format!("{error:?}"))
+}
+
+/// Stalled clients to open: a thousand, or as many as this process's own open files allow
+/// beside what it needs.
+fn stalled_clients() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok())
+        .unwrap_or(1024);
+    1000.min(open_files.saturating_sub(200))
+}
+
+/// Opens `count` stalled clients (half stalling in their headers, half in their body) while
+/// the server runs with short timeouts, then sends one plain request; returns the plain
+/// request's status and how each stalled connection ended, all within a bound.
+async fn stalled_and_one_plain(address: &str, count: usize) -> (Result<u16, String>, Vec<Ended>) {
+    const BOUND: Duration = Duration::from_secs(60);
+    let stalled: Vec<_> = (0..count)
+        .map(|index| {
+            let address = address.to_owned();
+            tokio::spawn(async move { stall(&address, index % 2 == 0, BOUND).await })
+        })
+        .collect();
+    let plain = health_status(address, BOUND).await;
+    let mut ended = Vec::new();
+    for client in stalled {
+        match client.await.unwrap() {
+            Ok(end) => ended.push(end),
+            Err(problem) => panic!("a stalled client: {problem}"),
+        }
+    }
+    (plain, ended)
+}
+
+/// Timeouts short enough for a test: a stalled client is dropped within half a second.
+const SHORT_TIMEOUTS: [&str; 4] = ["--header-read-timeout", "0.5", "--body-read-timeout", "0.5"];
+
+/// The lines in which the server says it could not accept connections.
+fn accept_failures(log: &str) -> usize {
+    log.lines()
+        .filter(|line| line.contains("cannot accept connections"))
+        .count()
+}
+
+#[tokio::test]
+async fn stalled_clients_past_the_open_files_limit_are_dropped_and_others_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stalled.db");
+    // Far fewer descriptors than stalled clients, and the default connection cap above them:
+    // the server runs out of descriptors.
+    let launch = Launch {
+        args: &SHORT_TIMEOUTS,
+        open_files: Some(256),
+    };
+    let (mut served, address) = Served::start(&db, dir.path().join("server.log"), launch).await;
+    let count = stalled_clients();
+
+    let (plain, ended) = stalled_and_one_plain(&address, count).await;
+
+    assert_eq!(plain, Ok(200), "log:\n{}", served.log());
+    let in_body = ended.iter().skip(1).step_by(2);
+    assert!(
+        in_body
+            .clone()
+            .all(|end| *end == Ended::Answered(408) || *end == Ended::Closed),
+        "{ended:?}"
+    );
+    assert!(in_body.clone().any(|end| *end == Ended::Answered(408)));
+    assert!(
+        ended
+            .iter()
+            .step_by(2)
+            .all(|end| *end != Ended::Answered(200))
+    );
+    let log = served.log();
+    let failures = accept_failures(&log);
+    // Out of descriptors, a spinning accept loop logged a line on every try; this one pauses
+    // and says so once per ten seconds.
+    assert!(
+        failures >= 1,
+        "the server never ran out of descriptors:\n{log}"
+    );
+    assert!(
+        failures <= 10,
+        "{failures} lines of accept failures:\n{log}"
+    );
+    assert_eq!(served.terminate(), Some(0), "log:\n{}", served.log());
+}
+
+#[tokio::test]
+async fn the_connection_cap_keeps_the_server_within_its_open_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capped.db");
+    let mut args = SHORT_TIMEOUTS.to_vec();
+    args.extend(["--max-connections", "100"]);
+    let launch = Launch {
+        args: &args,
+        open_files: Some(256),
+    };
+    let (mut served, address) = Served::start(&db, dir.path().join("server.log"), launch).await;
+    let count = stalled_clients();
+
+    let (plain, ended) = stalled_and_one_plain(&address, count).await;
+
+    assert_eq!(plain, Ok(200), "log:\n{}", served.log());
+    assert_eq!(ended.len(), count);
+    let log = served.log();
+    assert_eq!(accept_failures(&log), 0, "log:\n{log}");
+    assert_eq!(served.terminate(), Some(0), "log:\n{}", served.log());
 }

@@ -18,7 +18,7 @@ use tollgate::{
 };
 use tollgate_server::{
     database::Database,
-    server::{self, RunningServer, ServerClock, ServerSettings},
+    server::{self, ConnectionLimits, RunningServer, ServerClock, ServerSettings},
 };
 use tollgate_tests::{
     PASSWORD, create_platform_admin,
@@ -148,6 +148,7 @@ async fn native(hrana: &HranaServer) -> RunningServer {
             cron_interval: Duration::from_secs(3600),
             config,
             clock: ServerClock::System,
+            connections: ConnectionLimits::default(),
         },
         database,
     )

@@ -88,6 +88,9 @@ pub struct Config {
     pub secrets: Keyring,
     /// How long one attempt at an LLM provider may take before the next deployment is tried.
     pub llm_timeout: std::time::Duration,
+    /// The most requests one process has in flight to a remote libSQL server at once (the
+    /// rest wait their turn), kept below what the server admits (a sqld: 128 connections).
+    pub database_max_inflight: usize,
 }
 
 #[derive(Debug, PartialEq)]
@@ -204,6 +207,10 @@ impl Config {
             llm_timeout: std::time::Duration::from_secs(
                 number("TOLLGATE_LLM_TIMEOUT_SECONDS", 120)? as u64,
             ),
+            database_max_inflight: number(
+                "TOLLGATE_DATABASE_MAX_INFLIGHT",
+                crate::db::hrana::DEFAULT_MAX_INFLIGHT as i64,
+            )? as usize,
         })
     }
 
@@ -262,6 +269,16 @@ mod tests {
         let allowed =
             Config::from_lookup(lookup(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")])).unwrap();
         assert!(allowed.webhooks_allow_private);
+    }
+
+    #[test]
+    fn database_requests_in_flight_are_capped_below_a_sqld() {
+        let default = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(default.database_max_inflight, 64);
+        let raised =
+            Config::from_lookup(lookup(&[("TOLLGATE_DATABASE_MAX_INFLIGHT", "200")])).unwrap();
+        assert_eq!(raised.database_max_inflight, 200);
+        assert!(Config::from_lookup(lookup(&[("TOLLGATE_DATABASE_MAX_INFLIGHT", "0")])).is_err());
     }
 
     #[test]

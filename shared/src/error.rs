@@ -131,6 +131,10 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// Seconds a client is told to wait when the database refuses Tollgate: an operator has to
+/// act (a new token, a lifted quota), which takes longer than an overload.
+const DATABASE_UNAVAILABLE_RETRY_AFTER: u32 = 30;
+
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
@@ -140,6 +144,23 @@ impl From<DbError> for ApiError {
                 "the database is busy, retry shortly",
             )
             .with_header(http::header::RETRY_AFTER, 1),
+            DbError::Unavailable {
+                reason,
+                first_report,
+            } => {
+                let error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable, retry later",
+                )
+                .with_header(http::header::RETRY_AFTER, DATABASE_UNAVAILABLE_RETRY_AFTER);
+                // The operator's log hears the reason once; every request repeating it would
+                // bury everything else while the refusal lasts.
+                match first_report {
+                    true => error.caused_by(reason),
+                    false => error,
+                }
+            }
             // A range trigger refused a figure the statement computed (the schema names these
             // `out_of_range: …`): the request asked for more than the system can hold.
             DbError::Constraint(message) if message.contains("out_of_range") => ApiError::new(

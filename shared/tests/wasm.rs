@@ -200,6 +200,8 @@ impl Transport for &'static OneRow {
         });
         Ok((200, serde_json::to_vec(&reply).unwrap().into()))
     }
+
+    async fn pause(&self, _duration: std::time::Duration) {}
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! and blocking, auto top-up, and the money invariants under concurrency.
 
 mod alerts;
-mod bounds;
 mod balances;
+mod bounds;
 mod concurrency;
+mod crowded_database;
 mod ledger;
 mod reservations;
 mod support;

@@ -34,7 +34,7 @@ pub struct TestApp {
     config: Config,
     server: Option<RunningServer>,
     /// The libSQL HTTP endpoint the server reaches its database through, in Hrana mode.
-    _hrana: Option<hrana_server::HranaServer>,
+    hrana: Option<hrana_server::HranaServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,6 +48,19 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server whose configuration `configure` adjusts first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_setup(Setup::default(), configure).await
+}
+
+/// What a test arranges beyond the configuration.
+#[derive(Default)]
+pub struct Setup {
+    /// Reach the database through a Hrana test server admitting requests and naming errors
+    /// this way, whether `TOLLGATE_TESTS_OVER_HRANA` is set or not ([`TestApp::hrana`]).
+    pub hrana: Option<hrana_server::HranaSettings>,
+}
+
+/// A server arranged as `setup` says, whose configuration `configure` adjusts first.
+pub async fn spawn_app_with_setup(setup: Setup, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::from_lookup(|name| match name {
         "TOLLGATE_JWT_SECRET" => Some("test-secret-test-secret-test-secret-0123".into()),
         "TOLLGATE_TRUST_FORWARDED_FOR" => Some("true".into()),
@@ -68,8 +81,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // With TOLLGATE_TESTS_OVER_HRANA set, the server reaches the same file through the Hrana
     // test server (its remote mode, as the edge does), while the harness keeps reading the
     // file directly: the suites then check the remote adapter and the test server alike.
-    let (database, hrana) = if std::env::var_os("TOLLGATE_TESTS_OVER_HRANA").is_some() {
-        let hrana = hrana_server::HranaServer::start(&db_path, "test-token").await;
+    let hrana_settings = setup.hrana.or_else(|| {
+        std::env::var_os("TOLLGATE_TESTS_OVER_HRANA")
+            .map(|_| hrana_server::HranaSettings::default())
+    });
+    let (database, hrana) = if let Some(settings) = hrana_settings {
+        let hrana = hrana_server::HranaServer::start_with(&db_path, "test-token", settings).await;
         let remote = Database::open(&hrana.url, Some(hrana.token.clone()))
             .await
             .expect("a remote database URL");
@@ -100,7 +117,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         config,
         server: Some(running),
-        _hrana: hrana,
+        hrana,
         _dir: dir,
     }
 }
@@ -126,6 +143,13 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// The Hrana test server between the server and its database, to switch how it answers.
+    pub fn hrana(&self) -> &hrana_server::HranaServer {
+        self.hrana
+            .as_ref()
+            .expect("this app reaches its database over Hrana (Setup::hrana)")
+    }
+
     /// Moves the server's clock forward: past an expiry, into the next rate-limit window.
     pub fn advance_clock(&self, seconds: i64) {
         self.clock.advance(seconds);

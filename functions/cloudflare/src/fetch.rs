@@ -63,6 +63,10 @@ impl Transport for FetchTransport {
         }
         Ok((reply.status, reply.body))
     }
+
+    async fn pause(&self, duration: Duration) {
+        Delay::from(duration).await;
+    }
 }
 
 /// The `Outbound` port over `Fetch`, keeping its promises: redirects come back as they are

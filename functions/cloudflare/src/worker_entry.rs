@@ -1,6 +1,6 @@
 //! The worker's event handlers and the request/response translation.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -10,14 +10,20 @@ use tollgate::{
     api::{ClientAddr, payload_too_large},
     clock::SystemClock,
     config::Config,
-    db::hrana::HranaDb,
+    db::hrana::{HranaDb, HranaShared},
+    error::ErrorCause,
 };
 use worker::{Context, Env, Headers, Request, Response, ScheduleContext, ScheduledEvent, event};
 
 use crate::fetch::{FetchOutbound, FetchTransport};
 
+/// What the requests an isolate serves at once share: the cap on database requests in
+/// flight and the memory of the refusal last reported (see `tollgate::db::hrana`).
+static DATABASE: OnceLock<HranaShared> = OnceLock::new();
+
 #[event(fetch)]
 pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
+    let (method, path) = (request.method(), request.path());
     let response = match tollgate_env(&env) {
         Ok(ports) => match to_http(request, ports.config.max_body_bytes).await {
             Ok(request) => tollgate::handle(request, &ports).await,
@@ -34,6 +40,9 @@ pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Res
             .into_response()
         }
     };
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        worker::console_error!("{method} {path} -> {}: {cause}", response.status());
+    }
     Ok(from_http(response))
 }
 
@@ -77,11 +86,13 @@ fn tollgate_env(env: &Env) -> Result<tollgate::Env, String> {
         .ok_or(
             "TOLLGATE_DATABASE_URL must be the libsql:// or http(s):// URL of a libSQL server",
         )?;
+    let shared = DATABASE.get_or_init(|| HranaShared::new(config.database_max_inflight));
     let db = HranaDb::new(
         &database_url,
         lookup("TOLLGATE_DATABASE_TOKEN"),
         Box::new(FetchTransport),
-    );
+    )
+    .sharing(shared);
     let outbound = FetchOutbound {
         allow_private: config.webhooks_allow_private,
     };

@@ -1,7 +1,10 @@
 //! Which database the server runs on: an embedded libSQL file, or a remote libSQL (Turso,
 //! sqld) reached over Hrana HTTP. Each worker thread takes its own `Db` port from it.
 
-use tollgate::db::{Db, DbError, hrana::HranaDb};
+use tollgate::db::{
+    Db, DbError,
+    hrana::{DEFAULT_MAX_INFLIGHT, HranaDb, HranaShared},
+};
 
 use crate::{db::LibsqlDb, hrana::ReqwestTransport};
 
@@ -12,12 +15,16 @@ pub enum Database {
         url: String,
         token: Option<String>,
         transport: ReqwestTransport,
+        /// What the ports of every worker thread share: one cap on requests in flight for
+        /// the process, and one memory of the refusals reported.
+        shared: HranaShared,
     },
 }
 
 impl Database {
     /// `url` is a file path (`file:` prefix allowed), `:memory:`, or a `libsql://` /
-    /// `http(s)://` URL; `token` authenticates to a remote one.
+    /// `http(s)://` URL; `token` authenticates to a remote one, which gets
+    /// [`DEFAULT_MAX_INFLIGHT`] requests in flight (see [`Database::with_max_inflight`]).
     pub async fn open(url: &str, token: Option<String>) -> Result<Self, DbError> {
         let url = url.trim();
         if HranaDb::is_remote_url(url) {
@@ -25,10 +32,30 @@ impl Database {
                 url: url.to_owned(),
                 token,
                 transport: ReqwestTransport::new(),
+                shared: HranaShared::new(DEFAULT_MAX_INFLIGHT),
             });
         }
         let path = url.strip_prefix("file:").unwrap_or(url);
         Ok(Database::Embedded(LibsqlDb::open(path).await?))
+    }
+
+    /// At most `max_inflight` requests of this process at once to a remote database; an
+    /// embedded one is not concerned. Call before handing out ports.
+    pub fn with_max_inflight(self, max_inflight: usize) -> Self {
+        match self {
+            Database::Remote {
+                url,
+                token,
+                transport,
+                ..
+            } => Database::Remote {
+                url,
+                token,
+                transport,
+                shared: HranaShared::new(max_inflight),
+            },
+            embedded => embedded,
+        }
     }
 
     /// A `Db` port onto this database.
@@ -39,11 +66,10 @@ impl Database {
                 url,
                 token,
                 transport,
-            } => Box::new(HranaDb::new(
-                url,
-                token.clone(),
-                Box::new(transport.clone()),
-            )),
+                shared,
+            } => Box::new(
+                HranaDb::new(url, token.clone(), Box::new(transport.clone())).sharing(shared),
+            ),
         }
     }
 }

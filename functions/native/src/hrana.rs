@@ -59,4 +59,8 @@ impl Transport for ReqwestTransport {
         let body = response.bytes().await.map_err(|error| error.to_string())?;
         Ok((status, body))
     }
+
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }

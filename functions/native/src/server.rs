@@ -172,7 +172,9 @@ pub fn start(
     settings: ServerSettings,
     database: impl Into<Database>,
 ) -> Result<RunningServer, StartError> {
-    let database = database.into();
+    let database = database
+        .into()
+        .with_max_inflight(settings.config.database_max_inflight);
     let listener = listen(settings.address).map_err(StartError::Bind)?;
     let local_addr = listener.local_addr().map_err(StartError::Bind)?;
     let (shutdown, stop) = watch::channel(false);

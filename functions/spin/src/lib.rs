@@ -81,6 +81,8 @@ fn environment() -> Result<Env, String> {
     let url = setting("TOLLGATE_DATABASE_URL")
         .filter(|url| HranaDb::is_remote_url(url))
         .ok_or("TOLLGATE_DATABASE_URL must be a libsql://, https:// or http:// URL")?;
+    // Each request has an instance of its own, so the cap on database requests in flight
+    // (TOLLGATE_DATABASE_MAX_INFLIGHT) has nothing to share here; retries still apply.
     let db = HranaDb::new(
         &url,
         setting("TOLLGATE_DATABASE_TOKEN"),

@@ -90,6 +90,12 @@ impl Transport for SpinTransport {
         }
         Ok((reply.status().as_u16(), reply.into_body()))
     }
+
+    async fn pause(&self, duration: Duration) {
+        let deadline = monotonic_clock::now().saturating_add(nanos(duration));
+        // Nothing finishes but the deadline, which is the point.
+        let _ = within(deadline, std::future::pending::<()>()).await;
+    }
 }
 
 /// The `Outbound` port over the host's HTTP client.

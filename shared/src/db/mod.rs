@@ -110,8 +110,15 @@ impl Row<'_> {
 pub enum DbError {
     /// A UNIQUE, CHECK, NOT NULL or FOREIGN KEY constraint failed; the message names it.
     Constraint(String),
-    /// The database stayed locked past the busy timeout.
+    /// The database stayed locked past the busy timeout, or its server is overloaded (it
+    /// kept refusing new requests for a while): worth retrying shortly.
     Busy(String),
+    /// The database refuses this client: its token is rejected (a rotated or revoked token),
+    /// or writes are refused (a read-only token or database, a Turso database over its
+    /// quota). Retrying will not help until an operator acts. `first_report` is true the first
+    /// time this process meets this refusal since writes last worked, so its reason reaches
+    /// the log once, not once per request.
+    Unavailable { reason: String, first_report: bool },
     /// A row did not have the shape the query promised.
     Decode(String),
     /// Anything else: a broken connection, a syntax error.
@@ -131,6 +138,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Constraint(message) => write!(f, "constraint failed: {message}"),
             DbError::Busy(message) => write!(f, "database busy: {message}"),
+            DbError::Unavailable { reason, .. } => write!(f, "database unavailable: {reason}"),
             DbError::Decode(message) => write!(f, "unexpected row: {message}"),
             DbError::Other(message) => write!(f, "database error: {message}"),
         }

@@ -3,7 +3,7 @@
 //! (defaults: 127.0.0.1:8080, token `dev-token`). Migrate the file first with
 //! `tollgate-server --database http://ADDRESS --database-token TOKEN migrate`.
 
-use tollgate_tests::hrana_server::HranaServer;
+use tollgate_tests::hrana_server::{HranaServer, HranaSettings};
 
 #[tokio::main]
 async fn main() {
@@ -15,7 +15,8 @@ async fn main() {
     let address = args.next().unwrap_or_else(|| "127.0.0.1:8080".into());
     let token = args.next().unwrap_or_else(|| "dev-token".into());
     let address = address.parse().expect("ADDRESS is host:port");
-    let server = HranaServer::start_on(path.as_ref(), &token, address).await;
+    let server =
+        HranaServer::start_on(path.as_ref(), &token, address, HranaSettings::default()).await;
     println!("libSQL over Hrana HTTP at {} (token {token})", server.url);
     tokio::signal::ctrl_c()
         .await

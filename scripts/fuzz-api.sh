@@ -148,12 +148,13 @@ fuzz() {
     # One worker: schemathesis's threads share hypothesis's parsing of lambda sources, and
     # CPython 3.11's ast.parse is not safe across threads ("AST constructor recursion depth
     # mismatch"), which would fail operations at random.
-    "$TOLLGATE_SCHEMATHESIS" run "$base/openapi.json" --url "$base" \
+    # From the scratch directory, where schemathesis keeps its replay data.
+    (cd "$work" && "$TOLLGATE_SCHEMATHESIS" run "$base/openapi.json" --url "$base" \
         --header "Authorization: Bearer $token" \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
         --phases examples,coverage,fuzzing --max-examples "$max_examples" --seed "$seed" \
         --workers 1 --request-timeout 30 --warnings off \
-        --report junit --report-junit-path "$report" "$@" >&2 || status=$?
+        --report junit --report-junit-path "$report" "$@") >&2 || status=$?
     # Operations that passed and failed, from the JUnit report (one test case per operation).
     local counts
     counts="$(python3 - "$report" <<'PY'

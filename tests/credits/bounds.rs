@@ -92,7 +92,10 @@ async fn a_reservation_or_a_settle_past_the_largest_amount_is_refused() {
     let held = expect_status(reserve(&app, &owner, 10, None).await, StatusCode::CREATED).await;
     let response = app
         .post(
-            &format!("credits/reservations/{}/settle", held["id"].as_str().unwrap()),
+            &format!(
+                "credits/reservations/{}/settle",
+                held["id"].as_str().unwrap()
+            ),
             &owner.access_token,
             &json!({ "actual": i64::MAX }),
         )
@@ -140,8 +143,11 @@ async fn allowances_and_top_up_settings_are_bounded() {
     .await;
     // The user's balance still reads as before.
     let body = expect_status(
-        app.get(&format!("users/{}/credits", ada.user_id), &owner.access_token)
-            .await,
+        app.get(
+            &format!("users/{}/credits", ada.user_id),
+            &owner.access_token,
+        )
+        .await,
         StatusCode::OK,
     )
     .await;

@@ -297,7 +297,10 @@ async fn a_held_reservation_cannot_be_refunded_and_a_member_cannot_refund() {
 }
 
 /// A member's job, submitted through `POST jobs`: its hold is the job's.
-async fn job_of(app: &tollgate_tests::TestApp, user: &tollgate_tests::TestUser) -> serde_json::Value {
+async fn job_of(
+    app: &tollgate_tests::TestApp,
+    user: &tollgate_tests::TestUser,
+) -> serde_json::Value {
     let response = app
         .post(
             "jobs",
@@ -322,12 +325,7 @@ async fn a_jobs_hold_cannot_be_released_or_settled_through_the_reservation_endpo
         ("owner", release(&app, &owner, hold).await),
         ("owner", settle(&app, &owner, hold, 0).await),
     ] {
-        let body = expect_error(
-            response,
-            StatusCode::CONFLICT,
-            "reservation_owned_by_work",
-        )
-        .await;
+        let body = expect_error(response, StatusCode::CONFLICT, "reservation_owned_by_work").await;
         assert_eq!(body["error"]["details"]["owner"], "job", "{who}");
         assert_eq!(body["error"]["details"]["job_id"], job["id"], "{who}");
     }
@@ -367,7 +365,11 @@ async fn idempotency_keys_belong_to_the_member_who_sent_them() {
     let owner = funded_tenant(&app, "acme", 100).await;
     let ada = app.add_user(&owner, "ada", "member").await;
     let max = app.add_user(&owner, "max", "member").await;
-    let adas = expect_status(reserve(&app, &ada, 30, Some("render-1")).await, StatusCode::CREATED).await;
+    let adas = expect_status(
+        reserve(&app, &ada, 30, Some("render-1")).await,
+        StatusCode::CREATED,
+    )
+    .await;
 
     // The same key from another member is that member's own first request: no conflict,
     // no 402 about ada's hold, and nothing of ada's in the answer.
@@ -381,7 +383,10 @@ async fn idempotency_keys_belong_to_the_member_who_sent_them() {
     assert_eq!(balances(&app, &owner).await["pool"]["reserved"], 70);
     // Each member's replay still answers that member's own reservation.
     let replay = reserve(&app, &ada, 30, Some("render-1")).await;
-    assert_eq!(expect_status(replay, StatusCode::OK).await["id"], adas["id"]);
+    assert_eq!(
+        expect_status(replay, StatusCode::OK).await["id"],
+        adas["id"]
+    );
 }
 
 #[tokio::test]

@@ -455,7 +455,21 @@ async fn another_members_idempotency_key_neither_conflicts_nor_skips_the_count()
         700
     );
     expect_status(other_event, StatusCode::CREATED).await;
-    let adas = counter(&app, &owner.tenant_id, &ada.user_id, "llm_tokens", Period::Day).await;
-    let maxs = counter(&app, &owner.tenant_id, &max.user_id, "llm_tokens", Period::Day).await;
+    let adas = counter(
+        &app,
+        &owner.tenant_id,
+        &ada.user_id,
+        "llm_tokens",
+        Period::Day,
+    )
+    .await;
+    let maxs = counter(
+        &app,
+        &owner.tenant_id,
+        &max.user_id,
+        "llm_tokens",
+        Period::Day,
+    )
+    .await;
     assert_eq!((adas, maxs), (700, 1500));
 }

@@ -149,10 +149,7 @@ pub async fn checkout(
                     "line_items[0][price_data][currency]",
                     env.config.billing_currency.clone(),
                 ),
-                (
-                    "line_items[0][price_data][unit_amount]",
-                    price.to_string(),
-                ),
+                ("line_items[0][price_data][unit_amount]", price.to_string()),
                 (
                     "line_items[0][price_data][product_data][name]",
                     format!("{credits} Tollgate credits"),

@@ -126,12 +126,7 @@ mod tests {
     fn timestamps_at_the_ends_of_the_range_do_not_wrap_into_the_window() {
         for forged in [i64::MIN, i64::MIN + 1, i64::MAX] {
             assert_eq!(
-                verify(
-                    Some(&header(forged, SECRET)),
-                    BODY,
-                    SECRET,
-                    1_700_000_000
-                ),
+                verify(Some(&header(forged, SECRET)), BODY, SECRET, 1_700_000_000),
                 Err(SignatureError::OutsideTolerance),
                 "t={forged}"
             );

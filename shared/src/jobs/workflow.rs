@@ -99,7 +99,12 @@ const SCHEDULERS: [&str; 10] = [
 ];
 
 /// Core nodes that pass sigmas on without adding steps (a split keeps at most all of them).
-const SIGMA_PASSES: [&str; 4] = ["SplitSigmas", "SplitSigmasDenoise", "FlipSigmas", "SetFirstSigma"];
+const SIGMA_PASSES: [&str; 4] = [
+    "SplitSigmas",
+    "SplitSigmasDenoise",
+    "FlipSigmas",
+    "SetFirstSigma",
+];
 
 /// Core nodes that make an image, latent or video of a literal size.
 const SIZE_NODES: [&str; 6] = [
@@ -230,7 +235,10 @@ fn whole(nodes: &Nodes, node_id: &str, name: &str) -> ApiResult<Whole> {
     let Some(source) = linked_node(value) else {
         return literal_whole(node_id, name, value).map(Whole::Value);
     };
-    match (class_of(nodes, source), inputs_of(nodes, source).and_then(|inputs| inputs.get("value"))) {
+    match (
+        class_of(nodes, source),
+        inputs_of(nodes, source).and_then(|inputs| inputs.get("value")),
+    ) {
         (Some("PrimitiveInt"), Some(literal)) if !literal.is_array() => {
             literal_whole(source, "value", literal).map(Whole::Value)
         }
@@ -470,8 +478,11 @@ fn finish(mut tally: Tally) -> Inspection {
         .div_ceil(10)
         .saturating_add(1)
         .min(MAX_AMOUNT as u128) as i64;
-    let vram = if tally.vram_base == 0 { 512 } else { tally.vram_base }
-        + u64::try_from((pixel_images * 1024).div_ceil(1_048_576)).unwrap_or(u64::MAX / 2);
+    let vram = if tally.vram_base == 0 {
+        512
+    } else {
+        tally.vram_base
+    } + u64::try_from((pixel_images * 1024).div_ceil(1_048_576)).unwrap_or(u64::MAX / 2);
     tally.models.sort();
     tally.models.dedup();
     let clamp = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
@@ -516,7 +527,10 @@ mod tests {
         assert_eq!(found.work.estimated_vram_mb, 6144 + 1024);
         // 1 Mpx × 1 × 20 steps = 20 GPU-seconds → 1 + 2.
         assert_eq!(found.estimated_cost, Some(3));
-        assert_eq!(inspect(&sdxl(1024, 2, 30)).unwrap().estimated_cost, Some(1 + 6));
+        assert_eq!(
+            inspect(&sdxl(1024, 2, 30)).unwrap().estimated_cost,
+            Some(1 + 6)
+        );
     }
 
     #[test]
@@ -592,7 +606,8 @@ mod tests {
             json!({"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["9", 0], "guider": ["10", 0], "sampler": ["6", 0], "sigmas": ["8", 1], "latent_image": ["5", 0]}}),
             json!({"class_type": "KarrasScheduler", "inputs": {"steps": 40, "sigma_max": 14.6, "sigma_min": 0.03, "rho": 7.0}}),
         );
-        workflow["8"] = json!({"class_type": "SplitSigmas", "inputs": {"sigmas": ["7", 0], "step": 10}});
+        workflow["8"] =
+            json!({"class_type": "SplitSigmas", "inputs": {"sigmas": ["7", 0], "step": 10}});
         workflow["9"] = json!({"class_type": "RandomNoise", "inputs": {"noise_seed": 1}});
         workflow["10"] = json!({"class_type": "BasicGuider", "inputs": {"model": ["4", 0], "conditioning": ["9", 0]}});
         assert_eq!(inspect(&workflow).unwrap().estimated_cost, Some(1 + 4));
@@ -610,7 +625,8 @@ mod tests {
     fn what_cannot_be_read_leaves_the_workflow_unpriced() {
         let unknown_node = {
             let mut workflow = sdxl(1024, 1, 20);
-            workflow["9"] = json!({"class_type": "KSampler (Efficient)", "inputs": {"steps": 5000}});
+            workflow["9"] =
+                json!({"class_type": "KSampler (Efficient)", "inputs": {"steps": 5000}});
             workflow
         };
         let steps_from_elsewhere = {
@@ -627,7 +643,12 @@ mod tests {
             json!({"class_type": "SamplerCustom", "inputs": {"sigmas": ["7", 0], "latent_image": ["5", 0]}}),
             json!({"class_type": "ManualSigmas", "inputs": {"sigmas": "14, 7, 1, 0"}}),
         );
-        for workflow in [unknown_node, steps_from_elsewhere, size_from_elsewhere, sigmas_from_elsewhere] {
+        for workflow in [
+            unknown_node,
+            steps_from_elsewhere,
+            size_from_elsewhere,
+            sigmas_from_elsewhere,
+        ] {
             let found = inspect(&workflow).unwrap();
             assert_eq!(found.estimated_cost, None, "{workflow}");
             assert!(found.unpriced.is_some());
@@ -641,7 +662,10 @@ mod tests {
         let found = inspect(&workflow).unwrap();
         assert_eq!(
             price(&found, 600),
-            Price { hold: actual_cost(600), time_limit_seconds: 600 }
+            Price {
+                hold: actual_cost(600),
+                time_limit_seconds: 600
+            }
         );
     }
 
@@ -649,9 +673,21 @@ mod tests {
     fn a_priced_job_runs_only_as_long_as_its_hold_pays() {
         let found = inspect(&sdxl(1024, 1, 20)).unwrap();
         // A hold of 3 may settle at 4 (10 % over, rounded up): 1 + 3 × 10 s.
-        assert_eq!(price(&found, 600), Price { hold: 3, time_limit_seconds: 30 });
+        assert_eq!(
+            price(&found, 600),
+            Price {
+                hold: 3,
+                time_limit_seconds: 30
+            }
+        );
         assert_eq!(actual_cost(30), 4);
-        assert_eq!(price(&found, 10), Price { hold: 3, time_limit_seconds: 10 });
+        assert_eq!(
+            price(&found, 10),
+            Price {
+                hold: 3,
+                time_limit_seconds: 10
+            }
+        );
     }
 
     #[test]

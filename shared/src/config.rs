@@ -88,8 +88,9 @@ pub struct Config {
     pub secrets: Keyring,
     /// How long one attempt at an LLM provider may take before the next deployment is tried.
     pub llm_timeout: std::time::Duration,
-    /// The most requests one process has in flight to a remote libSQL server at once (the
-    /// rest wait their turn), kept below what the server admits (a sqld: 128 connections).
+    /// The most requests the native server has in flight to a remote libSQL server at once
+    /// (the rest wait their turn), kept below what the server admits (a sqld: 128
+    /// connections). The edge adapters do not cap (see `db::hrana::HranaShared::uncapped`).
     pub database_max_inflight: usize,
 }
 

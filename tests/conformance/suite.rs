@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use futures::future::join_all;
+
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate::sql;
@@ -126,6 +128,7 @@ pub async fn run(target: &Target) {
     tenants_cannot_see_each_other(target, &acme, &globex).await;
     credits_reserve_for_jobs_and_cancel_releases(target, &acme).await;
     cron_requeues_a_job_whose_lease_expired(target, &acme).await;
+    concurrent_requests_are_each_answered_for_what_they_are(target).await;
 }
 
 async fn health(target: &Target) {
@@ -342,9 +345,9 @@ async fn tenants_cannot_see_each_other(target: &Target, acme: &Owner, globex: &O
     assert_eq!(tenant["slug"], globex.slug.as_str(), "{}", target.name);
 }
 
-/// The tenant's pool after a platform admin (made the operator's way, in the database)
-/// grants `amount` through the API.
-async fn fund(target: &Target, owner: &Owner, amount: i64) {
+/// A platform admin for `owner`'s tenant, made the operator's way (in the database), signed
+/// in; its access token.
+async fn platform_admin(target: &Target, owner: &Owner) -> String {
     let email = format!("ops@{}.platform.test", owner.slug);
     create_platform_admin(&file_env(&target.database).await, &email).await;
     let response = target
@@ -353,14 +356,23 @@ async fn fund(target: &Target, owner: &Owner, amount: i64) {
             json!({ "email": email, "password": PASSWORD }),
         )
         .await;
-    let admin_token = expect(target, response, StatusCode::OK).await["access_token"]
+    expect(target, response, StatusCode::OK).await["access_token"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// The tenant's pool after a platform admin grants `amount` through the API.
+async fn fund(target: &Target, owner: &Owner, amount: i64) {
+    let admin_token = platform_admin(target, owner).await;
+    grant(target, &admin_token, owner, amount).await;
+}
+
+async fn grant(target: &Target, admin_token: &str, owner: &Owner, amount: i64) {
     let response = target
         .post(
             &format!("admin/tenants/{}/credits/grants", owner.tenant_id),
-            &admin_token,
+            admin_token,
             json!({ "amount": amount, "reason": "conformance" }),
         )
         .await;
@@ -506,6 +518,77 @@ async fn cron_requeues_a_job_whose_lease_expired(target: &Target, owner: &Owner)
         (&job["status"], &job["attempts"]),
         (&json!("queued"), &json!(1)),
         "{}: {job}",
+        target.name
+    );
+}
+
+/// Many requests at once, as a proxy in front of busy GPUs sends them: 200 holds of one
+/// credit against a pool of 100 and 100 forward-auth checks, all at the same time. Each is
+/// answered for what it is (100 holds, 100 refusals for want of credits, 100 passes), none
+/// with a 5xx, and the pool holds exactly what the holds took.
+async fn concurrent_requests_are_each_answered_for_what_they_are(target: &Target) {
+    let owner = register_and_log_in(target, "initech").await;
+    let admin = platform_admin(target, &owner).await;
+    // The plan's per-minute limit would answer most of them 429.
+    let response = target
+        .request(
+            Method::PUT,
+            &format!("admin/tenants/{}/plan", owner.tenant_id),
+        )
+        .bearer_auth(&admin)
+        .json(&json!({ "plan": "FREE", "overrides": { "requests_per_minute": 1_000_000 } }))
+        .send()
+        .await
+        .unwrap();
+    expect(target, response, StatusCode::NO_CONTENT).await;
+    grant(target, &admin, &owner, 100).await;
+
+    let holds = (0..200).map(|_| {
+        target.post(
+            "credits/reservations",
+            &owner.access_token,
+            json!({ "amount": 1, "reason": "load", "model": "sdxl" }),
+        )
+    });
+    let checks = (0..100).map(|_| {
+        target
+            .request(Method::GET, "auth/verify")
+            .bearer_auth(&owner.access_token)
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Uri", "/comfy/queue")
+            .send()
+    });
+    let (holds, checks) = futures::join!(join_all(holds), join_all(checks));
+
+    let count = |statuses: &[Result<u16, String>], wanted: u16| {
+        statuses
+            .iter()
+            .filter(|status| *status == &Ok(wanted))
+            .count()
+    };
+    let holds: Vec<Result<u16, String>> = holds
+        .iter()
+        .map(|response| Ok(response.status().as_u16()))
+        .collect();
+    let checks: Vec<Result<u16, String>> = checks
+        .into_iter()
+        .map(|check| {
+            check
+                .map(|response| response.status().as_u16())
+                .map_err(|error| error.to_string())
+        })
+        .collect();
+    assert_eq!(
+        (count(&holds, 201), count(&holds, 402), count(&checks, 200)),
+        (100, 100, 100),
+        "{}: holds answered {holds:?}, checks {checks:?}",
+        target.name
+    );
+    let pool = pool(target, &owner).await;
+    assert_eq!(
+        (&pool["reserved"], &pool["remaining"]),
+        (&json!(100), &json!(0)),
+        "{}",
         target.name
     );
 }

@@ -17,8 +17,9 @@ use worker::{Context, Env, Headers, Request, Response, ScheduleContext, Schedule
 
 use crate::fetch::{FetchOutbound, FetchTransport};
 
-/// What the requests an isolate serves at once share: the cap on database requests in
-/// flight and the memory of the refusal last reported (see `tollgate::db::hrana`).
+/// What the requests of an isolate share: the memory of the refusal last reported, so that
+/// its reason is logged once (see `tollgate::db::hrana`). Not a cap on requests in flight:
+/// a request held back by another's would be cancelled as hung.
 static DATABASE: OnceLock<HranaShared> = OnceLock::new();
 
 #[event(fetch)]
@@ -86,7 +87,7 @@ fn tollgate_env(env: &Env) -> Result<tollgate::Env, String> {
         .ok_or(
             "TOLLGATE_DATABASE_URL must be the libsql:// or http(s):// URL of a libSQL server",
         )?;
-    let shared = DATABASE.get_or_init(|| HranaShared::new(config.database_max_inflight));
+    let shared = DATABASE.get_or_init(HranaShared::uncapped);
     let db = HranaDb::new(
         &database_url,
         lookup("TOLLGATE_DATABASE_TOKEN"),

@@ -92,6 +92,14 @@ impl HranaShared {
             reported_refusal: Arc::default(),
         }
     }
+
+    /// The memory of reported refusals alone, for a runtime where a request must never wait
+    /// on another: Workers cancels a request whose only pending work is another request's
+    /// (it cannot tell it from a hang), so a cap shared between requests would fail the
+    /// ones it holds back.
+    pub fn uncapped() -> Self {
+        Self::new(Semaphore::MAX_PERMITS)
+    }
 }
 
 /// A libSQL database reached over Hrana HTTP.

@@ -4,7 +4,10 @@
 //! `TOLLGATE_WORKER_DIR`) with wrangler from the same script (`TOLLGATE_WRANGLER`), through a
 //! generated config in a scratch directory: no `[build]` there, so nothing is rebuilt, and
 //! the settings go in a `.dev.vars` beside it. wrangler's state, logs and home directory all
-//! live in that scratch directory too.
+//! live in that scratch directory too, and so does a copy of the worker: `wrangler dev`
+//! reloads a worker whose files change, and answers the non-GET requests in flight then with
+//! 503 "Your worker restarted mid-request", so a build running beside a test (another
+//! checkout's tests, a developer's rebuild) must not touch the files it serves.
 //!
 //! wrangler (node) starts workerd as a child; both run in a process group of their own, and
 //! a watchdog kills the whole group once the runtime is dropped (its scratch directory goes)
@@ -36,8 +39,10 @@ pub async fn start(settings: &EdgeSettings) -> EdgeRuntime {
     for dir in ["home", "config", "state"] {
         fs::create_dir_all(root.join(dir)).expect("scratch directories");
     }
+    let worker = root.join("worker");
+    copy_dir(&worker_dir, &worker);
     let config = root.join("wrangler.toml");
-    fs::write(&config, worker_config(&worker_dir)).expect("the generated wrangler.toml");
+    fs::write(&config, worker_config(&worker)).expect("the generated wrangler.toml");
     fs::write(root.join(".dev.vars"), dev_vars(settings)).expect("the .dev.vars file");
     let log_path = root.join("wrangler.log");
     let log = fs::File::create(&log_path).expect("the wrangler log");
@@ -160,6 +165,22 @@ fn wrangler() -> PathBuf {
         .map(|cache| cache.join("npm/node_modules/.bin/wrangler"))
         .filter(|path| path.is_file())
         .unwrap_or_else(|| "wrangler".into())
+}
+
+/// Copies the directory `from` (files and directories, recursively) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|error| panic!("{}: {error}", to.display()));
+    let entries = fs::read_dir(from).unwrap_or_else(|error| panic!("{}: {error}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target)
+                .unwrap_or_else(|error| panic!("{}: {error}", entry.path().display()));
+        }
+    }
 }
 
 /// The deploy config's name and compatibility date, pointed at the built worker, with no

@@ -10,8 +10,13 @@
 //! up to 20 s and woken by the enqueue over the runner endpoints; the direct transport
 //! polling from 100 ms, doubling to 1 s, jittered).
 //!
+//! The defaults run twice: jobs submitted right after the previous one ended, and jobs
+//! submitted after the queue stayed empty for 12 s, when a backing-off poll has reached its
+//! longest interval.
+//!
 //! `cargo bench -p gpu-runner --bench enqueue_to_submit` (`BENCH_JOBS` sets the count for
-//! the 10 ms setting, default 100; the default setting runs a fifth of it).
+//! the 10 ms setting, default 100; the defaults run a fifth of it, after 12 s idle a
+//! twentieth).
 
 #[allow(dead_code)]
 #[macro_use]
@@ -26,12 +31,14 @@ use support::comfyui_double::{ComfyDouble, Faults, Run};
 use support::tollgate::*;
 use tollgate_tests::spawn_app;
 
-/// How the runner waits for work: the claim's wait and the idle polling.
+/// How the runner waits for work: the claim's wait and the idle polling; and how long the
+/// queue stays empty before each job.
 #[derive(Clone, Copy)]
 struct Waiting {
     claim_wait: Duration,
     idle_min: Duration,
     idle_max: Duration,
+    idle_before_each: Duration,
 }
 
 async fn measure(transport: Transport, waiting: Waiting, count: usize) -> Vec<Duration> {
@@ -62,6 +69,7 @@ async fn measure(transport: Transport, waiting: Waiting, count: usize) -> Vec<Du
     );
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
+        tokio::time::sleep(waiting.idle_before_each).await;
         let before = double.prompts_posted();
         let sent = Instant::now();
         let id = submit(&app, &owner, &workflow).await;
@@ -102,6 +110,12 @@ fn main() {
         .build()
         .unwrap();
     let defaults = WorkerOptions::default();
+    let default_waiting = Waiting {
+        claim_wait: defaults.claim_wait,
+        idle_min: defaults.idle_poll_min,
+        idle_max: defaults.idle_poll_max,
+        idle_before_each: Duration::ZERO,
+    };
     let settings = [
         (
             "poll 10 ms, no claim wait",
@@ -109,17 +123,18 @@ fn main() {
                 claim_wait: Duration::ZERO,
                 idle_min: Duration::from_millis(10),
                 idle_max: Duration::from_millis(10),
+                idle_before_each: Duration::ZERO,
             },
             count,
         ),
+        ("defaults", default_waiting, count / 5),
         (
-            "defaults",
+            "defaults, after 12 s idle",
             Waiting {
-                claim_wait: defaults.claim_wait,
-                idle_min: defaults.idle_poll_min,
-                idle_max: defaults.idle_poll_max,
+                idle_before_each: Duration::from_secs(12),
+                ..default_waiting
             },
-            count / 5,
+            (count / 20).max(3),
         ),
     ];
     println!("enqueue-to-submit latency (POST jobs -> ComfyUI reads POST /prompt)");

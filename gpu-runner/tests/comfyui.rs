@@ -786,3 +786,82 @@ async fn an_interrupt_lost_as_the_prompt_starts_is_sent_again() {
         ]
     );
 }
+
+/// `queue-ops.json`: A runs while B, C and D wait; an interrupt aimed at a waiting prompt is
+/// ignored, a deleted prompt leaves the queue and never gets a history, and the double
+/// lists its queue in ComfyUI's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_double_queues_deletes_and_ignores_interrupts_as_recorded() {
+    let runs: Vec<Run> = (0..4).map(|i| Run::load("queue-ops.json", i)).collect();
+    let workflows: Vec<Value> = runs.iter().map(|r| r.workflow.clone()).collect();
+    // A holds after its execution_start, as its slow chain would.
+    let faults = Faults {
+        hold_after: Some(2),
+        ..Faults::default()
+    };
+    let double = ComfyDouble::with_runs(runs, "queue-ops.json", faults).await;
+    let client = ComfyClient::new(&double.url());
+    for (workflow, id) in workflows.iter().zip(["A", "B", "C", "D"]) {
+        assert!(matches!(
+            client.submit(workflow, id, None).await.unwrap(),
+            gpu_runner::comfyui::Submitted::Accepted { .. }
+        ));
+    }
+    let queue = client.queue().await.unwrap();
+    assert_eq!(
+        (queue.running, queue.pending),
+        (
+            vec!["A".to_string()],
+            vec!["B".into(), "C".into(), "D".into()]
+        )
+    );
+
+    client.interrupt("B").await.unwrap();
+    assert_eq!(
+        double.queue(),
+        (Some("A".into()), vec!["B".into(), "C".into(), "D".into()])
+    );
+    client.delete_pending(&["B".to_string()]).await.unwrap();
+    assert_eq!(
+        double.queue(),
+        (Some("A".into()), vec!["C".into(), "D".into()])
+    );
+    assert!(client.history("B").await.unwrap().is_none());
+
+    // Each item as ComfyUI lists it: [number, prompt_id, prompt, extra_data, outputs].
+    let raw: Value = reqwest::get(format!("{}/queue", double.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recorded = support::comfyui_double::scenario("queue-ops.json")
+        .into_iter()
+        .find(|e| {
+            e["kind"] == "http"
+                && e["request"]["method"] == "GET"
+                && e["request"]["path"] == "/queue"
+        })
+        .unwrap();
+    let shape = |item: &Value| -> Vec<&'static str> {
+        item.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| match v {
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Object(_) => "object",
+                Value::Array(_) => "array",
+                _ => "other",
+            })
+            .collect()
+    };
+    for key in ["queue_running", "queue_pending"] {
+        assert_eq!(
+            shape(&raw[key][0]),
+            shape(&recorded["response"]["body"][key][0]),
+            "{key}"
+        );
+    }
+    assert_eq!(raw["queue_running"][0][2], workflows[0]);
+}

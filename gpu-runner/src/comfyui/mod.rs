@@ -508,3 +508,44 @@ impl ComfyClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `GET /queue` answers ComfyUI 0.8 gave in `queue-ops.json`: A running; D, B and C
+    /// waiting (in heap order), then B deleted.
+    #[test]
+    fn the_recorded_queue_answers_parse() {
+        let recording: Value =
+            serde_json::from_str(include_str!("../../../testdata/comfyui/queue-ops.json")).unwrap();
+        let answers: Vec<QueueState> = recording
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "http" && e["request"]["method"] == "GET")
+            .filter(|e| e["request"]["path"] == "/queue")
+            .map(|e| QueueState::parse(&e["response"]["body"]).unwrap())
+            .collect();
+        let (a, b, c, d) = (
+            "1730768d-ad2b-4cc5-a82f-5630b455439f",
+            "b8819473-bd90-4370-8a76-91a4ca5f146e",
+            "141f9b53-2e63-46c0-9b18-96a4f2f80fbd",
+            "8a1eaf5f-1bab-4113-a787-eabf8d6a7b51",
+        );
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].running, [a]);
+        assert_eq!(answers[0].pending, [d, b, c]);
+        assert_eq!(answers[1].pending, [d, c]);
+        assert_eq!(answers[1].place(a), Place::Running);
+        assert_eq!(answers[1].place(c), Place::Pending);
+        assert_eq!(answers[1].place(b), Place::Absent);
+        assert!(!answers[1].is_empty());
+        assert!(
+            QueueState::parse(&json!({ "queue_running": [], "queue_pending": [] }))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(QueueState::parse(&json!({ "queue_running": [[1]] })).is_err());
+    }
+}

@@ -92,6 +92,11 @@ pub struct Config {
     /// (the rest wait their turn), kept below what the server admits (a sqld: 128
     /// connections). The edge adapters do not cap (see `db::hrana::HranaShared::uncapped`).
     pub database_max_inflight: usize,
+    /// Whether the native server counts the per-minute limit of authenticated callers in the
+    /// database, exact across processes, instead of in its own memory
+    /// (`TOLLGATE_RATE_LIMITER`: `process` or `database`; see `quota::rate_limit`). The edge
+    /// builds always count in the database.
+    pub rate_limits_in_database: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -212,6 +217,15 @@ impl Config {
                 "TOLLGATE_DATABASE_MAX_INFLIGHT",
                 crate::db::hrana::DEFAULT_MAX_INFLIGHT as i64,
             )? as usize,
+            rate_limits_in_database: match lookup("TOLLGATE_RATE_LIMITER").as_deref() {
+                None | Some("process") => false,
+                Some("database") => true,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "TOLLGATE_RATE_LIMITER must be process or database, not {other:?}"
+                    )));
+                }
+            },
         })
     }
 
@@ -280,6 +294,15 @@ mod tests {
             Config::from_lookup(lookup(&[("TOLLGATE_DATABASE_MAX_INFLIGHT", "200")])).unwrap();
         assert_eq!(raised.database_max_inflight, 200);
         assert!(Config::from_lookup(lookup(&[("TOLLGATE_DATABASE_MAX_INFLIGHT", "0")])).is_err());
+    }
+
+    #[test]
+    fn rate_limits_are_counted_in_process_unless_the_database_is_chosen() {
+        let default = Config::from_lookup(lookup(&[])).unwrap();
+        assert!(!default.rate_limits_in_database);
+        let exact = Config::from_lookup(lookup(&[("TOLLGATE_RATE_LIMITER", "database")])).unwrap();
+        assert!(exact.rate_limits_in_database);
+        assert!(Config::from_lookup(lookup(&[("TOLLGATE_RATE_LIMITER", "redis")])).is_err());
     }
 
     #[test]

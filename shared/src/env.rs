@@ -6,6 +6,7 @@ use crate::{
     db::Db,
     notify::{NoNotifier, Notifier},
     outbound::Outbound,
+    quota::rate_limit::{DatabaseRateLimiter, RateLimiter},
 };
 
 pub struct Env {
@@ -16,6 +17,9 @@ pub struct Env {
     /// Wakes long-polling claims when a job is queued ([`NoNotifier`] unless the runtime
     /// brings one: see [`Env::with_notifier`]).
     pub notifier: Box<dyn Notifier>,
+    /// Counts the per-minute hits of authenticated callers ([`DatabaseRateLimiter`] unless
+    /// the runtime brings one: see [`Env::with_rate_limiter`]).
+    pub rate_limiter: Box<dyn RateLimiter>,
     pub config: Config,
 }
 
@@ -31,6 +35,7 @@ impl Env {
             clock,
             outbound,
             notifier: Box::new(NoNotifier),
+            rate_limiter: Box::new(DatabaseRateLimiter),
             config,
         }
     }
@@ -38,6 +43,12 @@ impl Env {
     /// This `Env` with `notifier` in place of [`NoNotifier`].
     pub fn with_notifier(mut self, notifier: Box<dyn Notifier>) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// This `Env` with `rate_limiter` in place of [`DatabaseRateLimiter`].
+    pub fn with_rate_limiter(mut self, rate_limiter: Box<dyn RateLimiter>) -> Self {
+        self.rate_limiter = rate_limiter;
         self
     }
 

@@ -12,3 +12,4 @@ mod refresh;
 mod register;
 mod support;
 mod verify_email;
+mod verify_limits;

@@ -7,4 +7,5 @@ pub mod db;
 pub mod hrana;
 pub mod notifier;
 pub mod outbound;
+pub mod rate_limiter;
 pub mod server;

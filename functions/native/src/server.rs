@@ -32,7 +32,10 @@ use tollgate::{
     error::ErrorCause,
 };
 
-use crate::{database::Database, db::LibsqlDb, notifier::NativeNotifier, outbound::NativeOutbound};
+use crate::{
+    database::Database, db::LibsqlDb, notifier::NativeNotifier, outbound::NativeOutbound,
+    rate_limiter::InProcessRateLimiter,
+};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -183,14 +186,16 @@ pub fn start(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
     let notifier = NativeNotifier::new();
+    let rate_limiter = InProcessRateLimiter::default();
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (database, config, clock, notifier, slots) = (
+            let (database, config, clock, notifier, rate_limiter, slots) = (
                 database.clone(),
                 settings.config.clone(),
                 settings.clock.clone(),
                 notifier.clone(),
+                rate_limiter.clone(),
                 slots.clone(),
             );
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
@@ -200,8 +205,13 @@ pub fn start(
                 .name(format!("tollgate-worker-{index}"))
                 .spawn(move || {
                     let outbound = NativeOutbound::new(config.webhooks_allow_private);
-                    let env = Env::new(database.port(), clock.port(), Box::new(outbound), config)
-                        .with_notifier(Box::new(notifier));
+                    let in_database = config.rate_limits_in_database;
+                    let mut env =
+                        Env::new(database.port(), clock.port(), Box::new(outbound), config)
+                            .with_notifier(Box::new(notifier));
+                    if !in_database {
+                        env = env.with_rate_limiter(Box::new(rate_limiter));
+                    }
                     let worker = Worker {
                         env,
                         limits,

@@ -32,34 +32,42 @@ pub fn looks_like_key(secret: &str) -> bool {
     secret.starts_with(KEY_PREFIX)
 }
 
-/// The statements that read a presented key (by hash) with its owner, tenant and plan rate,
-/// and note its use.
-pub(crate) fn lookup(key_hash: &str, now: i64) -> Vec<Statement> {
-    vec![
-        sql!(
-            format!(
-                "SELECT k.id, k.tenant_id, k.user_id, k.scopes, k.expires_at, k.revoked_at,
-                        u.role, u.status AS user_status, t.slug, t.status AS tenant_status,
-                        {rpm} AS rpm
-                 FROM api_keys k
-                 JOIN users u ON u.id = k.user_id
-                 JOIN tenants t ON t.id = k.tenant_id
-                 WHERE k.key_hash = ?",
-                rpm = plans::REQUESTS_PER_MINUTE_OF_T
-            ),
-            key_hash
+/// Reads a presented key (by hash) with its owner, tenant, plan rate and when it was last
+/// noted in use.
+pub(crate) fn find(key_hash: &str) -> Statement {
+    sql!(
+        format!(
+            "SELECT k.id, k.tenant_id, k.user_id, k.scopes, k.expires_at, k.revoked_at,
+                    k.last_used_at, u.role, u.status AS user_status, t.slug,
+                    t.status AS tenant_status, {rpm} AS rpm
+             FROM api_keys k
+             JOIN users u ON u.id = k.user_id
+             JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = ?",
+            rpm = plans::REQUESTS_PER_MINUTE_OF_T
         ),
-        sql!(
-            "UPDATE api_keys SET last_used_at = ?
-             WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
-               AND (last_used_at IS NULL OR last_used_at <= ?)
-               AND user_id IN (SELECT id FROM users WHERE status = 'active')",
-            now,
-            key_hash,
-            now,
-            now - LAST_USED_RESOLUTION_SECONDS
-        ),
-    ]
+        key_hash
+    )
+}
+
+/// Whether a key last noted in use at `last_used_at` is due a new note at `now`.
+pub(crate) fn use_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_none_or(|noted| noted <= now - LAST_USED_RESOLUTION_SECONDS)
+}
+
+/// Notes the use of a good key, unless it was noted within the resolution: the condition
+/// holds in the statement itself, so concurrent requests write it once.
+pub(crate) fn note_use(key_hash: &str, now: i64) -> Statement {
+    sql!(
+        "UPDATE api_keys SET last_used_at = ?
+         WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
+           AND (last_used_at IS NULL OR last_used_at <= ?)
+           AND user_id IN (SELECT id FROM users WHERE status = 'active')",
+        now,
+        key_hash,
+        now,
+        now - LAST_USED_RESOLUTION_SECONDS
+    )
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use crate::{
         rbac::{Permission, Role, Scope, Scopes},
         tokens::sha256_hex,
     },
+    db::{Rows, Statement},
     error::ApiResult,
     ids::{TenantId, UserId},
     quota::rate_limit::{Limit, RateStatus},
@@ -145,26 +146,21 @@ async fn authenticate_session(env: &Env, token: &str, client: ClientInfo) -> Api
         return Err(invalid_credential("a platform admin token names no tenant"));
     }
     let limit = Limit::per_minute(format!("user:{}", claims.sub), 0);
-    let results = env
-        .db
-        .batch(vec![
-            sql!(
-                format!(
-                    "SELECT u.role, t.slug, t.status AS tenant_status, s.revoked_at, {rpm} AS rpm
-                     FROM users u
-                     JOIN tenants t ON t.id = u.tenant_id
-                     JOIN sessions s ON s.id = ? AND s.user_id = u.id
-                     WHERE u.id = ? AND u.tenant_id = ? AND u.status = 'active'",
-                    rpm = plans::REQUESTS_PER_MINUTE_OF_T
-                ),
-                &claims.sid,
-                &claims.sub,
-                &claims.tid
-            ),
-            limit.hit(now),
-        ])
-        .await?;
-    let row = results[0]
+    let find = sql!(
+        format!(
+            "SELECT u.role, t.slug, t.status AS tenant_status, s.revoked_at, {rpm} AS rpm
+             FROM users u
+             JOIN tenants t ON t.id = u.tenant_id
+             JOIN sessions s ON s.id = ? AND s.user_id = u.id
+             WHERE u.id = ? AND u.tenant_id = ? AND u.status = 'active'",
+            rpm = plans::REQUESTS_PER_MINUTE_OF_T
+        ),
+        &claims.sid,
+        &claims.sub,
+        &claims.tid
+    );
+    let (found, counted) = read_and_count(env, find, None, &limit, now).await?;
+    let row = found
         .first()
         .ok_or_else(|| invalid_credential("the access token's user no longer exists"))?;
     if row.get::<Option<i64>>("revoked_at")?.is_some() {
@@ -176,10 +172,7 @@ async fn authenticate_session(env: &Env, token: &str, client: ClientInfo) -> Api
         limit: row.get("rpm")?,
         ..limit
     };
-    let rate = limit.judge(
-        results[1].first().map_or(Ok(1), |hit| hit.get("hits"))?,
-        now,
-    )?;
+    let rate = limit.judge(counted.hits(env, &limit, now)?, now)?;
     Ok(Principal {
         tenant_id: TenantId::trusted(claims.tid),
         tenant_slug: row.get("slug")?,
@@ -196,11 +189,18 @@ async fn authenticate_session(env: &Env, token: &str, client: ClientInfo) -> Api
 async fn authenticate_key(env: &Env, secret: &str, client: ClientInfo) -> ApiResult<Principal> {
     let now = env.now();
     let key_hash = sha256_hex(secret);
-    let mut statements = api_keys::lookup(&key_hash, now);
     let limit = Limit::per_minute(format!("key:{}", &key_hash[..32]), 0);
-    statements.push(limit.hit(now));
-    let results = env.db.batch(statements).await?;
-    let row = results[0]
+    // With the counters in the database the request writes anyway: its use is noted in the
+    // same transaction. Otherwise it is noted apart, and only when the row read shows it
+    // stale, so a verify that only reads writes nothing.
+    let note_in_batch = env
+        .rate_limiter
+        .counts_in_database()
+        .then(|| api_keys::note_use(&key_hash, now));
+    let note_use_apart = note_in_batch.is_none();
+    let (found, counted) =
+        read_and_count(env, api_keys::find(&key_hash), note_in_batch, &limit, now).await?;
+    let row = found
         .first()
         .ok_or_else(|| invalid_credential("the API key is not valid"))?;
     if row.get::<Option<i64>>("revoked_at")?.is_some() {
@@ -221,11 +221,10 @@ async fn authenticate_key(env: &Env, secret: &str, client: ClientInfo) -> ApiRes
         limit: row.get("rpm")?,
         ..limit
     };
-    let hits = results
-        .last()
-        .and_then(|rows| rows.first())
-        .map_or(Ok(1), |hit| hit.get("hits"))?;
-    let rate = limit.judge(hits, now)?;
+    let rate = limit.judge(counted.hits(env, &limit, now)?, now)?;
+    if note_use_apart && api_keys::use_is_stale(row.get("last_used_at")?, now) {
+        env.db.execute(api_keys::note_use(&key_hash, now)).await?;
+    }
     Ok(Principal {
         tenant_id: TenantId::trusted(row.get("tenant_id")?),
         tenant_slug: row.get("slug")?,
@@ -238,6 +237,46 @@ async fn authenticate_key(env: &Env, secret: &str, client: ClientInfo) -> ApiRes
         rate,
         client,
     })
+}
+
+/// The hit of a request, counted in the database with its reads or left to the limiter.
+enum Counted {
+    InDatabase(Rows),
+    ByLimiter,
+}
+
+impl Counted {
+    /// The window's hits, this one included. A limiter outside the database counts only
+    /// requests whose credential is good, so its memory holds no bucket per bad secret.
+    fn hits(self, env: &Env, limit: &Limit, now: i64) -> ApiResult<i64> {
+        Ok(match self {
+            Counted::InDatabase(rows) => rows.first().map_or(Ok(1), |hit| hit.get("hits"))?,
+            Counted::ByLimiter => env.rate_limiter.hit(limit, now).unwrap_or(1),
+        })
+    }
+}
+
+/// Runs the credential's read (its rows come back) and, when the limiter counts in the
+/// database, `write` and the hit with it in one batch: one round trip either way. The read
+/// alone goes to the database as one plain query, which takes no write lock.
+async fn read_and_count(
+    env: &Env,
+    read: Statement,
+    write: Option<Statement>,
+    limit: &Limit,
+    now: i64,
+) -> ApiResult<(Rows, Counted)> {
+    if !env.rate_limiter.counts_in_database() {
+        return Ok((env.db.execute(read).await?, Counted::ByLimiter));
+    }
+    let statements = std::iter::once(read)
+        .chain(write)
+        .chain([limit.hit(now)])
+        .collect();
+    let mut results = env.db.batch(statements).await?.into_iter();
+    let found = results.next().unwrap_or_default();
+    let hit = results.next_back().unwrap_or_default();
+    Ok((found, Counted::InDatabase(hit)))
 }
 
 /// A suspended tenant's callers are known but refused; a deleted tenant is gone.

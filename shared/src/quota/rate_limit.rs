@@ -1,7 +1,18 @@
-//! Fixed-window rate limits kept in the database, so every isolate and process shares them.
+//! Fixed-window rate limits.
 //!
-//! A hit is one upsert that returns the window's count: no read-then-write, so concurrent
-//! requests are all counted.
+//! In the database ([`Limit::hit`]), every isolate and process shares them: a hit is one
+//! upsert that returns the window's count, no read-then-write, so concurrent requests are
+//! all counted. The login, recovery and registration limits are always counted there.
+//!
+//! The per-minute limit of authenticated callers goes through the [`RateLimiter`] port, so
+//! a runtime may count it elsewhere. What each adapter guarantees when several instances
+//! serve one tenant:
+//! - [`DatabaseRateLimiter`] (the default, and the edge runtimes'): exact across every
+//!   instance, at the price of one write per authenticated request, serialised by the
+//!   database on the caller's bucket row.
+//! - the native server's in-process limiter: the same windows and headers, exact within one
+//!   process; N processes let a caller through up to N times its limit, and a restart
+//!   starts the counters again. A request that only reads then writes nothing.
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
@@ -25,7 +36,7 @@ impl Limit {
         }
     }
 
-    fn window_start(&self, now: i64) -> i64 {
+    pub fn window_start(&self, now: i64) -> i64 {
         now - now.rem_euclid(self.window_seconds)
     }
 
@@ -51,6 +62,30 @@ impl Limit {
             return Err(status.exceeded());
         }
         Ok(status)
+    }
+}
+
+/// Where the per-minute hits of authenticated callers are counted.
+pub trait RateLimiter {
+    /// True when the counters are rows of `rate_limit_windows`: the caller then counts a hit
+    /// by running [`Limit::hit`] in the batch of its own reads, one round trip.
+    fn counts_in_database(&self) -> bool;
+
+    /// Counts one hit of `limit` at `now` and returns the window's hits so far, this one
+    /// included; `None` from a limiter that counts in the database.
+    fn hit(&self, limit: &Limit, now: i64) -> Option<i64>;
+}
+
+/// The counters in the database: exact across every instance that shares it.
+pub struct DatabaseRateLimiter;
+
+impl RateLimiter for DatabaseRateLimiter {
+    fn counts_in_database(&self) -> bool {
+        true
+    }
+
+    fn hit(&self, _limit: &Limit, _now: i64) -> Option<i64> {
+        None
     }
 }
 

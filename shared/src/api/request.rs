@@ -159,6 +159,27 @@ impl ApiRequest {
         })
     }
 
+    /// The page of a list that takes `filters` besides `limit` and `offset`; any other query
+    /// parameter is refused (400 `invalid_query` naming it) rather than silently ignored.
+    pub fn filtered_page(&self, filters: &[&str]) -> ApiResult<Page> {
+        if let Some(unknown) = self
+            .query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+            .find(|name| !["limit", "offset"].contains(name) && !filters.contains(name))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "unknown parameter {unknown:?}; filters are {}",
+                    filters.join(", ")
+                ),
+            ));
+        }
+        self.page()
+    }
+
     /// `?limit=&offset=` with bounds: limit 1..=100 (default 50), offset 0..=[`MAX_OFFSET`].
     pub fn page(&self) -> ApiResult<Page> {
         let number = |name: &str, default: i64, min: i64, max: i64| -> ApiResult<i64> {

@@ -19,10 +19,8 @@ const COLUMNS: &str = "id, user_id, api_key_id, model, requested_model, provider
      attempts, prompt_tokens, completion_tokens, cached_tokens, cost, reservation_id, latency_ms, status, \
      error, created_at";
 
-/// The query parameters a list takes; any other is refused rather than ignored.
-const PARAMETERS: &[&str] = &[
-    "limit", "offset", "model", "status", "since", "until", "user_id",
-];
+/// The filters a list takes besides its page; any other parameter is refused.
+const FILTERS: &[&str] = &["model", "status", "since", "until", "user_id"];
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,19 +143,7 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
 /// admins; a member sees only their own).
 pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::LlmRead)?;
-    if let Some(unknown) = request
-        .query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-        .find(|name| !PARAMETERS.contains(name))
-    {
-        return Err(invalid_query(format!(
-            "unknown parameter {unknown:?}; filters are {}",
-            PARAMETERS[2..].join(", ")
-        )));
-    }
-    let page = request.page()?;
+    let page = request.filtered_page(FILTERS)?;
     let sees_all = principal.require(Permission::LlmInteractionsAll).is_ok();
     let user_filter = request.query_param("user_id");
     let user = match (sees_all, user_filter) {

@@ -16,8 +16,8 @@ use crate::{
     tenancy::admin,
 };
 
-/// The query parameters the list takes; any other is refused rather than ignored.
-const PARAMETERS: &[&str] = &["limit", "offset", "status", "tenant_id"];
+/// The filters the list takes besides its page; any other parameter is refused.
+const FILTERS: &[&str] = &["status", "tenant_id"];
 
 /// `status` values and the condition each selects.
 const STATUSES: &[(&str, &str)] = &[
@@ -30,18 +30,7 @@ const STATUSES: &[(&str, &str)] = &[
 pub async fn admin_list(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     admin::authenticate(env, request).await?;
     let invalid = |message: String| ApiError::bad_request("invalid_query", message);
-    if let Some(unknown) = request
-        .query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-        .find(|name| !PARAMETERS.contains(name))
-    {
-        return Err(invalid(format!(
-            "unknown parameter {unknown:?}; filters are status, tenant_id"
-        )));
-    }
-    let page = request.page()?;
+    let page = request.filtered_page(FILTERS)?;
     let condition = match request.query_param("status") {
         None => "1 = 1",
         Some(status) => STATUSES

@@ -17,27 +17,15 @@ use crate::{
     sql,
 };
 
-/// The query parameters a list takes; any other is refused rather than ignored.
-const PARAMETERS: &[&str] = &["limit", "offset", "kind"];
+/// The filters a list takes besides its page; any other parameter is refused.
+const FILTERS: &[&str] = &["kind"];
 
 const COLUMNS: &str = "id, kind, period, period_start, period_end, content, created_at";
 
 /// `GET /api/v1/reports?kind=daily|monthly`: the tenant's reports, latest period first.
 pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::ReportsRead)?;
-    if let Some(unknown) = request
-        .query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-        .find(|name| !PARAMETERS.contains(name))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("unknown parameter {unknown:?}; the filter is kind"),
-        ));
-    }
-    let page = request.page()?;
+    let page = request.filtered_page(FILTERS)?;
     let kind = request
         .query_param("kind")
         .map(|text| ReportKind::parse_query(&text))

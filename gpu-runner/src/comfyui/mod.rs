@@ -402,22 +402,8 @@ impl ComfyClient {
     /// running, and lost when it arrives after ComfyUI took the prompt from its queue but
     /// before execution started (starting a prompt clears the interrupt flag).
     pub async fn interrupt(&self, prompt_id: &str) -> Result<(), ComfyError> {
-        let resp = self
-            .http
-            .post(format!("{}/interrupt", self.base))
-            .timeout(self.request_timeout)
-            .json(&json!({ "prompt_id": prompt_id }))
-            .send()
+        self.post_control("/interrupt", &json!({ "prompt_id": prompt_id }))
             .await
-            .map_err(unavailable)?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(ComfyError::Unavailable(format!(
-                "POST /interrupt: {}",
-                resp.status()
-            )))
-        }
     }
 
     /// `GET /queue`: what runs and what waits.
@@ -428,11 +414,17 @@ impl ComfyClient {
     /// `POST /queue {"delete": [ids]}`: removes prompts that wait in the queue, so they never
     /// run (a running or finished prompt is left as it is). Always 200.
     pub async fn delete_pending(&self, prompt_ids: &[String]) -> Result<(), ComfyError> {
+        self.post_control("/queue", &json!({ "delete": prompt_ids }))
+            .await
+    }
+
+    /// A control request whose answer carries nothing but its status.
+    async fn post_control(&self, path: &str, body: &Value) -> Result<(), ComfyError> {
         let resp = self
             .http
-            .post(format!("{}/queue", self.base))
+            .post(format!("{}{path}", self.base))
             .timeout(self.request_timeout)
-            .json(&json!({ "delete": prompt_ids }))
+            .json(body)
             .send()
             .await
             .map_err(unavailable)?;
@@ -440,7 +432,7 @@ impl ComfyClient {
             Ok(())
         } else {
             Err(ComfyError::Unavailable(format!(
-                "POST /queue: {}",
+                "POST {path}: {}",
                 resp.status()
             )))
         }

@@ -96,7 +96,14 @@ fn collect_schemas(value: &Value, found: &mut Vec<(String, Value)>) {
 /// `(METHOD, /path/{param})` of every arm of the router, read from its source: a route added
 /// there without a place in the document fails here.
 fn routes_of_the_router() -> BTreeSet<(String, String)> {
-    let source = include_str!("../../shared/src/api/router.rs");
+    // The `tollgate` crate of this workspace (`shared/` at the repository's root).
+    let router = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .join("shared/src/api/router.rs");
+    let source = std::fs::read_to_string(&router)
+        .unwrap_or_else(|error| panic!("{}: {error}", router.display()));
+    let source = source.as_str();
     let body = &source[source
         .find("match segments.as_slice()")
         .expect("the route table")..];

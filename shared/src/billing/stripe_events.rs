@@ -158,6 +158,35 @@ fn plan_applied(tenant_id: &str, event: &Event, fresh: &Statement) -> Statement 
     query
 }
 
+/// The `plan.changed` event and its audit entry, written only when this event's plan change
+/// was the one applied. `change` is the event's payload; the audit entry keeps it with the
+/// Stripe event's id in place of its source.
+fn plan_changed(
+    tenant_id: &str,
+    event: &Event,
+    fresh: &Statement,
+    change: Json,
+    now: i64,
+) -> [Statement; 2] {
+    let applied = plan_applied(tenant_id, event, fresh);
+    let mut metadata = change.clone();
+    if let Some(fields) = metadata.as_object_mut() {
+        fields.remove("source");
+        fields.insert("stripe_event".into(), json!(event.id));
+    }
+    [
+        outbox(tenant_id, "plan.changed", change, now, &applied),
+        audited(
+            tenant_id,
+            Action::PlanChanged,
+            Target::new("tenant", tenant_id),
+            metadata,
+            now,
+            &applied,
+        ),
+    ]
+}
+
 /// Moves the tenant to `plan` unless a newer subscription event already decided.
 fn change_plan(
     tenant_id: &str,
@@ -313,21 +342,12 @@ fn checkout(
                 event.created,
                 now,
             ));
-            let applied = plan_applied(tenant_id, event, fresh);
-            statements.push(outbox(
+            statements.extend(plan_changed(
                 tenant_id,
-                "plan.changed",
+                event,
+                fresh,
                 json!({ "plan": plan, "source": "checkout" }),
                 now,
-                &applied,
-            ));
-            statements.push(audited(
-                tenant_id,
-                Action::PlanChanged,
-                Target::new("tenant", tenant_id),
-                json!({ "plan": plan, "stripe_event": event.id }),
-                now,
-                &applied,
             ));
         }
         (Payment::Paid, Purchase::Credits(credits)) => {
@@ -480,21 +500,12 @@ fn effects(
                     .bind(tenant_id)
                     .bind(event.created),
             );
-            let applied = plan_applied(tenant_id, event, fresh);
-            statements.push(outbox(
+            statements.extend(plan_changed(
                 tenant_id,
-                "plan.changed",
+                event,
+                fresh,
                 json!({ "subscription_status": status, "source": event.kind }),
                 now,
-                &applied,
-            ));
-            statements.push(audited(
-                tenant_id,
-                Action::PlanChanged,
-                Target::new("tenant", tenant_id),
-                json!({ "subscription_status": status, "stripe_event": event.id }),
-                now,
-                &applied,
             ));
         }
         "charge.refunded" => {

@@ -51,6 +51,8 @@ CREATE TABLE llm_interactions (
     user_id           TEXT NOT NULL,
     -- The API key the call came with; NULL for an access token.
     api_key_id        TEXT,
+    -- The OpenAI route the call came through.
+    endpoint          TEXT NOT NULL CHECK (endpoint IN ('chat', 'embeddings')),
     -- The catalogue's name of the model, and what the client wrote (a name or an alias).
     model             TEXT NOT NULL,
     requested_model   TEXT NOT NULL,

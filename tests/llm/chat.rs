@@ -341,6 +341,31 @@ async fn the_clients_other_fields_pass_through_to_an_openai_compatible_provider(
 }
 
 #[tokio::test]
+async fn a_request_naming_no_maximum_is_sent_with_the_maximum_its_hold_paid_for() {
+    let gateway = gateway(1_000_000).await;
+    let body =
+        json!({ "model": "chat", "n": 2, "messages": [{ "role": "user", "content": "Hello!" }] });
+    expect_status(
+        chat(&gateway.app, &gateway.owner.access_token, &body).await,
+        StatusCode::OK,
+    )
+    .await;
+    let sent = &gateway.primary.requests()[0];
+    assert_eq!(sent["max_tokens"], MAX_OUTPUT, "per choice, as the hold");
+    let held = gateway
+        .app
+        .query(
+            "SELECT amount FROM credit_reservations WHERE owner = 'llm_call'",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        held[0][0],
+        (8 + 8 + 4 + 6) * 2 + 2 * MAX_OUTPUT * OUTPUT_PRICE / 1_000_000
+    );
+}
+
+#[tokio::test]
 async fn malformed_requests_answer_400_naming_the_parameter_before_anything_is_held() {
     let gateway = gateway(10_000).await;
     let token = &gateway.owner.access_token;

@@ -1,8 +1,9 @@
 //! Black-box tests of the LLM gateway: provider keys and the model catalogue through the
-//! API, `/v1/chat/completions` and `/v1/models` against OpenAI provider doubles on
+//! API, `/v1/chat/completions`, `/v1/embeddings` and `/v1/models` against OpenAI provider doubles on
 //! loopback, the interaction record, and the official OpenAI Python client end to end.
 
 mod chat;
+mod embeddings;
 mod interactions;
 mod keys;
 mod models;

@@ -1,7 +1,9 @@
 //! An OpenAI API double on loopback, built from OpenAI's published API reference: `POST
 //! /v1/chat/completions` answers a chat completion object (`id`, `object`, `created`,
 //! `model`, `choices` with the assistant `message` and `finish_reason`, `usage` with
-//! `prompt_tokens_details.cached_tokens`), a wrong key answers 401 `invalid_api_key`, and
+//! `prompt_tokens_details.cached_tokens`), `POST /v1/embeddings` a list of `embedding`
+//! objects, one per input (floats, or with `encoding_format: "base64"` the base64 of their
+//! little-endian float32 bytes), with `usage.prompt_tokens`; a wrong key answers 401 `invalid_api_key`, and
 //! queued faults answer OpenAI's own error bodies (429 `rate_limit_exceeded` with
 //! `Retry-After`, 500 `server_error`, 400 `invalid_request_error`). Every request is
 //! recorded as the provider received it.
@@ -84,7 +86,7 @@ impl OpenAiDouble {
         self.state.lock().unwrap().faults.push_back(fault);
     }
 
-    /// Every chat completion request body received, in order.
+    /// Every request body received (chat completions and embeddings), in order.
     pub fn requests(&self) -> Vec<Value> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -107,8 +109,56 @@ fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
     json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
 }
 
+/// The double's embedding of input `index`: a few floats that tell inputs apart.
+fn embedding(index: usize) -> Vec<f32> {
+    (0..EMBEDDING_DIMENSIONS)
+        .map(|dimension| (index * EMBEDDING_DIMENSIONS + dimension) as f32 / 64.0)
+        .collect()
+}
+
+/// The length of the double's embeddings.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+
+/// OpenAI's embeddings list for `request`, one embedding per input.
+fn embeddings(request: &Value, prompt_tokens: i64) -> Value {
+    let inputs = match &request["input"] {
+        Value::Array(items) if items.iter().all(|item| item.is_string() || item.is_array()) => {
+            items.len()
+        }
+        _ => 1,
+    };
+    let base64 = request["encoding_format"] == "base64";
+    let data: Vec<Value> = (0..inputs)
+        .map(|index| {
+            let vector = embedding(index);
+            let encoded = if base64 {
+                let bytes: Vec<u8> = vector
+                    .iter()
+                    .flat_map(|value| value.to_le_bytes())
+                    .collect();
+                json!(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bytes
+                ))
+            } else {
+                json!(vector)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": encoded })
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"],
+        "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
+    })
+}
+
 fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
-    if parts.method != http::Method::POST || parts.uri.path() != "/v1/chat/completions" {
+    let path = parts.uri.path();
+    if parts.method != http::Method::POST
+        || !["/v1/chat/completions", "/v1/embeddings"].contains(&path)
+    {
         let message = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
         return json_response(404, &error(&message, "invalid_request_error", None), None);
     }
@@ -131,34 +181,11 @@ fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.requests.push(request.clone());
-    let mut completion = json!({
-        "id": format!("chatcmpl-double{}", state.requests.len()),
-        "object": "chat.completion",
-        "created": 1_741_569_952,
-        "model": request["model"],
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "Hello! How can I assist you today?",
-                "refusal": null,
-                "annotations": [],
-            },
-            "logprobs": null,
-            "finish_reason": "stop",
-        }],
-        "usage": {
-            "prompt_tokens": state.usage.prompt_tokens,
-            "completion_tokens": state.usage.completion_tokens,
-            "total_tokens": state.usage.prompt_tokens + state.usage.completion_tokens,
-            "prompt_tokens_details": { "cached_tokens": state.usage.cached_tokens, "audio_tokens": 0 },
-            "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
-            },
-        },
-        "service_tier": "default",
-    });
+    let mut completion = if path == "/v1/embeddings" {
+        embeddings(&request, state.usage.prompt_tokens)
+    } else {
+        chat_completion(&request, state.requests.len(), state.usage)
+    };
     match state.faults.pop_front() {
         None => json_response(200, &completion, None),
         Some(Fault::NoUsage) => {
@@ -187,4 +214,36 @@ fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
             json_response(400, &error(message, "invalid_request_error", None), None)
         }
     }
+}
+
+/// OpenAI's chat completion object for the `count`th request.
+fn chat_completion(request: &Value, count: usize, usage: Reported) -> Value {
+    json!({
+        "id": format!("chatcmpl-double{count}"),
+        "object": "chat.completion",
+        "created": 1_741_569_952,
+        "model": request["model"],
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello! How can I assist you today?",
+                "refusal": null,
+                "annotations": [],
+            },
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": usage.cached_tokens, "audio_tokens": 0 },
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+    })
 }

@@ -1,5 +1,5 @@
 //! The official OpenAI Python client (PyPI `openai`) against the running gateway: a plain
-//! chat completion, the model list, and the SDK's own exception classes for an unknown
+//! chat completion, embeddings (base64, the SDK's default, and floats), the model list, and the SDK's own exception classes for an unknown
 //! model (404), a tenant without credits (402) and a bad key (401).
 //!
 //! The client lives in a virtual environment of the tools cache; `scripts/tools/openai.sh`
@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tollgate_tests::expect_status;
 
 use crate::{
-    openai_double::OpenAiDouble,
+    openai_double::{EMBEDDING_DIMENSIONS, OpenAiDouble},
     support::{create_key, create_model, funded_tenant, model_body, spawn_gateway},
 };
 
@@ -80,6 +80,21 @@ async fn the_official_openai_python_client_chats_lists_models_and_raises_its_own
     assert_eq!(completion["content"], "Hello! How can I assist you today?");
     assert_eq!(completion["finish_reason"], "stop");
     assert_eq!(completion["total_tokens"], 29);
+    let embeddings = &result["embeddings"];
+    assert_eq!(embeddings["model"], "chat", "{result}");
+    let expected: Vec<f64> = (0..EMBEDDING_DIMENSIONS)
+        .map(|dimension| (EMBEDDING_DIMENSIONS + dimension) as f64 / 64.0)
+        .collect();
+    assert_eq!(
+        embeddings["vectors"][1],
+        serde_json::json!(expected),
+        "the SDK decoded the second input's base64 floats"
+    );
+    assert_eq!(embeddings["prompt_tokens"], 19);
+    assert_eq!(
+        embeddings["float_vector"].as_array().unwrap().len(),
+        EMBEDDING_DIMENSIONS
+    );
     assert_eq!(result["models"], serde_json::json!(["chat"]));
     assert_eq!(result["retrieved"], "chat");
     assert_eq!(double.requests()[0]["user"], "sdk-user");
@@ -107,5 +122,5 @@ async fn the_official_openai_python_client_chats_lists_models_and_raises_its_own
     )
     .await;
     assert_eq!(listed["data"][0]["api_key_id"], funded_key["id"]);
-    assert_eq!(double.requests().len(), 1);
+    assert_eq!(double.requests().len(), 3, "one chat, two embeddings");
 }

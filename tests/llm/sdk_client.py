@@ -46,6 +46,15 @@ def main():
         "finish_reason": completion.choices[0].finish_reason,
         "total_tokens": completion.usage.total_tokens,
     }
+    # The SDK asks for base64 unless told otherwise, and decodes it into floats itself.
+    packed = funded.embeddings.create(model="chat", input=["one", "two"])
+    floats = funded.embeddings.create(model="chat", input="three", encoding_format="float")
+    result["embeddings"] = {
+        "model": packed.model,
+        "vectors": [item.embedding for item in packed.data],
+        "prompt_tokens": packed.usage.prompt_tokens,
+        "float_vector": floats.data[0].embedding,
+    }
     result["models"] = [model.id for model in funded.models.list().data]
     result["retrieved"] = funded.models.retrieve("chat").id
 

@@ -16,6 +16,10 @@ const PER_REQUEST_TOKENS: i64 = 8;
 const PER_DEFINITION_TOKENS: i64 = 64;
 /// Completions one request may ask for (`n`), as OpenAI allows.
 pub const MAX_CHOICES: i64 = 128;
+/// Inputs one embeddings request may carry, as OpenAI allows.
+pub const MAX_EMBEDDING_INPUTS: usize = 2_048;
+/// Tokens an embedding model may add around each input (start and end markers).
+const PER_INPUT_TOKENS: i64 = 8;
 
 /// The worst case of one call: the prompt's and the completion's tokens at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,32 @@ impl WorstCase {
         })
     }
 
+    /// Bounds an embeddings request's tokens: each input's bytes (a text) or length (token
+    /// ids), plus its markers, at most the context window; embeddings write none. 400 naming
+    /// `input` unless it is a text, token ids, or a non-empty list of either.
+    pub fn of_embeddings(body: &Map<String, Json>, model: &Model) -> ApiResult<Self> {
+        let inputs = embedding_inputs(body.get("input")).ok_or_else(|| {
+            invalid_param(
+                "input",
+                format!(
+                    "input must be a non-empty text, a list of token ids, or a list of 1 to \
+                     {MAX_EMBEDDING_INPUTS} non-empty texts or lists of token ids"
+                ),
+            )
+        })?;
+        let prompt_tokens = inputs.into_iter().fold(0i64, |sum, tokens| {
+            sum.saturating_add(
+                tokens
+                    .saturating_add(PER_INPUT_TOKENS)
+                    .min(model.context_window),
+            )
+        });
+        Ok(WorstCase {
+            prompt_tokens,
+            completion_tokens: 0,
+        })
+    }
+
     /// The hold: the worst case at the model's prices, cached prompt tokens assumed to cost
     /// whichever prompt price is higher.
     pub fn credits(&self, model: &Model) -> i64 {
@@ -100,6 +130,31 @@ pub fn cost(usage: &Usage, model: &Model) -> i64 {
 fn per_million(micro_credits: i128) -> i64 {
     let credits = (micro_credits.max(0) + 999_999) / 1_000_000;
     i64::try_from(credits).unwrap_or(i64::MAX)
+}
+
+/// The bound of each input of an embeddings request (its bytes, or its count of token
+/// ids), or `None` when `input` has none of OpenAI's four shapes.
+fn embedding_inputs(input: Option<&Json>) -> Option<Vec<i64>> {
+    let length = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+    let text = |value: &Json| value.as_str().filter(|text| !text.is_empty()).map(str::len);
+    let token_ids = |value: &Json| {
+        value
+            .as_array()
+            .filter(|ids| !ids.is_empty() && ids.iter().all(|id| id.as_u64().is_some()))
+            .map(Vec::len)
+    };
+    match input? {
+        Json::String(_) => Some(vec![length(text(input?)?)]),
+        Json::Array(items) if items.is_empty() || items.len() > MAX_EMBEDDING_INPUTS => None,
+        Json::Array(items) if items[0].is_string() => {
+            items.iter().map(|item| text(item).map(length)).collect()
+        }
+        Json::Array(items) if items[0].is_array() => items
+            .iter()
+            .map(|item| token_ids(item).map(length))
+            .collect(),
+        ids => Some(vec![length(token_ids(ids)?)]),
+    }
 }
 
 /// An upper bound on the prompt's tokens.
@@ -183,6 +238,37 @@ mod tests {
 
     fn body(value: Json) -> Map<String, Json> {
         value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_embeddings_bound_is_each_inputs_bytes_or_ids_plus_markers_within_the_window() {
+        let bound = |input: Json| {
+            WorstCase::of_embeddings(&body(json!({ "input": input })), &model())
+                .map(|worst| (worst.prompt_tokens, worst.completion_tokens))
+        };
+        assert_eq!(bound(json!("héllo")).unwrap(), (6 + 8, 0));
+        assert_eq!(bound(json!(["ab", "cde"])).unwrap(), (2 + 8 + 3 + 8, 0));
+        assert_eq!(bound(json!([1, 2, 3])).unwrap(), (3 + 8, 0));
+        assert_eq!(bound(json!([[1], [2, 3]])).unwrap(), (1 + 8 + 2 + 8, 0));
+        let long = "x".repeat(200_000);
+        assert_eq!(bound(json!([long, "a"])).unwrap(), (128_000 + 1 + 8, 0));
+        for refused in [
+            json!(""),
+            json!([]),
+            json!(["a", ""]),
+            json!(["a", 1]),
+            json!([1, -2]),
+            json!([[1], []]),
+            json!([[1], "a"]),
+            json!({"text": "a"}),
+            json!(7),
+            Json::Null,
+            json!(vec!["a"; MAX_EMBEDDING_INPUTS + 1]),
+        ] {
+            let error = bound(refused.clone()).unwrap_err();
+            assert_eq!(error.status, http::StatusCode::BAD_REQUEST, "{refused}");
+        }
+        assert!(WorstCase::of_embeddings(&body(json!({})), &model()).is_err());
     }
 
     #[test]

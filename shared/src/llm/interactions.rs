@@ -15,12 +15,32 @@ use crate::{
     sql,
 };
 
-const COLUMNS: &str = "id, user_id, api_key_id, model, requested_model, provider_key_id, deployment_model, \
+const COLUMNS: &str = "id, user_id, api_key_id, endpoint, model, requested_model, provider_key_id, deployment_model, \
      attempts, prompt_tokens, completion_tokens, cached_tokens, cost, reservation_id, latency_ms, status, \
      error, created_at";
 
 /// The filters a list takes besides its page; any other parameter is refused.
-const FILTERS: &[&str] = &["model", "status", "since", "until", "user_id"];
+const FILTERS: &[&str] = &["endpoint", "model", "status", "since", "until", "user_id"];
+
+/// The OpenAI route a call came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    Chat,
+    /// `POST /v1/embeddings`
+    Embeddings,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 2] = [Endpoint::Chat, Endpoint::Embeddings];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +64,7 @@ pub struct Interaction<'a> {
     pub tenant_id: &'a str,
     pub user_id: &'a str,
     pub api_key_id: Option<&'a str>,
+    pub endpoint: Endpoint,
     pub model: &'a str,
     pub requested_model: &'a str,
     pub provider_key_id: Option<&'a str>,
@@ -64,15 +85,16 @@ impl Interaction<'_> {
     /// The insert, run only when `only_if` returns a row at that point of its batch.
     pub fn insert(&self, only_if: Option<&Statement>) -> Statement {
         let insert = sql!(
-            "INSERT INTO llm_interactions (id, tenant_id, user_id, api_key_id, model, requested_model,
+            "INSERT INTO llm_interactions (id, tenant_id, user_id, api_key_id, endpoint, model, requested_model,
                                            provider_key_id, deployment_model, attempts, prompt_tokens,
                                            completion_tokens, cached_tokens, cost, reservation_id, latency_ms,
                                            status, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.id,
             self.tenant_id,
             self.user_id,
             self.api_key_id,
+            self.endpoint.as_str(),
             self.model,
             self.requested_model,
             self.provider_key_id,
@@ -117,6 +139,7 @@ fn interaction_json(row: &Row<'_>) -> ApiResult<Json> {
         "id": row.get::<String>("id")?,
         "user_id": row.get::<String>("user_id")?,
         "api_key_id": row.get::<Option<String>>("api_key_id")?,
+        "endpoint": row.get::<String>("endpoint")?,
         "model": row.get::<String>("model")?,
         "requested_model": row.get::<String>("requested_model")?,
         "provider_key_id": row.get::<Option<String>>("provider_key_id")?,
@@ -138,8 +161,8 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_query", message)
 }
 
-/// `GET /api/v1/llm/interactions`: newest first, filtered by `model` (as recorded: the
-/// catalogue's name), `status`, `since` / `until` (RFC 3339) and `user_id` (owners and
+/// `GET /api/v1/llm/interactions`: newest first, filtered by `endpoint` (`chat`,
+/// `embeddings`), `model` (as recorded: the catalogue's name), `status`, `since` / `until` (RFC 3339) and `user_id` (owners and
 /// admins; a member sees only their own).
 pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::LlmRead)?;
@@ -170,10 +193,16 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
             })
             .transpose()
     };
+    let endpoint = request.query_param("endpoint");
+    if let Some(endpoint) = &endpoint
+        && !Endpoint::ALL.iter().any(|known| known.as_str() == endpoint)
+    {
+        return Err(invalid_query("endpoint must be chat or embeddings"));
+    }
     let (since, until) = (time("since")?, time("until")?);
     let mut statement = Statement::new(format!(
         "SELECT {COLUMNS} FROM llm_interactions WHERE tenant_id = ?
-           AND (? IS NULL OR user_id = ?) AND (? IS NULL OR model = ?) AND (? IS NULL OR status = ?)
+           AND (? IS NULL OR user_id = ?) AND (? IS NULL OR endpoint = ?) AND (? IS NULL OR model = ?) AND (? IS NULL OR status = ?)
            AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?)
          ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
     ))
@@ -181,6 +210,7 @@ pub async fn list(env: &Env, request: &ApiRequest, principal: &Principal) -> Api
     let model = request.query_param("model");
     for value in [
         Value::from(user),
+        Value::from(endpoint),
         Value::from(model),
         Value::from(status),
         Value::from(since),

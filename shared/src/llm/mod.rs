@@ -6,14 +6,18 @@
 //! - [`models`]: the catalogue, global rows overridden or extended by a tenant's rows (the
 //!   tenant's row of a name wins, as with plans), each with its deployments in fallback
 //!   order, its limits and its prices in credits per million tokens;
-//! - [`chat`]: `POST /v1/chat/completions` — resolve the model for the caller's tenant and
+//! - [`calls`]: one call of any endpoint — resolve the model for the caller's tenant and
 //!   plan, hold the worst case ([`estimate`]) through the two-phase reservations, call the
 //!   deployments in order through the `Outbound` port ([`providers`]: one module per wire
 //!   format), then settle the reported usage, count the tokens and record the call
 //!   ([`interactions`]) in one batch;
+//! - [`chat`]: `POST /v1/chat/completions`, and [`embeddings`]: `POST /v1/embeddings`, each
+//!   checking its body, bounding its worst case and naming its wire;
 //! - [`errors`]: every `/v1/` error in OpenAI's shape, so the SDKs raise their own classes.
 
+pub mod calls;
 pub mod chat;
+pub mod embeddings;
 pub mod errors;
 pub mod estimate;
 pub mod interactions;
@@ -121,6 +125,13 @@ async fn dispatch(env: &Env, request: &ApiRequest, path: &str) -> ApiResult<Resp
             return Ok(response);
         }
         ["chat", "completions"] => "POST",
+        ["embeddings"] if method == Method::POST => {
+            let principal = principal::authenticate(env, request).await?;
+            let mut response = embeddings::create(env, request, &principal).await?;
+            principal.rate.apply(&mut response);
+            return Ok(response);
+        }
+        ["embeddings"] => "POST",
         ["models", rest @ ..] if method == Method::GET => {
             let principal = principal::authenticate(env, request).await?;
             let mut response = match rest {

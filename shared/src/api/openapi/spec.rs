@@ -1226,6 +1226,7 @@ fn response_schemas() -> Map<String, Json> {
             ("id", string()),
             ("user_id", string()),
             ("api_key_id", optional_string()),
+            ("endpoint", enumeration(&["chat", "embeddings"])),
             ("model", string()),
             ("requested_model", string()),
             ("provider_key_id", optional_string()),
@@ -1721,6 +1722,7 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
         op("get", "/llm/interactions", "llm", "Calls made through the gateway, newest first")
             .describe("A member sees their own; owners and admins every call of the tenant.")
             .paged()
+            .query("endpoint", enumeration(&["chat", "embeddings"]), "only calls of this OpenAI route")
             .query("model", string(), "the catalogue's name of the model")
             .query("status", enumeration(&["succeeded", "failed"]), "only this outcome")
             .query("since", time(), "from this time on")
@@ -1815,7 +1817,7 @@ pub fn document() -> Json {
             "title": "Tollgate",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "The gate in front of paid AI workloads: tenants, credentials, credits, quotas, jobs and billing.",
-            "description": "JSON under `/api/v1`. Every error has one shape, `{\"error\":{\"code\",\"message\",\"details\"}}`. Request bodies are JSON, sent with `Content-Type: application/json` (or `application/*+json`); anything else answers 415. The LLM gateway's calls (`/v1/chat/completions`, `/v1/models`) are outside this document: they speak OpenAI's API, errors included, so OpenAI's SDKs work with `base_url=<host>/v1`.",
+            "description": "JSON under `/api/v1`. Every error has one shape, `{\"error\":{\"code\",\"message\",\"details\"}}`. Request bodies are JSON, sent with `Content-Type: application/json` (or `application/*+json`); anything else answers 415. The LLM gateway's calls (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`) are outside this document: they speak OpenAI's API, errors included, so OpenAI's SDKs work with `base_url=<host>/v1`.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
         "servers": [{ "url": "/api/v1" }],

@@ -52,6 +52,15 @@ impl Kind {
             Kind::Anthropic => &anthropic::Anthropic,
         }
     }
+
+    /// The embeddings translator of this kind, when it serves embeddings (Anthropic's API
+    /// has none).
+    pub fn embedder(self) -> Option<&'static dyn Embedder> {
+        match self {
+            Kind::OpenAi => Some(&openai::OpenAi),
+            Kind::Anthropic => None,
+        }
+    }
 }
 
 /// Where one attempt goes: a deployment and the opened key of its provider account.
@@ -82,7 +91,7 @@ pub struct Usage {
     pub cached_tokens: i64,
 }
 
-/// A provider's answer, in OpenAI's chat completion shape.
+/// A provider's answer, in the shape OpenAI answers the endpoint with.
 pub struct Completion {
     pub body: Map<String, Json>,
     /// `None` when the provider reported none: the call is charged its hold.
@@ -121,6 +130,19 @@ pub trait Provider {
         response: &http::Response<Bytes>,
         request: &ChatRequest,
     ) -> Result<Completion, Failure>;
+}
+
+/// A provider kind that serves embeddings: `POST /v1/embeddings` to its wire and back.
+pub trait Embedder {
+    /// The HTTP request of one attempt at `target` with the client's body.
+    fn embeddings_request(
+        &self,
+        target: &Target<'_>,
+        body: &Map<String, Json>,
+    ) -> Result<http::Request<Bytes>, Failure>;
+
+    /// The embeddings in the provider's answer, or why there are none.
+    fn embeddings_response(&self, response: &http::Response<Bytes>) -> Result<Completion, Failure>;
 }
 
 /// How an answer that is not a success is taken: the message comes from the provider's

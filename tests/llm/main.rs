@@ -3,6 +3,7 @@
 //! loopback, the interaction record, and the official OpenAI Python client end to end.
 
 mod chat;
+mod concurrency;
 mod embeddings;
 mod interactions;
 mod keys;

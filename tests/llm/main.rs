@@ -11,3 +11,4 @@ mod models;
 mod openai_double;
 mod sdk;
 mod support;
+mod usage;

@@ -15,8 +15,10 @@
 //! piece of work against the tenant's effective plan, before anything is queued.
 //!
 //! **Reports** ([`report`]): consumption, remaining, share used, daily history, daily
-//! average and end-of-month projection ([`projection`]) for a user or the tenant.
+//! average and end-of-month projection ([`projection`]) for a user or the tenant, and the
+//! LLM calls' tokens and credits by model ([`by_model`]).
 
+pub mod by_model;
 pub mod counters;
 pub mod http;
 pub mod limits;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::{Value as Json, json};
 
 use super::{
+    by_model::{self, ModelUsage},
     counters::{CurrentValues, current_values},
     limits::{LimitTable, subject_exists},
     metrics::{Metric, Period, Scope, TENANT_ROW},
@@ -63,6 +64,18 @@ pub async fn report(env: &Env, tenant_id: &TenantId, subject: Subject<'_>) -> Ap
         daily_history(tenant, user_id, month.start, today.start),
         last_activity(tenant, user_id),
     ];
+    let only_user = match subject {
+        Subject::User(id) => Some(id),
+        Subject::Tenant => None,
+    };
+    for window in [&today, &month] {
+        statements.push(by_model::of_subject(
+            tenant,
+            only_user,
+            window.start,
+            window.end,
+        ));
+    }
     if let Subject::Tenant = subject {
         statements.push(by_user(tenant, month.start));
     }
@@ -108,7 +121,7 @@ pub async fn report(env: &Env, tenant_id: &TenantId, subject: Subject<'_>) -> Ap
     let mut body = json!({
         "scope": subject.scope(),
         "tenant_id": tenant,
-        "user_id": match subject { Subject::User(id) => Some(id), Subject::Tenant => None },
+        "user_id": only_user,
         "as_of": rfc3339(now),
         "day": { "start": rfc3339(today.start), "resets_at": rfc3339(today.end) },
         "month": {
@@ -119,9 +132,13 @@ pub async fn report(env: &Env, tenant_id: &TenantId, subject: Subject<'_>) -> Ap
         },
         "last_activity_at": last.values().max().copied().map(rfc3339),
         "metrics": metrics,
+        "llm_by_model": {
+            "day": ModelUsage::from_rows(&results[5])?,
+            "month": ModelUsage::from_rows(&results[6])?,
+        },
     });
     if let Subject::Tenant = subject {
-        body["by_user"] = by_user_json(&results[5])?;
+        body["by_user"] = by_user_json(&results[7])?;
     }
     Ok(body)
 }

@@ -24,7 +24,10 @@ use crate::{
     db::{DbError, Row, Rows, Statement, Value},
     ids::new_id,
     mail,
-    quota::metrics::Metric,
+    quota::{
+        by_model::{self, ModelUsage},
+        metrics::Metric,
+    },
     sql,
     webhooks::events::emit_from,
 };
@@ -179,6 +182,7 @@ async fn gather(
                 vec![period.end.into()],
                 vec![],
             ),
+            for_tenants(&by_model::of_tenants_sql(), tenants, vec![], range()),
         ])
         .await?;
     fill(tenants, &results)
@@ -216,6 +220,10 @@ fn fill(tenants: &[Tenant], results: &[Rows]) -> Result<HashMap<String, Activity
     for row in results[3].iter() {
         let available = row.get("available")?;
         of(&mut activities, &row)?.credits.balance_at_end = available;
+    }
+    for row in results[4].iter() {
+        let usage = ModelUsage::from_row(&row)?;
+        of(&mut activities, &row)?.models.push(usage);
     }
     Ok(activities)
 }

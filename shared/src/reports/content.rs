@@ -1,5 +1,6 @@
 //! What a report says, assembled from the rows the builder reads: the tenant's usage
-//! counters (user `''`) and each user's, and the credits that moved during the period.
+//! counters (user `''`) and each user's, the credits that moved during the period, and the
+//! LLM calls by model.
 //!
 //! Kept apart from the SQL so the shape of a report (what the API returns, what the event
 //! and the monthly mail carry) is decided, and tested, in one place.
@@ -9,7 +10,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::quota::metrics::{Metric, TENANT_ROW};
+use crate::quota::{
+    by_model::ModelUsage,
+    metrics::{Metric, TENANT_ROW},
+};
 
 /// Consumption per metric over the period.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +56,8 @@ struct UserLine {
 pub struct Activity {
     pub usage: Usage,
     pub credits: Credits,
+    /// The LLM calls of the period, by model name.
+    pub models: Vec<ModelUsage>,
     users: BTreeMap<String, UserLine>,
 }
 
@@ -79,7 +85,8 @@ impl Activity {
         line
     }
 
-    /// The stored report: totals, credits and one line per user who did anything.
+    /// The stored report: totals, credits, the LLM calls by model, and one line per user who
+    /// did anything.
     pub fn to_json(&self) -> Json {
         let users: Vec<Json> = self
             .users
@@ -93,7 +100,12 @@ impl Activity {
                 })
             })
             .collect();
-        json!({ "usage": self.usage, "credits": self.credits, "users": users })
+        json!({
+            "usage": self.usage,
+            "credits": self.credits,
+            "llm_by_model": self.models,
+            "users": users,
+        })
     }
 }
 
@@ -122,12 +134,24 @@ mod tests {
             used: 40,
             balance_at_end: 60,
         };
+        activity.models.push(ModelUsage {
+            model: "chat".into(),
+            calls: 2,
+            prompt_tokens: 600,
+            completion_tokens: 100,
+            cached_tokens: 0,
+            cost: 40,
+        });
         let content = activity.to_json();
         assert_eq!(
             content,
             json!({
                 "usage": { "jobs": 3, "gpu_seconds": 0, "llm_tokens": 700 },
                 "credits": { "added": 100, "removed": 0, "used": 40, "balance_at_end": 60 },
+                "llm_by_model": [{
+                    "model": "chat", "calls": 2, "prompt_tokens": 600, "completion_tokens": 100,
+                    "cached_tokens": 0, "cost": 40,
+                }],
                 "users": [
                     {
                         "user_id": "u1",
@@ -160,6 +184,7 @@ mod tests {
             json!({
                 "usage": { "jobs": 0, "gpu_seconds": 0, "llm_tokens": 0 },
                 "credits": { "added": 0, "removed": 0, "used": 0, "balance_at_end": 0 },
+                "llm_by_model": [],
                 "users": [],
             })
         );

@@ -1,8 +1,8 @@
 //! `GET reports` and `GET reports/{id}`, for a tenant's owners and admins (`ReportsRead`,
 //! scope `reports:read`): per-user lines name the tenant's users and what they spent.
 //!
-//! Lists carry each report's totals; one report carries its per-user lines too, which can
-//! be long for a large tenant.
+//! Lists carry each report's totals; one report carries its per-user and per-model lines too,
+//! which can be long for a large tenant.
 
 use serde_json::{Value as Json, json};
 
@@ -68,7 +68,7 @@ pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Respon
     Ok(ok(&report_json(&row, true)?))
 }
 
-fn report_json(row: &Row<'_>, with_users: bool) -> ApiResult<Json> {
+fn report_json(row: &Row<'_>, with_lines: bool) -> ApiResult<Json> {
     let content: Json = serde_json::from_str(&row.get::<String>("content")?)
         .map_err(|error| ApiError::internal().caused_by(error.to_string()))?;
     let mut report = json!({
@@ -82,8 +82,10 @@ fn report_json(row: &Row<'_>, with_users: bool) -> ApiResult<Json> {
     let totals = summary(&content);
     report["usage"] = totals["usage"].clone();
     report["credits"] = totals["credits"].clone();
-    if with_users {
+    if with_lines {
         report["users"] = content["users"].clone();
+        // Reports stored before the gateway recorded calls have no such lines.
+        report["llm_by_model"] = content.get("llm_by_model").cloned().unwrap_or(json!([]));
     }
     Ok(report)
 }

@@ -790,10 +790,21 @@ fn response_schemas() -> Map<String, Json> {
         ]),
     );
     add(
+        "ModelUsage",
+        object(&[
+            ("model", string()),
+            ("calls", integer()),
+            ("prompt_tokens", integer()),
+            ("completion_tokens", integer()),
+            ("cached_tokens", integer()),
+            ("cost", integer()),
+        ]),
+    );
+    add(
         "UsageReport",
         json!({
             "type": "object",
-            "required": ["scope", "tenant_id", "user_id", "as_of", "day", "month", "last_activity_at", "metrics"],
+            "required": ["scope", "tenant_id", "user_id", "as_of", "day", "month", "last_activity_at", "metrics", "llm_by_model"],
             "properties": {
                 "scope": scope(),
                 "tenant_id": string(),
@@ -808,6 +819,10 @@ fn response_schemas() -> Map<String, Json> {
                 ]),
                 "last_activity_at": optional_time(),
                 "metrics": { "type": "object", "additionalProperties": reference("MetricUsage") },
+                "llm_by_model": object(&[
+                    ("day", json!({ "type": "array", "items": reference("ModelUsage") })),
+                    ("month", json!({ "type": "array", "items": reference("ModelUsage") })),
+                ]),
                 "by_user": {
                     "type": "array",
                     "description": "with `scope=tenant` only",
@@ -1131,6 +1146,11 @@ fn response_schemas() -> Map<String, Json> {
                 "created_at": time(),
                 "usage": { "type": "object", "description": "jobs, GPU seconds and LLM tokens of the tenant" },
                 "credits": { "type": "object", "description": "the pool's credits: added, removed, used, balance at the end" },
+                "llm_by_model": {
+                    "type": "array",
+                    "description": "the LLM calls by model; in `GET reports/{id}` only",
+                    "items": reference("ModelUsage"),
+                },
                 "users": { "type": "array", "description": "per-user lines; in `GET reports/{id}` only" },
             },
         }),

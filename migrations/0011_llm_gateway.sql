@@ -66,6 +66,8 @@ CREATE TABLE llm_interactions (
     cost              INTEGER NOT NULL DEFAULT 0,
     reservation_id    TEXT,
     latency_ms        INTEGER NOT NULL,
+    -- A stream's time to its first event; NULL for an answer sent whole.
+    first_token_ms    INTEGER,
     status            TEXT NOT NULL CHECK (status IN ('succeeded', 'failed')),
     error             TEXT,
     created_at        INTEGER NOT NULL

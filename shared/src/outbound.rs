@@ -16,6 +16,7 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
 
 /// How long a request may take in all, unless it says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -71,6 +72,9 @@ impl std::fmt::Display for OutboundError {
 
 impl std::error::Error for OutboundError {}
 
+/// A response body read as it arrives: chunks, then the end, or an error that ends it.
+pub type ChunkStream = LocalBoxStream<'static, Result<Bytes, OutboundError>>;
+
 #[async_trait(?Send)]
 pub trait Outbound {
     /// Sends one request and returns the response, whatever its status.
@@ -78,7 +82,26 @@ pub trait Outbound {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError>;
+
+    /// Sends one request and returns the response as soon as its head arrives, its body
+    /// to be read as it comes (server-sent events). The request's [`Timeout`] bounds the
+    /// wait for the head and then each wait for the next chunk, not the whole body, which
+    /// may run up to [`STREAM_LIMIT`].
+    ///
+    /// A runtime that cannot read a body as it arrives keeps this default: the body is
+    /// read whole by [`Outbound::send`] and handed over as one chunk.
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<ChunkStream>, OutboundError> {
+        let (head, body) = self.send(request).await?.into_parts();
+        let whole: ChunkStream = Box::pin(futures_util::stream::iter([Ok(body)]));
+        Ok(http::Response::from_parts(head, whole))
+    }
 }
+
+/// How long one streamed response may run in all, however steadily its chunks come.
+pub const STREAM_LIMIT: Duration = Duration::from_secs(600);
 
 /// For runtimes (or tools such as the admin CLI) that make no outbound requests: every
 /// request fails, so a misconfigured deployment shows up as failed deliveries, not as

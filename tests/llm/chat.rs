@@ -376,10 +376,6 @@ async fn malformed_requests_answer_400_naming_the_parameter_before_anything_is_h
         ),
         (json!({ "model": "chat", "messages": [] }), "messages"),
         (
-            json!({ "model": "chat", "messages": [{ "role": "user", "content": "x" }], "stream": true }),
-            "stream",
-        ),
-        (
             json!({ "model": "chat", "messages": [{ "role": "user", "content": "x" }], "max_tokens": MAX_OUTPUT + 1 }),
             "max_tokens",
         ),

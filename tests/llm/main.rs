@@ -10,5 +10,6 @@ mod keys;
 mod models;
 mod openai_double;
 mod sdk;
+mod stream;
 mod support;
 mod usage;

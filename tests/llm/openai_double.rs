@@ -3,22 +3,28 @@
 //! `model`, `choices` with the assistant `message` and `finish_reason`, `usage` with
 //! `prompt_tokens_details.cached_tokens`), `POST /v1/embeddings` a list of `embedding`
 //! objects, one per input (floats, or with `encoding_format: "base64"` the base64 of their
-//! little-endian float32 bytes), with `usage.prompt_tokens`; a wrong key answers 401 `invalid_api_key`, and
+//! little-endian float32 bytes), with `usage.prompt_tokens`; a chat completion with
+//! `stream: true` answers server-sent events of `chat.completion.chunk` objects (the
+//! assistant role first, then the content piece by piece, then `finish_reason`, with
+//! `stream_options.include_usage` a last chunk of empty `choices` and the `usage`, every
+//! other chunk carrying `"usage": null`), ended by `data: [DONE]`; a wrong key answers 401 `invalid_api_key`, and
 //! queued faults answer OpenAI's own error bodies (429 `rate_limit_exceeded` with
 //! `Retry-After`, 500 `server_error`, 400 `invalid_request_error`). Every request is
 //! recorded as the provider received it.
 
 use std::{
     collections::VecDeque,
+    convert::Infallible,
     sync::{Arc, Mutex},
 };
 
 use bytes::Bytes;
 use http::request::Parts;
-use http_body_util::Full;
-use hyper::Response;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::{Response, body::Frame};
 use serde_json::{Value, json};
-use tollgate_tests::loopback::LoopbackServer;
+use tokio::sync::Semaphore;
+use tollgate_tests::loopback::{LoopbackServer, StreamedBody};
 
 /// What the double answers next, before it goes back to completions.
 #[derive(Debug, Clone)]
@@ -31,7 +37,19 @@ pub enum Fault {
     BadRequest(&'static str),
     /// A completion without `usage`.
     NoUsage,
+    /// A stream that stops after its first two content pieces, without `usage` or
+    /// `[DONE]`, as a connection that breaks.
+    CutStream,
 }
+
+/// The pieces a streamed completion writes, in order: together the whole completion's
+/// content.
+pub const STREAMED_PIECES: [&str; 9] = [
+    "Hello", "!", " How", " can", " I", " assist", " you", " today", "?",
+];
+
+/// Content pieces a held stream writes before it waits for [`OpenAiDouble::release_streams`].
+pub const PIECES_BEFORE_HOLD: usize = 2;
 
 /// The usage the double reports for a completion.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +61,10 @@ pub struct Reported {
 
 struct State {
     api_key: String,
+    /// When set, each stream waits for a permit after its first pieces.
+    gate: Option<Arc<Semaphore>>,
+    /// Streams written to their end (or to a client that left).
+    streams_finished: usize,
     requests: Vec<Value>,
     faults: VecDeque<Fault>,
     usage: Reported,
@@ -58,6 +80,8 @@ impl OpenAiDouble {
     pub async fn start(api_key: &str) -> Self {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_owned(),
+            gate: None,
+            streams_finished: 0,
             requests: Vec::new(),
             faults: VecDeque::new(),
             usage: Reported {
@@ -67,7 +91,8 @@ impl OpenAiDouble {
             },
         }));
         let shared = state.clone();
-        let server = LoopbackServer::start(move |parts, body| answer(&shared, parts, body)).await;
+        let server =
+            LoopbackServer::start_streaming(move |parts, body| answer(&shared, parts, body)).await;
         Self { server, state }
     }
 
@@ -86,13 +111,30 @@ impl OpenAiDouble {
         self.state.lock().unwrap().faults.push_back(fault);
     }
 
+    /// Makes the next streams stop after [`PIECES_BEFORE_HOLD`] pieces until released.
+    pub fn hold_streams(&self) {
+        self.state.lock().unwrap().gate = Some(Arc::new(Semaphore::new(0)));
+    }
+
+    /// Lets every held stream write the rest.
+    pub fn release_streams(&self) {
+        if let Some(gate) = &self.state.lock().unwrap().gate {
+            gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    /// Streams written to their end, or to a client that left.
+    pub fn streams_finished(&self) -> usize {
+        self.state.lock().unwrap().streams_finished
+    }
+
     /// Every request body received (chat completions and embeddings), in order.
     pub fn requests(&self) -> Vec<Value> {
         self.state.lock().unwrap().requests.clone()
     }
 }
 
-fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<StreamedBody> {
     let mut builder = Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -101,7 +143,7 @@ fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Respons
         builder = builder.header("retry-after", seconds.to_string());
     }
     builder
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
         .unwrap()
 }
 
@@ -154,7 +196,7 @@ fn embeddings(request: &Value, prompt_tokens: i64) -> Value {
     })
 }
 
-fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
+fn answer(state: &Arc<Mutex<State>>, parts: Parts, body: Bytes) -> Response<StreamedBody> {
     let path = parts.uri.path();
     if parts.method != http::Method::POST
         || !["/v1/chat/completions", "/v1/embeddings"].contains(&path)
@@ -162,6 +204,7 @@ fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
         let message = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
         return json_response(404, &error(&message, "invalid_request_error", None), None);
     }
+    let shared = state.clone();
     let mut state = state.lock().unwrap();
     let authorization = parts
         .headers
@@ -181,12 +224,16 @@ fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.requests.push(request.clone());
+    let streamed = request["stream"] == true && path == "/v1/chat/completions";
     let mut completion = if path == "/v1/embeddings" {
         embeddings(&request, state.usage.prompt_tokens)
     } else {
         chat_completion(&request, state.requests.len(), state.usage)
     };
     match state.faults.pop_front() {
+        None if streamed => stream(shared, state, &request, StreamEnd::Whole),
+        Some(Fault::NoUsage) if streamed => stream(shared, state, &request, StreamEnd::NoUsage),
+        Some(Fault::CutStream) => stream(shared, state, &request, StreamEnd::Cut),
         None => json_response(200, &completion, None),
         Some(Fault::NoUsage) => {
             completion.as_object_mut().unwrap().remove("usage");
@@ -214,6 +261,97 @@ fn answer(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
             json_response(400, &error(message, "invalid_request_error", None), None)
         }
     }
+}
+
+/// How a streamed completion ends.
+#[derive(Clone, Copy, PartialEq)]
+enum StreamEnd {
+    /// With `finish_reason`, the usage when asked for, and `[DONE]`.
+    Whole,
+    /// As [`StreamEnd::Whole`], without the usage.
+    NoUsage,
+    /// After [`PIECES_BEFORE_HOLD`] pieces, without anything else.
+    Cut,
+}
+
+/// A streamed chat completion: its events written by a task, which waits at the gate (when
+/// set) after the first pieces and counts the stream finished when done.
+fn stream(
+    shared: Arc<Mutex<State>>,
+    state: std::sync::MutexGuard<'_, State>,
+    request: &Value,
+    end: StreamEnd,
+) -> Response<StreamedBody> {
+    let include_usage = request["stream_options"]["include_usage"] == true;
+    let id = format!("chatcmpl-double{}", state.requests.len());
+    let model = request["model"].clone();
+    let chunk = |choices: Value, usage: Option<Value>| {
+        let mut chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": 1_741_569_952,
+            "model": model, "system_fingerprint": "fp_double", "choices": choices,
+        });
+        if include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = vec![chunk(
+        json!([{ "index": 0, "delta": { "role": "assistant", "content": "", "refusal": null },
+                 "logprobs": null, "finish_reason": null }]),
+        None,
+    )];
+    for piece in STREAMED_PIECES {
+        events.push(chunk(
+            json!([{ "index": 0, "delta": { "content": piece }, "logprobs": null, "finish_reason": null }]),
+            None,
+        ));
+    }
+    events.push(chunk(
+        json!([{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop" }]),
+        None,
+    ));
+    if include_usage && end == StreamEnd::Whole {
+        let usage = state.usage;
+        events.push(chunk(
+            json!([]),
+            Some(json!({
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                "prompt_tokens_details": { "cached_tokens": usage.cached_tokens, "audio_tokens": 0 },
+            })),
+        ));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    if end == StreamEnd::Cut {
+        events.truncate(1 + PIECES_BEFORE_HOLD);
+    }
+    let gate = state.gate.clone();
+    drop(state);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        for (index, event) in events.into_iter().enumerate() {
+            if index == 1 + PIECES_BEFORE_HOLD
+                && let Some(gate) = &gate
+            {
+                gate.acquire().await.unwrap().forget();
+            }
+            if sender.send(Bytes::from(event)).await.is_err() {
+                break;
+            }
+        }
+        shared.lock().unwrap().streams_finished += 1;
+    });
+    let frames = futures::stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(event)), receiver))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("x-request-id", "req_double")
+        .body(StreamBody::new(frames).boxed_unsync())
+        .unwrap()
 }
 
 /// OpenAI's chat completion object for the `count`th request.

@@ -1,5 +1,6 @@
 //! The official OpenAI Python client (PyPI `openai`) against the running gateway: a plain
-//! chat completion, embeddings (base64, the SDK's default, and floats), the model list, and the SDK's own exception classes for an unknown
+//! chat completion, a streamed one (its chunks and its usage), embeddings (base64, the SDK's
+//! default, and floats), the model list, and the SDK's own exception classes for an unknown
 //! model (404), a tenant without credits (402) and a bad key (401).
 //!
 //! The client lives in a virtual environment of the tools cache; `scripts/tools/openai.sh`
@@ -13,7 +14,7 @@ use tokio::process::Command;
 use tollgate_tests::expect_status;
 
 use crate::{
-    openai_double::{EMBEDDING_DIMENSIONS, OpenAiDouble},
+    openai_double::{EMBEDDING_DIMENSIONS, OpenAiDouble, STREAMED_PIECES},
     support::{create_key, create_model, funded_tenant, model_body, spawn_gateway},
 };
 
@@ -80,6 +81,14 @@ async fn the_official_openai_python_client_chats_lists_models_and_raises_its_own
     assert_eq!(completion["content"], "Hello! How can I assist you today?");
     assert_eq!(completion["finish_reason"], "stop");
     assert_eq!(completion["total_tokens"], 29);
+    let stream = &result["stream"];
+    assert_eq!(
+        stream["content"], "Hello! How can I assist you today?",
+        "{result}"
+    );
+    assert_eq!(stream["pieces"], STREAMED_PIECES.len());
+    assert_eq!(stream["models"], serde_json::json!(["chat"]));
+    assert_eq!(stream["total_tokens"], 29);
     let embeddings = &result["embeddings"];
     assert_eq!(embeddings["model"], "chat", "{result}");
     let expected: Vec<f64> = (0..EMBEDDING_DIMENSIONS)
@@ -122,5 +131,9 @@ async fn the_official_openai_python_client_chats_lists_models_and_raises_its_own
     )
     .await;
     assert_eq!(listed["data"][0]["api_key_id"], funded_key["id"]);
-    assert_eq!(double.requests().len(), 3, "one chat, two embeddings");
+    assert_eq!(
+        double.requests().len(),
+        4,
+        "one chat, one streamed, two embeddings"
+    );
 }

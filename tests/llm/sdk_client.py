@@ -46,6 +46,26 @@ def main():
         "finish_reason": completion.choices[0].finish_reason,
         "total_tokens": completion.usage.total_tokens,
     }
+    pieces, models, total_tokens = [], set(), None
+    for chunk in funded.chat.completions.create(
+        model="chat",
+        messages=HELLO,
+        max_tokens=100,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        models.add(chunk.model)
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        if chunk.usage:
+            total_tokens = chunk.usage.total_tokens
+    result["stream"] = {
+        "content": "".join(pieces),
+        "pieces": len(pieces),
+        "models": sorted(models),
+        "total_tokens": total_tokens,
+    }
+
     # The SDK asks for base64 unless told otherwise, and decodes it into floats itself.
     packed = funded.embeddings.create(model="chat", input=["one", "two"])
     floats = funded.embeddings.create(model="chat", input="three", encoding_format="float")

@@ -1,6 +1,6 @@
 //! The HTTP server under the doubles of third-party services (Stripe, the email provider,
-//! a tenant's webhook receiver): HTTP/1 on a free loopback port, each request handed whole
-//! to the double's handler. It can be taken down, refusing connections and closing the
+//! a tenant's webhook receiver, LLM providers): HTTP/1 on a free loopback port, each request
+//! handed whole to the double's handler, whose answer is whole or streamed. It can be taken down, refusing connections and closing the
 //! ones a client keeps alive, and brought back on the same port.
 
 use std::{
@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use http::request::Parts;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{
@@ -19,7 +19,10 @@ use tokio::{
     task::{AbortHandle, JoinHandle},
 };
 
-type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
+/// A response body written whole or chunk by chunk.
+pub type StreamedBody = UnsyncBoxBody<Bytes, Infallible>;
+
+type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<StreamedBody> + Send + Sync>;
 
 pub struct LoopbackServer {
     pub address: SocketAddr,
@@ -32,6 +35,14 @@ impl LoopbackServer {
     /// Serves `handler` on a free loopback port; a body that fails to arrive reaches it empty.
     pub async fn start(
         handler: impl Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_streaming(move |parts, body| handler(parts, body).map(BodyExt::boxed_unsync))
+            .await
+    }
+
+    /// Serves `handler`, whose bodies may be written as they go (server-sent events).
+    pub async fn start_streaming(
+        handler: impl Fn(Parts, Bytes) -> Response<StreamedBody> + Send + Sync + 'static,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Self {

@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tollgate::outbound::{
-    DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, Timeout, is_forbidden_address,
+    ChunkStream, DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, STREAM_LIMIT,
+    Timeout, is_forbidden_address,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,17 +124,18 @@ impl NativeOutbound {
     }
 }
 
-#[async_trait(?Send)]
-impl Outbound for NativeOutbound {
-    async fn send(
+impl NativeOutbound {
+    /// The reqwest request for `request`, refused before anything is sent when its scheme
+    /// or its literal address may not be used; and the timeout the request carries.
+    fn prepare(
         &self,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, OutboundError> {
+    ) -> Result<(reqwest::Request, Option<Duration>), OutboundError> {
         let timeout = request
             .extensions()
             .get::<Timeout>()
             .map(|timeout| timeout.0);
-        let mut request = reqwest::Request::try_from(request)
+        let request = reqwest::Request::try_from(request)
             .map_err(|error| OutboundError::InvalidRequest(error.to_string()))?;
         if !matches!(request.url().scheme(), "http" | "https") {
             return Err(OutboundError::InvalidRequest(
@@ -159,16 +161,33 @@ impl Outbound for NativeOutbound {
                 "{address} is a private or reserved address"
             )));
         }
+        Ok((request, timeout))
+    }
+}
+
+/// The head of reqwest's response, without its body.
+fn head(response: &mut reqwest::Response) -> http::response::Builder {
+    let mut out = http::Response::builder()
+        .status(response.status())
+        .version(response.version());
+    if let Some(headers) = out.headers_mut() {
+        *headers = std::mem::take(response.headers_mut());
+    }
+    out
+}
+
+#[async_trait(?Send)]
+impl Outbound for NativeOutbound {
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
+        let (mut request, timeout) = self.prepare(request)?;
         if let Some(timeout) = timeout {
             *request.timeout_mut() = Some(timeout);
         }
         let mut response = self.client.execute(request).await.map_err(classify)?;
-        let mut out = http::Response::builder()
-            .status(response.status())
-            .version(response.version());
-        if let Some(headers) = out.headers_mut() {
-            *headers = std::mem::take(response.headers_mut());
-        }
+        let out = head(&mut response);
         let mut body = BytesMut::new();
         while body.len() < RESPONSE_BODY_LIMIT {
             match response.chunk().await.map_err(classify)? {
@@ -180,6 +199,34 @@ impl Outbound for NativeOutbound {
             }
         }
         out.body(body.freeze())
+            .map_err(|error| OutboundError::Other(error.to_string()))
+    }
+
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<ChunkStream>, OutboundError> {
+        let (mut request, timeout) = self.prepare(request)?;
+        let wait = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        *request.timeout_mut() = Some(STREAM_LIMIT);
+        let mut response = tokio::time::timeout(wait, self.client.execute(request))
+            .await
+            .map_err(|_| OutboundError::Timeout)?
+            .map_err(classify)?;
+        let out = head(&mut response);
+        let chunks: ChunkStream = Box::pin(futures_util::stream::unfold(
+            Some(response),
+            move |response| async move {
+                let mut response = response?;
+                match tokio::time::timeout(wait, response.chunk()).await {
+                    Ok(Ok(Some(chunk))) => Some((Ok(chunk), Some(response))),
+                    Ok(Ok(None)) => None,
+                    Ok(Err(error)) => Some((Err(classify(error)), None)),
+                    Err(_) => Some((Err(OutboundError::Timeout), None)),
+                }
+            },
+        ));
+        out.body(chunks)
             .map_err(|error| OutboundError::Other(error.to_string()))
     }
 }

@@ -13,8 +13,10 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::{StreamExt, stream::LocalBoxStream};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -25,7 +27,7 @@ use tokio::{
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::{Clock, ManualClock, SystemClock},
     config::Config,
     db::{MigrationError, migrate},
@@ -406,7 +408,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let env = env.clone();
-        async move { Ok::<_, Infallible>(respond(request, peer, &env, limits).await) }
+        async move { Ok::<_, Infallible>(respond(request, peer, env, limits).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -431,9 +433,9 @@ async fn serve_connection(
 async fn respond(
     request: Request<Incoming>,
     peer: SocketAddr,
-    env: &Env,
+    env: Rc<Env>,
     limits: ConnectionLimits,
-) -> Response<Full<Bytes>> {
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
@@ -445,7 +447,19 @@ async fn respond(
     let response = match body.await {
         Ok(Ok(collected)) => {
             parts.extensions.insert(ClientAddr(peer.ip()));
-            tollgate::handle(Request::from_parts(parts, collected.to_bytes()), env).await
+            let request = Request::from_parts(parts, collected.to_bytes());
+            match tollgate::api::serve(request, env.clone()).await {
+                Reply::Whole(response) => response,
+                Reply::Streamed(Streamed { response, driver }) => {
+                    tracing::debug!(%method, path = uri.path(), elapsed = ?started.elapsed(), "stream");
+                    tokio::task::spawn_local(driver);
+                    return response.map(|chunks| {
+                        Either::Right(StreamBody::new(
+                            chunks.map(|chunk| Ok(Frame::data(chunk))).boxed_local(),
+                        ))
+                    });
+                }
+            }
         }
         Ok(Err(error))
             if error
@@ -489,8 +503,12 @@ async fn respond(
     } else {
         tracing::debug!(%method, path = uri.path(), %status, elapsed = ?started.elapsed(), "request");
     }
-    response.map(Full::new)
+    response.map(|body| Either::Left(Full::new(body)))
 }
+
+/// A whole answer, or the events of a streamed one as they are written.
+type ResponseBody =
+    Either<Full<Bytes>, StreamBody<LocalBoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
 
 #[cfg(test)]
 mod tests {

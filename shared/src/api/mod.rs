@@ -1,4 +1,5 @@
-//! The HTTP API as one function: `handle(Request<Bytes>, &Env) -> Response<Bytes>`.
+//! The HTTP API as one function: `handle(Request<Bytes>, &Env) -> Response<Bytes>`, and
+//! [`serve`] for runtimes that stream answers as they are written.
 
 mod forwarded_for;
 pub mod openapi;
@@ -7,7 +8,10 @@ mod router;
 
 pub use request::{ApiRequest, ClientAddr, ClientInfo, Page, unscoped_key};
 
+use std::rc::Rc;
+
 use bytes::Bytes;
+use futures_util::{future::LocalBoxFuture, stream::LocalBoxStream};
 use http::{Request, StatusCode, header};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -16,16 +20,56 @@ use crate::{ApiError, Env};
 /// Every API response.
 pub type Response = http::Response<Bytes>;
 
-/// Serves one API request. Never fails: every error becomes its JSON response.
+/// A response whose body is written while it is sent (server-sent events).
+pub struct Streamed {
+    /// The head, and the body's chunks as they are written.
+    pub response: http::Response<LocalBoxStream<'static, Bytes>>,
+    /// The work that writes the body and finishes the call once its source is done,
+    /// whether or not the client still reads: the runtime runs it beside the response
+    /// until it completes.
+    pub driver: LocalBoxFuture<'static, ()>,
+}
+
+/// What [`serve`] answers: a whole response, or a streamed one.
+pub enum Reply {
+    Whole(Response),
+    Streamed(Streamed),
+}
+
+/// Serves one API request, answering whole: a request for a stream is refused with 400 (see
+/// [`serve`] for runtimes that can stream). Never fails: every error becomes its JSON
+/// response.
 pub async fn handle(request: Request<Bytes>, env: &Env) -> Response {
-    if request.body().len() > env.config.max_body_bytes {
-        return payload_too_large(env.config.max_body_bytes).into_response();
+    if let Some(refused) = oversized(&request, env) {
+        return refused;
     }
     let request = ApiRequest::new(request, &env.config);
     match router::route(env, &request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
+}
+
+/// As [`handle`], on a runtime that runs a [`Streamed`] reply's driver: a chat completion
+/// with `stream: true` answers its events as the provider writes them.
+pub async fn serve(request: Request<Bytes>, env: Rc<Env>) -> Reply {
+    if let Some(refused) = oversized(&request, &env) {
+        return Reply::Whole(refused);
+    }
+    let request = ApiRequest::new(request, &env.config);
+    match request.path.strip_prefix("/v1/") {
+        Some(path) => crate::llm::serve(env.clone(), &request, path).await,
+        None => Reply::Whole(match router::route(&env, &request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }),
+    }
+}
+
+/// The answer to a body over the limit, if it is.
+fn oversized(request: &Request<Bytes>, env: &Env) -> Option<Response> {
+    (request.body().len() > env.config.max_body_bytes)
+        .then(|| payload_too_large(env.config.max_body_bytes).into_response())
 }
 
 /// The answer to a body over the configured limit; adapters that stream bodies use it too,

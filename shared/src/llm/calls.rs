@@ -18,6 +18,8 @@
 //! What differs between endpoints is only the wire: [`Wire`] builds one attempt's request
 //! for a provider kind and reads its answer.
 
+use std::future::Future;
+
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value as Json};
@@ -27,7 +29,7 @@ use super::{
     interactions::{self, Endpoint, Interaction, Status},
     keys,
     models::{self, Model},
-    providers::{Completion, Failure, Kind, Target},
+    providers::{Completion, Failure, Kind, Target, Usage},
 };
 use crate::{
     ApiError, Env,
@@ -117,18 +119,40 @@ pub(super) async fn run(
     let hold = worst.credits(&resolved.model);
     let reservation = hold_credits(env, principal, &resolved.model, hold, env.now()).await?;
     let started = chrono::Utc::now();
-    let outcome = call(env, &resolved.routes, wire).await;
-    let latency_ms = (chrono::Utc::now() - started).num_milliseconds().max(0);
+    let outcome = call(env, &resolved.routes, wire, |kind, outgoing| async move {
+        match env.outbound.send(outgoing).await {
+            Ok(response) => wire
+                .response(kind, &response)
+                .map_err(|failure| (failure, false)),
+            Err(error) => Err(failed_to_send(error)),
+        }
+    })
+    .await;
     let call = Call {
+        interaction_id: new_id(),
         principal,
         resolved,
         endpoint,
         reservation: reservation.as_deref(),
         hold,
         worst,
-        latency_ms,
+        latency_ms: elapsed_ms(started),
+        first_token_ms: None,
     };
-    call.finish(env, outcome).await
+    call.record(env, outcome.ending(|completion| completion.usage))
+        .await?;
+    call.answer(outcome)
+}
+
+/// Milliseconds since `started`.
+pub(super) fn elapsed_ms(started: chrono::DateTime<chrono::Utc>) -> i64 {
+    (chrono::Utc::now() - started).num_milliseconds().max(0)
+}
+
+/// The failure of an attempt whose request could not be sent, and whether it timed out.
+pub(super) fn failed_to_send(error: OutboundError) -> (Failure, bool) {
+    let timed_out = error == OutboundError::Timeout;
+    (unavailable(error.to_string()), timed_out)
 }
 
 /// One deployment of the resolved model, with its provider account.
@@ -153,12 +177,9 @@ impl Route {
 }
 
 /// How the deployments answered.
-enum Outcome {
-    /// A completion, from `routes[route]`.
-    Answered {
-        completion: Completion,
-        route: usize,
-    },
+pub(super) enum Outcome<T> {
+    /// An answer (a completion, or a stream that has begun), from `routes[route]`.
+    Answered { answer: T, route: usize },
     /// `routes[route]` refused the request itself.
     Rejected {
         status: u16,
@@ -173,8 +194,49 @@ enum Outcome {
     },
 }
 
+impl<T> Outcome<T> {
+    /// How the call ended, for its settle and record, with the usage an answer reports.
+    pub(super) fn ending(&self, usage: impl FnOnce(&T) -> Option<Usage>) -> Ending {
+        match self {
+            Outcome::Answered { answer, route } => Ending {
+                route: *route,
+                answered: true,
+                usage: usage(answer),
+                error: None,
+            },
+            Outcome::Rejected { message, route, .. } => Ending {
+                route: *route,
+                answered: false,
+                usage: None,
+                error: Some(message.clone()),
+            },
+            Outcome::Exhausted {
+                failure: Failure::Unavailable { message, .. } | Failure::Rejected { message, .. },
+                route,
+                ..
+            } => Ending {
+                route: *route,
+                answered: false,
+                usage: None,
+                error: Some(message.clone()),
+            },
+        }
+    }
+}
+
+/// How a call ended: which deployment, whether a provider answered (and so is paid), the
+/// usage it reported, and what went wrong.
+pub(super) struct Ending {
+    pub route: usize,
+    /// True when a provider answered, even in part: the call is charged its reported usage,
+    /// or without one the hold. False: the hold is released.
+    pub answered: bool,
+    pub usage: Option<Usage>,
+    pub error: Option<String>,
+}
+
 /// Holds `amount` for the call, owned by the gateway; `None` when the model is free.
-async fn hold_credits(
+pub(super) async fn hold_credits(
     env: &Env,
     principal: &Principal,
     model: &Model,
@@ -212,8 +274,19 @@ async fn hold_credits(
     }
 }
 
-/// Tries the deployments in order until one answers or refuses the request itself.
-async fn call(env: &Env, routes: &[Route], wire: &dyn Wire) -> Outcome {
+/// Tries the deployments in order until one answers or refuses the request itself:
+/// `attempt` sends one deployment's request and reads its answer, or says why there is
+/// none and whether it timed out.
+pub(super) async fn call<T, Attempt, Answer>(
+    env: &Env,
+    routes: &[Route],
+    wire: &dyn Wire,
+    mut attempt: Attempt,
+) -> Outcome<T>
+where
+    Attempt: FnMut(Kind, http::Request<Bytes>) -> Answer,
+    Answer: Future<Output = Result<T, (Failure, bool)>>,
+{
     let mut last = (
         Failure::Unavailable {
             status: None,
@@ -249,46 +322,31 @@ async fn call(env: &Env, routes: &[Route], wire: &dyn Wire) -> Outcome {
             api_key: &api_key,
             model: &route.deployment_model,
         };
-        let mut outgoing = match wire.request(kind, &target) {
-            Ok(outgoing) => outgoing,
-            Err(Failure::Rejected { status, message }) => {
-                return Outcome::Rejected {
-                    status,
-                    message,
-                    route: index,
-                };
-            }
-            Err(failure) => {
-                last = (failure, false);
-                continue;
-            }
-        };
-        outgoing
-            .extensions_mut()
-            .insert(Timeout(env.config.llm_timeout));
-        let answered = match env.outbound.send(outgoing).await {
-            Ok(response) => wire.response(kind, &response),
-            Err(error) => {
-                let timed_out = error == OutboundError::Timeout;
-                last = (unavailable(error.to_string()), timed_out);
-                continue;
-            }
+        let outgoing = wire.request(kind, &target).map(|mut outgoing| {
+            outgoing
+                .extensions_mut()
+                .insert(Timeout(env.config.llm_timeout));
+            outgoing
+        });
+        let answered = match outgoing {
+            Ok(outgoing) => attempt(kind, outgoing).await,
+            Err(failure) => Err((failure, false)),
         };
         match answered {
-            Ok(completion) => {
+            Ok(answer) => {
                 return Outcome::Answered {
-                    completion,
+                    answer,
                     route: index,
                 };
             }
-            Err(Failure::Rejected { status, message }) => {
+            Err((Failure::Rejected { status, message }, _)) => {
                 return Outcome::Rejected {
                     status,
                     message,
                     route: index,
                 };
             }
-            Err(failure) => last = (failure, false),
+            Err(failure) => last = failure,
         }
     }
     Outcome::Exhausted {
@@ -307,50 +365,42 @@ fn unavailable(message: String) -> Failure {
 }
 
 /// A call whose providers have answered (or not), to settle and record.
-struct Call<'a> {
-    principal: &'a Principal,
-    resolved: &'a Resolved,
-    endpoint: Endpoint,
-    reservation: Option<&'a str>,
-    hold: i64,
-    worst: WorstCase,
-    latency_ms: i64,
+pub(super) struct Call<'a> {
+    /// The id its record will have, which the answer names.
+    pub interaction_id: String,
+    pub principal: &'a Principal,
+    pub resolved: &'a Resolved,
+    pub endpoint: Endpoint,
+    pub reservation: Option<&'a str>,
+    pub hold: i64,
+    pub worst: WorstCase,
+    pub latency_ms: i64,
+    /// For a stream: when its first event came.
+    pub first_token_ms: Option<i64>,
 }
 
 impl Call<'_> {
     /// Settles or releases the hold, counts the tokens and records the interaction in one
-    /// batch, then answers the client.
-    async fn finish(&self, env: &Env, outcome: Outcome) -> ApiResult<Response> {
-        let interaction_id = new_id();
-        let (route, usage, charge, error) = match &outcome {
-            Outcome::Answered { completion, route } => {
-                let charge = completion.usage.map_or(self.hold, |usage| {
-                    estimate::cost(&usage, &self.resolved.model)
-                });
-                (*route, completion.usage, Some(charge), None)
-            }
-            Outcome::Rejected { message, route, .. } => (*route, None, None, Some(message.clone())),
-            Outcome::Exhausted { failure, route, .. } => {
-                let message = match failure {
-                    Failure::Unavailable { message, .. } | Failure::Rejected { message, .. } => {
-                        message.clone()
-                    }
-                };
-                (*route, None, None, Some(message))
-            }
-        };
+    /// batch.
+    pub(super) async fn record(&self, env: &Env, ending: Ending) -> ApiResult<()> {
+        let interaction_id = self.interaction_id.as_str();
+        let charge = ending.answered.then(|| {
+            ending.usage.map_or(self.hold, |usage| {
+                estimate::cost(&usage, &self.resolved.model)
+            })
+        });
         // What a provider that reports no usage is counted for: the bound, as it is charged
         // the hold.
-        let tokens = match (&outcome, usage) {
-            (_, Some(usage)) => usage.prompt_tokens + usage.completion_tokens,
-            (Outcome::Answered { .. }, None) => self.worst.tokens(),
-            _ => 0,
+        let tokens = match ending.usage {
+            Some(usage) => usage.prompt_tokens + usage.completion_tokens,
+            None if ending.answered => self.worst.tokens(),
+            None => 0,
         };
-        let deployment = &self.resolved.routes[route];
+        let deployment = &self.resolved.routes[ending.route];
         let (tenant, user) = (&self.principal.tenant_id, &self.principal.user_id);
         let now = env.now();
         let record = Interaction {
-            id: &interaction_id,
+            id: interaction_id,
             tenant_id: tenant.as_str(),
             user_id: user.as_str(),
             api_key_id: match &self.principal.credential {
@@ -362,19 +412,21 @@ impl Call<'_> {
             requested_model: &self.resolved.requested,
             provider_key_id: Some(&deployment.provider_key_id),
             deployment_model: Some(&deployment.deployment_model),
-            attempts: route as i64 + 1,
-            usage: usage.unwrap_or_default(),
+            attempts: ending.route as i64 + 1,
+            usage: ending.usage.unwrap_or_default(),
             cost: charge.unwrap_or(0),
             reservation_id: self.reservation,
             latency_ms: self.latency_ms,
-            status: match outcome {
-                Outcome::Answered { .. } => Status::Succeeded,
-                _ => Status::Failed,
+            first_token_ms: self.first_token_ms,
+            status: if ending.error.is_none() {
+                Status::Succeeded
+            } else {
+                Status::Failed
             },
-            error: error.as_deref(),
+            error: ending.error.as_deref(),
             created_at: now,
         };
-        let recorded = interactions::recorded(&interaction_id);
+        let recorded = interactions::recorded(interaction_id);
         let mut statements = Vec::new();
         match self.reservation {
             Some(reservation) => {
@@ -392,7 +444,7 @@ impl Call<'_> {
                     &recorded,
                 ));
                 if charge.is_some() {
-                    statements.push(interactions::charged_from(&interaction_id, reservation));
+                    statements.push(interactions::charged_from(interaction_id, reservation));
                 }
             }
             None => statements.push(record.insert(None)),
@@ -409,22 +461,24 @@ impl Call<'_> {
             ));
         }
         match env.db.batch(counted).await {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             // Tokens already spent are settled whatever the counters say: they fill up to
             // their limit. Only a limit lowered below what was already used still refuses,
             // and then the call is settled without counting.
             Err(error) if counters::is_quota_exceeded(&error) => {
                 env.db.batch(statements).await?;
+                Ok(())
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => Err(error.into()),
         }
-        self.answer(outcome, &interaction_id)
     }
 
-    /// What the client hears.
-    fn answer(&self, outcome: Outcome, interaction_id: &str) -> ApiResult<Response> {
+    /// What the client hears of a whole call.
+    fn answer(&self, outcome: Outcome<Completion>) -> ApiResult<Response> {
         match outcome {
-            Outcome::Answered { completion, .. } => {
+            Outcome::Answered {
+                answer: completion, ..
+            } => {
                 let mut body = completion.body;
                 // Clients see the catalogue's name, not the provider's.
                 body.insert(
@@ -432,11 +486,23 @@ impl Call<'_> {
                     Json::from(self.resolved.model.name.as_str()),
                 );
                 let mut response = ok(&Json::Object(body));
-                if let Ok(value) = HeaderValue::from_str(interaction_id) {
-                    response.headers_mut().insert(INTERACTION_HEADER, value);
-                }
+                self.name_in(&mut response);
                 Ok(response)
             }
+            Outcome::Rejected { .. } | Outcome::Exhausted { .. } => Err(self.refusal(outcome)),
+        }
+    }
+
+    /// Names the call's record in `response`.
+    pub(super) fn name_in(&self, response: &mut Response) {
+        if let Ok(value) = HeaderValue::from_str(&self.interaction_id) {
+            response.headers_mut().insert(INTERACTION_HEADER, value);
+        }
+    }
+
+    /// The error the client hears when no provider answered.
+    pub(super) fn refusal<T>(&self, outcome: Outcome<T>) -> ApiError {
+        match outcome {
             Outcome::Rejected {
                 status, message, ..
             } => {
@@ -445,11 +511,14 @@ impl Call<'_> {
                 } else {
                     StatusCode::BAD_REQUEST
                 };
-                Err(ApiError::new(status, "provider_rejected_request", message))
+                ApiError::new(status, "provider_rejected_request", message)
             }
             Outcome::Exhausted {
                 failure, timed_out, ..
-            } => Err(exhausted(&self.resolved.model.name, &failure, timed_out)),
+            } => exhausted(&self.resolved.model.name, &failure, timed_out),
+            Outcome::Answered { .. } => {
+                ApiError::internal().caused_by("an answered call has no refusal")
+            }
         }
     }
 }

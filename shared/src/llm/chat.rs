@@ -1,6 +1,9 @@
-//! `POST /v1/chat/completions`, non-streaming, in OpenAI's shape: the body is checked, its
-//! worst case bounded ([`WorstCase::of`]), and the call run through [`calls`] with the
-//! provider kinds' chat translations.
+//! `POST /v1/chat/completions` in OpenAI's shape: the body is checked, its worst case
+//! bounded ([`WorstCase::of`]), and the call run through [`calls`] with the provider
+//! kinds' chat translations, answered whole or, with `stream: true` on a runtime that
+//! streams, as server-sent events ([`stream`]).
+
+use std::rc::Rc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
@@ -12,21 +15,89 @@ use super::{
     interactions::Endpoint,
     models,
     providers::{ChatRequest, Completion, Failure, Kind, Target},
+    stream,
 };
 use crate::{
     Env,
-    api::{ApiRequest, Response},
+    api::{ApiRequest, Reply, Response},
     auth::{principal::Principal, rbac::Permission},
     error::ApiResult,
 };
 
-/// `POST /v1/chat/completions`
+/// `POST /v1/chat/completions`, answered whole.
 pub async fn completions(
     env: &Env,
     request: &ApiRequest,
     principal: &Principal,
 ) -> ApiResult<Response> {
     principal.require(Permission::LlmCall)?;
+    let body = checked_body(request)?;
+    if streams(&body) {
+        return Err(invalid_param(
+            "stream",
+            "this runtime answers chat completions whole; send the request without stream",
+        ));
+    }
+    let resolved = calls::resolve(env, principal, &body).await?;
+    let worst = WorstCase::of(&body, &resolved.model)?;
+    let chat = ChatRequest {
+        body,
+        max_output_tokens: resolved.model.max_output_tokens,
+        now: env.now(),
+    };
+    calls::run(env, principal, &resolved, Endpoint::Chat, worst, &chat).await
+}
+
+/// `POST /v1/chat/completions` with `stream: true`, answered as server-sent events
+/// ([`stream`]) from the model's OpenAI-compatible deployments.
+pub async fn streamed(
+    env: Rc<Env>,
+    request: &ApiRequest,
+    principal: Principal,
+) -> ApiResult<Reply> {
+    principal.require(Permission::LlmCall)?;
+    let mut body = checked_body(request)?;
+    let mut resolved = calls::resolve(&env, &principal, &body).await?;
+    let worst = WorstCase::of(&body, &resolved.model)?;
+    resolved
+        .routes
+        .retain(|route| route.kind == Kind::OpenAi.as_str());
+    if resolved.routes.is_empty() {
+        return Err(invalid_param(
+            "stream",
+            format!(
+                "the model `{}` streams only from OpenAI-compatible providers, and it has none; \
+                 send the request without stream",
+                resolved.model.name
+            ),
+        ));
+    }
+    let client_wants_usage = body
+        .get("stream_options")
+        .and_then(|options| options.get("include_usage"))
+        .and_then(Json::as_bool)
+        == Some(true);
+    let mut options = match body.remove("stream_options") {
+        Some(Json::Object(options)) => options,
+        _ => Map::new(),
+    };
+    options.insert("include_usage".into(), Json::Bool(true));
+    body.insert("stream_options".into(), Json::Object(options));
+    let chat = ChatRequest {
+        body,
+        max_output_tokens: resolved.model.max_output_tokens,
+        now: env.now(),
+    };
+    stream::run(env, principal, resolved, worst, chat, client_wants_usage).await
+}
+
+/// Whether a chat completion request asks for a stream.
+pub fn streams(body: &Map<String, Json>) -> bool {
+    body.get("stream").and_then(Json::as_bool) == Some(true)
+}
+
+/// The request's body, with a model named and messages to send, or 400.
+fn checked_body(request: &ApiRequest) -> ApiResult<Map<String, Json>> {
     let body: Map<String, Json> = request.json()?;
     models::requested_name(&body)?;
     if !body
@@ -39,20 +110,7 @@ pub async fn completions(
             "messages must be a non-empty array of message objects",
         ));
     }
-    if body.get("stream").and_then(Json::as_bool) == Some(true) {
-        return Err(invalid_param(
-            "stream",
-            "this gateway answers chat completions whole; send the request without stream",
-        ));
-    }
-    let resolved = calls::resolve(env, principal, &body).await?;
-    let worst = WorstCase::of(&body, &resolved.model)?;
-    let chat = ChatRequest {
-        body,
-        max_output_tokens: resolved.model.max_output_tokens,
-        now: env.now(),
-    };
-    calls::run(env, principal, &resolved, Endpoint::Chat, worst, &chat).await
+    Ok(body)
 }
 
 impl Wire for ChatRequest {

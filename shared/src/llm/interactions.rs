@@ -16,8 +16,8 @@ use crate::{
 };
 
 const COLUMNS: &str = "id, user_id, api_key_id, endpoint, model, requested_model, provider_key_id, deployment_model, \
-     attempts, prompt_tokens, completion_tokens, cached_tokens, cost, reservation_id, latency_ms, status, \
-     error, created_at";
+     attempts, prompt_tokens, completion_tokens, cached_tokens, cost, reservation_id, latency_ms, \
+     first_token_ms, status, error, created_at";
 
 /// The filters a list takes besides its page; any other parameter is refused.
 const FILTERS: &[&str] = &["endpoint", "model", "status", "since", "until", "user_id"];
@@ -76,6 +76,8 @@ pub struct Interaction<'a> {
     pub cost: i64,
     pub reservation_id: Option<&'a str>,
     pub latency_ms: i64,
+    /// A stream's time to its first event, in milliseconds.
+    pub first_token_ms: Option<i64>,
     pub status: Status,
     pub error: Option<&'a str>,
     pub created_at: i64,
@@ -88,8 +90,8 @@ impl Interaction<'_> {
             "INSERT INTO llm_interactions (id, tenant_id, user_id, api_key_id, endpoint, model, requested_model,
                                            provider_key_id, deployment_model, attempts, prompt_tokens,
                                            completion_tokens, cached_tokens, cost, reservation_id, latency_ms,
-                                           status, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                           first_token_ms, status, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.id,
             self.tenant_id,
             self.user_id,
@@ -106,6 +108,7 @@ impl Interaction<'_> {
             self.cost,
             self.reservation_id,
             self.latency_ms,
+            self.first_token_ms,
             self.status.as_str(),
             self.error,
             self.created_at
@@ -151,6 +154,7 @@ fn interaction_json(row: &Row<'_>) -> ApiResult<Json> {
         "cost": row.get::<i64>("cost")?,
         "reservation_id": row.get::<Option<String>>("reservation_id")?,
         "latency_ms": row.get::<i64>("latency_ms")?,
+        "first_token_ms": row.get::<Option<i64>>("first_token_ms")?,
         "status": row.get::<String>("status")?,
         "error": row.get::<Option<String>>("error")?,
         "created_at": rfc3339(row.get("created_at")?),

@@ -13,6 +13,8 @@
 //!   ([`interactions`]) in one batch;
 //! - [`chat`]: `POST /v1/chat/completions`, and [`embeddings`]: `POST /v1/embeddings`, each
 //!   checking its body, bounding its worst case and naming its wire;
+//! - [`stream`]: a chat completion with `stream: true`, its events passed on as the provider
+//!   writes them and the call settled when the provider is done;
 //! - [`errors`]: every `/v1/` error in OpenAI's shape, so the SDKs raise their own classes.
 
 pub mod calls;
@@ -24,13 +26,16 @@ pub mod interactions;
 pub mod keys;
 pub mod models;
 pub mod providers;
+pub mod stream;
+
+use std::rc::Rc;
 
 use http::{Method, StatusCode};
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
 
 use crate::{
     ApiError, Env,
-    api::{ApiRequest, Response},
+    api::{ApiRequest, Reply, Response},
     audit::{self, Action, Actor, Target},
     auth::{principal, principal::Principal, rbac::Permission},
     db::Statement,
@@ -103,6 +108,33 @@ pub(crate) fn owner_of(tenant_id: Option<&str>) -> &'static str {
     }
 }
 
+/// As [`route`], on a runtime that streams: a chat completion with `stream: true` is
+/// answered as server-sent events.
+pub async fn serve(env: Rc<Env>, request: &ApiRequest, path: &str) -> Reply {
+    let streamed = request.method == Method::POST
+        && segments(path) == ["chat", "completions"]
+        && request
+            .json::<Map<String, Json>>()
+            .is_ok_and(|body| chat::streams(&body));
+    if !streamed {
+        return Reply::Whole(route(&env, request, path).await);
+    }
+    let answer = async {
+        let principal = principal::authenticate(&env, request).await?;
+        chat::streamed(env.clone(), request, principal).await
+    };
+    match answer.await {
+        Ok(reply) => reply,
+        Err(error) => Reply::Whole(errors::response(error)),
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect()
+}
+
 /// Serves `/v1/{path}`: OpenAI's routes, every answer (errors included) in OpenAI's shape.
 pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
     match dispatch(env, request, path).await {
@@ -112,12 +144,8 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
 }
 
 async fn dispatch(env: &Env, request: &ApiRequest, path: &str) -> ApiResult<Response> {
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .collect();
     let method = &request.method;
-    let allowed = match segments.as_slice() {
+    let allowed = match segments(path).as_slice() {
         ["chat", "completions"] if method == Method::POST => {
             let principal = principal::authenticate(env, request).await?;
             let mut response = chat::completions(env, request, &principal).await?;

@@ -1258,6 +1258,7 @@ fn response_schemas() -> Map<String, Json> {
             ("cost", integer()),
             ("reservation_id", optional_string()),
             ("latency_ms", integer()),
+            ("first_token_ms", optional_integer()),
             ("status", enumeration(&["succeeded", "failed"])),
             ("error", optional_string()),
             ("created_at", time()),

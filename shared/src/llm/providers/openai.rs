@@ -115,7 +115,7 @@ fn is_openai(base_url: &str) -> bool {
 
 /// OpenAI's `usage`: `prompt_tokens` (cached ones included, counted again in
 /// `prompt_tokens_details.cached_tokens`) and `completion_tokens` (reasoning included).
-fn usage(usage: &Json) -> Option<Usage> {
+pub(in crate::llm) fn usage(usage: &Json) -> Option<Usage> {
     let count = |pointer: &str| usage.pointer(pointer).and_then(Json::as_i64);
     let prompt_tokens = count("/prompt_tokens")?.max(0);
     Some(Usage {

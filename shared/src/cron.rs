@@ -13,6 +13,7 @@ use crate::{
     db::DbError,
     error::ApiResult,
     jobs::queue::{self, ReapReport},
+    llm,
     mail::{self, MailReport},
     quota::{counters, rate_limit},
     reports::{self, ReportsBuilt},
@@ -40,6 +41,8 @@ pub struct CronReport {
     pub emails: MailReport,
     /// Jobs whose lease expired: re-queued or failed, and holds released.
     pub jobs_reaped: ReapReport,
+    /// Holds of LLM calls that never finished, released.
+    pub llm_holds_released: u64,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
@@ -72,6 +75,7 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     let topups_charged = checkout::charge_topups(env).await?;
     // Before the deliveries, so the events of jobs failed here go out in this run.
     let jobs_reaped = queue::reap(env).await?;
+    let llm_holds_released = llm::calls::release_stale_holds(env).await?;
     // Before webhook delivery, so the report events go out in this run.
     let reports = reports::build::run(env).await?;
     // After the housekeeping batch and the top-ups, so the events they wrote go out in
@@ -91,6 +95,7 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
         reports,
         emails,
         jobs_reaped,
+        llm_holds_released,
     })
 }
 

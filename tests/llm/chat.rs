@@ -8,9 +8,9 @@ use tollgate_tests::{TestApp, TestUser, expect_error, expect_status};
 use crate::{
     openai_double::{Fault, OpenAiDouble, Reported},
     support::{
-        CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, chat, create_key, create_model,
-        expect_openai_error, funded_tenant, hello, interactions, model_body, pool_spent,
-        spawn_gateway, tokens_counted_today,
+        CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, account_and_ledger, chat, create_key,
+        create_model, expect_openai_error, funded_tenant, hello, interactions, model_body,
+        pool_spent, spawn_gateway, tokens_counted_today,
     },
 };
 
@@ -613,4 +613,46 @@ async fn a_tenant_never_uses_another_tenants_model_nor_key() {
     assert_eq!(globex_sees.len(), 1);
     assert_eq!(globex_sees[0]["user_id"], globex.user_id.as_str());
     assert_eq!(interactions(app, acme, "").await.len(), 1);
+}
+
+#[tokio::test]
+async fn cron_releases_the_hold_of_a_call_that_never_finished_once_it_is_an_hour_old() {
+    let gateway = gateway(10_000).await;
+    let (app, owner) = (&gateway.app, &gateway.owner);
+    // Two holds of calls whose server stopped mid-call: one an hour old, one just made.
+    let mut holds = Vec::new();
+    for _ in 0..2 {
+        let hold = expect_status(
+            app.post(
+                "credits/reservations",
+                &owner.access_token,
+                &json!({ "amount": 300 }),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        holds.push(hold["id"].as_str().unwrap().to_owned());
+    }
+    app.query("UPDATE credit_reservations SET owner = 'llm_call'", vec![])
+        .await;
+    app.query(
+        "UPDATE credit_reservations SET created_at = created_at - 3601 WHERE id = ?",
+        vec![holds[0].clone().into()],
+    )
+    .await;
+
+    assert_eq!(app.run_cron().await.llm_holds_released, 1);
+    assert_eq!(app.run_cron().await.llm_holds_released, 0, "once");
+    let statuses = app
+        .query(
+            "SELECT id, status FROM credit_reservations ORDER BY id = ? DESC",
+            vec![holds[0].clone().into()],
+        )
+        .await;
+    assert_eq!(statuses[0][1], "released");
+    assert_eq!(statuses[1][1], "held");
+    assert_eq!(pool_spent(app, &owner.tenant_id).await, (0, 300));
+    let (account, ledger) = account_and_ledger(app, &format!("pool:{}", owner.tenant_id)).await;
+    assert_eq!(account, ledger, "the ledger sums to the balance");
 }

@@ -3,36 +3,16 @@
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::Value;
-use tollgate_tests::TestApp;
 
 use crate::{
     openai_double::{OpenAiDouble, Reported},
     support::{
-        create_key, create_model, funded_tenant, hello, interactions, model_body, pool_spent,
-        spawn_gateway, v1,
+        account_and_ledger, create_key, create_model, funded_tenant, hello, interactions,
+        model_body, pool_spent, spawn_gateway, v1,
     },
 };
 
 const KEY: &str = "sk-concurrency-00000001";
-
-/// `(total, used, reserved)` of an account and the sums of its ledger's deltas.
-async fn account_and_ledger(app: &TestApp, account_id: &str) -> (Vec<Value>, Vec<Value>) {
-    let account = app
-        .query(
-            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    let ledger = app
-        .query(
-            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
-             FROM credit_ledger WHERE account_id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    (account[0].clone(), ledger[0].clone())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_calls_against_a_pool_that_fits_one_hundred_answer_exactly_one_hundred()

@@ -150,3 +150,21 @@ pub async fn interactions(app: &TestApp, owner: &TestUser, query: &str) -> Vec<V
     .await;
     body["data"].as_array().unwrap().clone()
 }
+
+/// `(total, used, reserved)` of an account and the sums of its ledger's deltas.
+pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> (Vec<Value>, Vec<Value>) {
+    let account = app
+        .query(
+            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    let ledger = app
+        .query(
+            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
+             FROM credit_ledger WHERE account_id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    (account[0].clone(), ledger[0].clone())
+}

@@ -40,7 +40,7 @@ use crate::{
         reservations::{self, Hold, Owner},
         within_balance,
     },
-    db::Row,
+    db::{DbError, Row},
     error::ApiResult,
     ids::new_id,
     outbound::{OutboundError, Timeout},
@@ -272,6 +272,49 @@ pub(super) async fn hold_credits(
         // Refused by an account's balance, or no row written because an account is blocked.
         _ => Err(reservations::insufficient(env, tenant, user, amount).await?),
     }
+}
+
+/// How old a call's hold must be before cron takes its call for lost: far past the longest
+/// call (each deployment's wait for its answer, then a stream of at most
+/// [`crate::outbound::STREAM_LIMIT`]).
+pub const STALE_HOLD_SECONDS: i64 = 3_600;
+/// Stale holds released per cron run; the next run carries on.
+const STALE_HOLDS_PER_RUN: i64 = 500;
+
+/// Releases the holds of calls that never finished (their server stopped mid-call, or the
+/// settle's write failed): without a provider's count there is nothing to charge. Returns
+/// how many were released.
+pub async fn release_stale_holds(env: &Env) -> Result<u64, DbError> {
+    let now = env.now();
+    let stale = env
+        .db
+        .execute(sql!(
+            "SELECT id, tenant_id, user_id FROM credit_reservations
+             WHERE owner = 'llm_call' AND status = 'held' AND created_at < ?
+             ORDER BY created_at LIMIT ?",
+            now - STALE_HOLD_SECONDS,
+            STALE_HOLDS_PER_RUN
+        ))
+        .await?;
+    let mut statements = Vec::new();
+    let mut transitions = Vec::new();
+    for row in stale.iter() {
+        let (id, tenant, user): (String, String, String) =
+            (row.get("id")?, row.get("tenant_id")?, row.get("user_id")?);
+        let guard = sql!("SELECT 1 FROM credit_reservations WHERE id = ?", &id);
+        transitions.push(statements.len());
+        statements.extend(reservations::finish_statements(
+            &tenant, &user, &id, None, now, &guard,
+        ));
+    }
+    if statements.is_empty() {
+        return Ok(0);
+    }
+    let results = env.db.batch(statements).await?;
+    Ok(transitions
+        .into_iter()
+        .map(|index| results[index].rows_affected)
+        .sum())
 }
 
 /// Tries the deployments in order until one answers or refuses the request itself:

@@ -2,6 +2,7 @@
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+pub use tollgate_tests::account_and_ledger;
 use tollgate_tests::{TestApp, TestUser, expect_status};
 
 /// A tenant whose owner holds `credits` in the pool, granted by a platform admin, with the
@@ -80,24 +81,4 @@ pub async fn release(app: &TestApp, user: &TestUser, id: &str) -> Response {
 /// The caller's `GET credits` answer.
 pub async fn balances(app: &TestApp, user: &TestUser) -> Value {
     expect_status(app.get("credits", &user.access_token).await, StatusCode::OK).await
-}
-
-/// `(total, used, reserved)` of an account, read from the database, and the sums of its
-/// ledger's deltas: the two must agree.
-pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> ([i64; 3], [i64; 3]) {
-    let account = app
-        .query(
-            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    let ledger = app
-        .query(
-            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
-             FROM credit_ledger WHERE account_id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    let numbers = |row: &Vec<Value>| [0, 1, 2].map(|index| row[index].as_i64().unwrap());
-    (numbers(&account[0]), numbers(&ledger[0]))
 }

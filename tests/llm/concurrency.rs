@@ -3,12 +3,13 @@
 
 use futures::future::join_all;
 use reqwest::StatusCode;
+use tollgate_tests::account_and_ledger;
 
 use crate::{
     openai_double::{OpenAiDouble, Reported},
     support::{
-        account_and_ledger, create_key, create_model, funded_tenant, hello, interactions,
-        model_body, pool_spent, spawn_gateway, v1,
+        create_key, create_model, funded_tenant, hello, interactions, model_body, pool_spent,
+        spawn_gateway, v1,
     },
 };
 

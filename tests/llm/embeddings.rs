@@ -8,8 +8,8 @@ use tollgate_tests::{TestApp, TestUser, expect_status};
 use crate::{
     openai_double::{EMBEDDING_DIMENSIONS, Fault, OpenAiDouble, Reported},
     support::{
-        INPUT_PRICE, create_key, create_model, expect_openai_error, funded_tenant, interactions,
-        model_body, pool_spent, spawn_gateway, tokens_counted_today, v1,
+        INPUT_PRICE, anthropic_model, create_key, create_model, expect_openai_error, funded_tenant,
+        interactions, model_body, pool_spent, spawn_gateway, tokens_counted_today, v1,
     },
 };
 
@@ -166,22 +166,7 @@ async fn malformed_inputs_and_models_without_embeddings_answer_400_before_anythi
     .await;
 
     // A model served only by Anthropic has no embeddings.
-    let anthropic = expect_status(
-        app.post(
-            "admin/llm/provider-keys",
-            &gateway.admin,
-            &json!({ "name": "claude", "kind": "anthropic", "base_url": gateway.provider.base_url(),
-                     "api_key": "sk-ant-000000000000001" }),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let model = model_body(
-        "claude",
-        &[(anthropic["id"].as_str().unwrap(), "claude-sonnet-4")],
-    );
-    create_model(app, "admin/llm/models", &gateway.admin, &model).await;
+    anthropic_model(app, &gateway.admin, "claude", &gateway.provider.base_url()).await;
     let refused = expect_openai_error(
         embed(
             app,

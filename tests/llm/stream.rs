@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tollgate_tests::{TestApp, TestUser, expect_status};
+use tollgate_tests::{TestApp, TestUser};
 
 use crate::{
     openai_double::{Fault, OpenAiDouble, PIECES_BEFORE_HOLD, Reported, STREAMED_PIECES},
     support::{
-        INPUT_PRICE, OUTPUT_PRICE, create_key, create_model, expect_openai_error, funded_tenant,
-        interactions, model_body, pool_spent, spawn_gateway, v1,
+        INPUT_PRICE, OUTPUT_PRICE, anthropic_model, chat, create_key, create_model,
+        expect_openai_error, funded_tenant, interactions, model_body, pool_spent, spawn_gateway,
     },
 };
 
@@ -92,16 +92,6 @@ fn streamed_hello(extra: Value) -> Value {
     body
 }
 
-async fn post(app: &TestApp, token: &str, body: &Value) -> Response {
-    app.client
-        .post(v1(app, "chat/completions"))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// The data of each event of a whole event stream.
 fn events(text: &str) -> Vec<String> {
     text.split("\n\n")
@@ -142,7 +132,7 @@ async fn recorded(app: &TestApp, owner: &TestUser, count: usize) -> Vec<Value> {
 async fn each_event_passes_through_with_the_catalogue_model_and_the_call_is_charged_its_usage() {
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
-    let response = post(app, &owner.access_token, &streamed_hello(json!({}))).await;
+    let response = chat(app, &owner.access_token, &streamed_hello(json!({}))).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert!(response.headers().contains_key("ratelimit-limit"));
@@ -190,7 +180,7 @@ async fn each_event_passes_through_with_the_catalogue_model_and_the_call_is_char
 async fn a_client_that_asks_for_usage_gets_the_usage_chunk_before_done() {
     let gateway = gateway().await;
     let body = streamed_hello(json!({ "stream_options": { "include_usage": true } }));
-    let response = post(&gateway.app, &gateway.owner.access_token, &body).await;
+    let response = chat(&gateway.app, &gateway.owner.access_token, &body).await;
     let events = events(&response.text().await.unwrap());
     let chunks = chunks(&events);
     let last = chunks.last().unwrap();
@@ -209,7 +199,7 @@ async fn a_client_that_leaves_mid_stream_is_charged_once_for_what_the_provider_w
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
     gateway.primary.hold_streams();
-    let mut response = post(app, &owner.access_token, &streamed_hello(json!({}))).await;
+    let mut response = chat(app, &owner.access_token, &streamed_hello(json!({}))).await;
     let mut received = String::new();
     while events(&received).len() < 1 + PIECES_BEFORE_HOLD {
         let chunk = response.chunk().await.unwrap().expect("the stream goes on");
@@ -238,7 +228,7 @@ async fn a_stream_cut_before_its_usage_is_charged_the_hold_and_recorded_as_faile
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
     gateway.primary.fails_with(Fault::CutStream);
-    let response = post(app, &owner.access_token, &streamed_hello(json!({}))).await;
+    let response = chat(app, &owner.access_token, &streamed_hello(json!({}))).await;
     assert_eq!(response.status(), StatusCode::OK);
     let events = events(&response.text().await.unwrap());
     assert_ne!(events.last().unwrap(), "[DONE]");
@@ -257,7 +247,7 @@ async fn a_deployment_failing_before_its_stream_falls_back_and_a_refusal_is_hear
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
     gateway.primary.fails_with(Fault::ServerError);
-    let response = post(app, &owner.access_token, &streamed_hello(json!({}))).await;
+    let response = chat(app, &owner.access_token, &streamed_hello(json!({}))).await;
     let events = events(&response.text().await.unwrap());
     assert_eq!(
         content(&chunks(&events)),
@@ -270,7 +260,7 @@ async fn a_deployment_failing_before_its_stream_falls_back_and_a_refusal_is_hear
         .primary
         .fails_with(Fault::BadRequest("Invalid 'messages[0].role'"));
     let refused = expect_openai_error(
-        post(app, &owner.access_token, &streamed_hello(json!({}))).await,
+        chat(app, &owner.access_token, &streamed_hello(json!({}))).await,
         StatusCode::BAD_REQUEST,
         "provider_rejected_request",
     )
@@ -288,24 +278,9 @@ async fn a_deployment_failing_before_its_stream_falls_back_and_a_refusal_is_hear
 async fn a_model_without_an_openai_compatible_deployment_refuses_a_stream() {
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
-    let anthropic = expect_status(
-        app.post(
-            "admin/llm/provider-keys",
-            &gateway.admin,
-            &json!({ "name": "claude", "kind": "anthropic", "base_url": gateway.primary.base_url(),
-                     "api_key": "sk-ant-000000000000001" }),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let model = model_body(
-        "claude",
-        &[(anthropic["id"].as_str().unwrap(), "claude-sonnet-4")],
-    );
-    create_model(app, "admin/llm/models", &gateway.admin, &model).await;
+    anthropic_model(app, &gateway.admin, "claude", &gateway.primary.base_url()).await;
     let refused = expect_openai_error(
-        post(
+        chat(
             app,
             &owner.access_token,
             &streamed_hello(json!({ "model": "claude" })),

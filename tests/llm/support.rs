@@ -151,20 +151,15 @@ pub async fn interactions(app: &TestApp, owner: &TestUser, query: &str) -> Vec<V
     body["data"].as_array().unwrap().clone()
 }
 
-/// `(total, used, reserved)` of an account and the sums of its ledger's deltas.
-pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> (Vec<Value>, Vec<Value>) {
-    let account = app
-        .query(
-            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    let ledger = app
-        .query(
-            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
-             FROM credit_ledger WHERE account_id = ?",
-            vec![account_id.into()],
-        )
-        .await;
-    (account[0].clone(), ledger[0].clone())
+/// A global model `name` deployed only on an Anthropic platform key calling `base_url`.
+pub async fn anthropic_model(app: &TestApp, admin: &str, name: &str, base_url: &str) {
+    let key = json!({ "name": format!("{name}-key"), "kind": "anthropic", "base_url": base_url,
+                      "api_key": "sk-ant-000000000000001" });
+    let key = expect_status(
+        app.post("admin/llm/provider-keys", admin, &key).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let model = model_body(name, &[(key["id"].as_str().unwrap(), "claude-sonnet-4")]);
+    create_model(app, "admin/llm/models", admin, &model).await;
 }

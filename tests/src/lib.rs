@@ -466,3 +466,23 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
     );
     body
 }
+
+/// `(total, used, reserved)` of an account, read from the database, and the sums of its
+/// ledger's deltas: the two must agree.
+pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> ([i64; 3], [i64; 3]) {
+    let account = app
+        .query(
+            "SELECT COALESCE(total, 0), used, reserved FROM credit_accounts WHERE id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    let ledger = app
+        .query(
+            "SELECT COALESCE(SUM(total_delta), 0), COALESCE(SUM(used_delta), 0), COALESCE(SUM(reserved_delta), 0)
+             FROM credit_ledger WHERE account_id = ?",
+            vec![account_id.into()],
+        )
+        .await;
+    let numbers = |row: &Vec<Value>| [0, 1, 2].map(|index| row[index].as_i64().unwrap());
+    (numbers(&account[0]), numbers(&ledger[0]))
+}

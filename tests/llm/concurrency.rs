@@ -8,7 +8,7 @@ use tollgate_tests::account_and_ledger;
 use crate::{
     openai_double::{OpenAiDouble, Reported},
     support::{
-        create_key, create_model, funded_tenant, hello, interactions, model_body, pool_spent,
+        create_model, funded_tenant, hello, interactions, model_body, platform_key, pool_spent,
         spawn_gateway, v1,
     },
 };
@@ -21,16 +21,8 @@ async fn two_hundred_concurrent_calls_against_a_pool_that_fits_one_hundred_answe
     let app = spawn_gateway().await;
     let admin = app.platform_admin("ops@platform.test").await;
     let provider = OpenAiDouble::start(KEY).await;
-    let key = create_key(
-        &app,
-        "admin/llm/provider-keys",
-        &admin,
-        "openai",
-        &provider.base_url(),
-        KEY,
-    )
-    .await;
-    let model = model_body("chat", &[(key["id"].as_str().unwrap(), "gpt-4o")]);
+    let key = platform_key(&app, &admin, &provider, KEY).await;
+    let model = model_body("chat", &[(key.as_str(), "gpt-4o")]);
     create_model(&app, "admin/llm/models", &admin, &model).await;
     // Each call holds its worst case, (8 + 8 + 4 + 6) prompt tokens at 2 and 100 completion
     // tokens at 8, and the provider reports exactly that: a call costs its hold.

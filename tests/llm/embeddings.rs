@@ -8,8 +8,9 @@ use tollgate_tests::{TestApp, TestUser, expect_status};
 use crate::{
     openai_double::{EMBEDDING_DIMENSIONS, Fault, OpenAiDouble, Reported},
     support::{
-        INPUT_PRICE, anthropic_model, create_key, create_model, expect_openai_error, funded_tenant,
-        interactions, model_body, pool_spent, spawn_gateway, tokens_counted_today, v1,
+        INPUT_PRICE, anthropic_model, create_model, expect_openai_error, funded_tenant,
+        interactions, model_body, platform_key, pool_spent, spawn_gateway, tokens_counted_today,
+        v1,
     },
 };
 
@@ -28,19 +29,8 @@ async fn gateway(credits: i64) -> Gateway {
     let app = spawn_gateway().await;
     let admin = app.platform_admin("ops@platform.test").await;
     let provider = OpenAiDouble::start(KEY).await;
-    let key = create_key(
-        &app,
-        "admin/llm/provider-keys",
-        &admin,
-        "openai",
-        &provider.base_url(),
-        KEY,
-    )
-    .await;
-    let model = model_body(
-        "embed",
-        &[(key["id"].as_str().unwrap(), "text-embedding-3-small")],
-    );
+    let key = platform_key(&app, &admin, &provider, KEY).await;
+    let model = model_body("embed", &[(key.as_str(), "text-embedding-3-small")]);
     create_model(&app, "admin/llm/models", &admin, &model).await;
     let owner = funded_tenant(&app, &admin, "acme", credits).await;
     Gateway {

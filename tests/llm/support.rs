@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 use tollgate::secrets::Keyring;
 use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
 
+use crate::openai_double::OpenAiDouble;
+
 /// The master key the test servers seal provider keys with (32 bytes, base64).
 pub const MASTER_KEYS: &str = "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
@@ -162,4 +164,23 @@ pub async fn anthropic_model(app: &TestApp, admin: &str, name: &str, base_url: &
     .await;
     let model = model_body(name, &[(key["id"].as_str().unwrap(), "claude-sonnet-4")]);
     create_model(app, "admin/llm/models", admin, &model).await;
+}
+
+/// A platform provider key for `double`, whose key is `api_key`; its id.
+pub async fn platform_key(
+    app: &TestApp,
+    admin: &str,
+    double: &OpenAiDouble,
+    api_key: &str,
+) -> String {
+    let key = create_key(
+        app,
+        "admin/llm/provider-keys",
+        admin,
+        api_key,
+        &double.base_url(),
+        api_key,
+    )
+    .await;
+    key["id"].as_str().unwrap().to_owned()
 }

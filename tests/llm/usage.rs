@@ -12,7 +12,7 @@ use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
 
 use crate::{
     openai_double::{OpenAiDouble, Reported},
-    support::{MASTER_KEYS, chat, create_key, create_model, funded_tenant, hello, model_body},
+    support::{MASTER_KEYS, chat, create_model, funded_tenant, hello, model_body, platform_key},
 };
 
 const KEY: &str = "sk-usage-provider-00001";
@@ -43,16 +43,8 @@ async fn calls_are_summed_by_model_in_the_usage_report_and_the_daily_report() {
     .await;
     let admin = app.platform_admin("ops@platform.test").await;
     let provider = OpenAiDouble::start(KEY).await;
-    let key = create_key(
-        &app,
-        "admin/llm/provider-keys",
-        &admin,
-        "main",
-        &provider.base_url(),
-        KEY,
-    )
-    .await;
-    let key = key["id"].as_str().unwrap();
+    let key = platform_key(&app, &admin, &provider, KEY).await;
+    let key = key.as_str();
     for (name, deployed) in [("chat", "gpt-4o"), ("mini", "gpt-4o-mini")] {
         create_model(
             &app,

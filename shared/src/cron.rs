@@ -43,6 +43,8 @@ pub struct CronReport {
     pub jobs_reaped: ReapReport,
     /// Holds of LLM calls that never finished, released.
     pub llm_holds_released: u64,
+    /// The kept text of LLM calls past their tenant's retention, dropped.
+    pub llm_contents_purged: u64,
 }
 
 pub async fn run(env: &Env) -> Result<CronReport, DbError> {
@@ -67,6 +69,7 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
             old_events,
             downgrade_events,
             downgrade,
+            llm::policy::purge_expired_content(now),
         ])
         .await?;
     // Sealing first: retention prunes sealed entries only.
@@ -96,6 +99,7 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
         emails,
         jobs_reaped,
         llm_holds_released,
+        llm_contents_purged: results[7].rows_affected,
     })
 }
 

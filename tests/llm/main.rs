@@ -9,6 +9,7 @@ mod interactions;
 mod keys;
 mod models;
 mod openai_double;
+mod policy;
 mod sdk;
 mod stream;
 mod support;

@@ -324,6 +324,17 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["llm", "interactions"] => on!(method, {
             GET => signed_in!(env, request, |p| llm::interactions::list(env, request, p)),
         }),
+        ["llm", "interactions", id] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::interactions::get(env, p, id)),
+        }),
+        ["llm", "settings"] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::policy::settings(env, p)),
+            PUT => signed_in!(env, request, |p| llm::policy::set_settings(env, request, p)),
+        }),
+        ["llm", "users", id, "models"] => on!(method, {
+            GET => signed_in!(env, request, |p| llm::policy::user_models(env, p, id)),
+            PUT => signed_in!(env, request, |p| llm::policy::set_user_models(env, request, p, id)),
+        }),
         ["admin", "llm", "provider-keys"] => on!(method, {
             GET => llm::keys::admin_list(env, request).await,
             POST => llm::keys::admin_create(env, request).await,

@@ -66,6 +66,8 @@ actions! {
     LlmModelCreated => "llm_model.created",
     LlmModelUpdated => "llm_model.updated",
     LlmModelDeleted => "llm_model.deleted",
+    LlmSettingsUpdated => "llm_settings.updated",
+    LlmUserModelsUpdated => "llm_user_models.updated",
 }
 
 impl Action {

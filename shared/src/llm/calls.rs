@@ -29,6 +29,7 @@ use super::{
     interactions::{self, Endpoint, Interaction, Status},
     keys,
     models::{self, Model},
+    policy::{self, Policy},
     providers::{Completion, Failure, Kind, Target, Usage},
 };
 use crate::{
@@ -65,10 +66,13 @@ pub(super) struct Resolved {
     /// What the client wrote: the name or an alias.
     pub requested: String,
     pub routes: Vec<Route>,
+    /// The request's text (`messages` or `input`, as JSON), when the tenant keeps it.
+    pub kept_request: Option<String>,
 }
 
-/// Resolves the body's model for the caller: 404 when the caller may not use it, 429 when
-/// the caller's `llm_tokens` quota is used up, 503 when it has no deployment.
+/// Resolves the body's model for the caller: 404 when the caller's plan or tenant gives no
+/// such model, 403 when it is off the caller's allow-list ([`Policy`]), 429 when the
+/// caller's `llm_tokens` quota is used up, 503 when it has no deployment.
 pub(super) async fn resolve(
     env: &Env,
     principal: &Principal,
@@ -83,9 +87,12 @@ pub(super) async fn resolve(
             models::resolve(tenant, &requested),
             models::deployments(tenant, &requested),
             counters::used_up(tenant, user, Metric::LlmTokens, now),
+            Policy::read(tenant, user.as_str()),
         ])
         .await?;
     let model = models::usable(&read[0])?.ok_or_else(|| models::not_found(&requested))?;
+    let policy = Policy::from_rows(&read[3])?;
+    policy.check(&model.name, &requested)?;
     if !read[2].is_empty() {
         return Err(counters::exceeded(env, tenant, user, Metric::LlmTokens, 1, now).await);
     }
@@ -100,10 +107,16 @@ pub(super) async fn resolve(
             format!("the model `{}` has no deployment to call", model.name),
         ));
     }
+    let kept_request = policy
+        .keeps_content
+        .then(|| body.get("messages").or_else(|| body.get("input")))
+        .flatten()
+        .map(Json::to_string);
     Ok(Resolved {
         model,
         requested,
         routes,
+        kept_request,
     })
 }
 
@@ -139,8 +152,13 @@ pub(super) async fn run(
         latency_ms: elapsed_ms(started),
         first_token_ms: None,
     };
-    call.record(env, outcome.ending(|completion| completion.usage))
-        .await?;
+    let mut ending = outcome.ending(|completion| completion.usage);
+    if let Outcome::Answered { answer, .. } = &outcome
+        && resolved.kept_request.is_some()
+    {
+        ending.kept_response = answer.messages().map(|messages| messages.to_string());
+    }
+    call.record(env, ending).await?;
     call.answer(outcome)
 }
 
@@ -203,12 +221,14 @@ impl<T> Outcome<T> {
                 answered: true,
                 usage: usage(answer),
                 error: None,
+                kept_response: None,
             },
             Outcome::Rejected { message, route, .. } => Ending {
                 route: *route,
                 answered: false,
                 usage: None,
                 error: Some(message.clone()),
+                kept_response: None,
             },
             Outcome::Exhausted {
                 failure: Failure::Unavailable { message, .. } | Failure::Rejected { message, .. },
@@ -219,6 +239,7 @@ impl<T> Outcome<T> {
                 answered: false,
                 usage: None,
                 error: Some(message.clone()),
+                kept_response: None,
             },
         }
     }
@@ -233,6 +254,8 @@ pub(super) struct Ending {
     pub answered: bool,
     pub usage: Option<Usage>,
     pub error: Option<String>,
+    /// The answer's messages (JSON), kept when the tenant keeps the text of calls.
+    pub kept_response: Option<String>,
 }
 
 /// Holds `amount` for the call, owned by the gateway; `None` when the model is free.
@@ -491,6 +514,16 @@ impl Call<'_> {
                 }
             }
             None => statements.push(record.insert(None)),
+        }
+        if let Some(request) = &self.resolved.kept_request {
+            statements.push(policy::keep_content(
+                interaction_id,
+                tenant,
+                request,
+                ending.kept_response.as_deref(),
+                now,
+                &recorded,
+            ));
         }
         let mut counted = statements.clone();
         if tokens > 0 {

@@ -1,10 +1,12 @@
 //! The record of every call the gateway made to the providers: who, which model and
-//! deployment, tokens, cost, latency and outcome. No prompt or completion text is kept.
-//! `GET llm/interactions` lists them: a member their own, owners and admins the tenant's.
+//! deployment, tokens, cost, latency and outcome; the prompt and completion text only when
+//! the tenant keeps it ([`super::policy`]). `GET llm/interactions` lists them and
+//! `GET llm/interactions/{id}` shows one with its text: a member their own, owners and
+//! admins the tenant's.
 
 use serde_json::{Value as Json, json};
 
-use super::providers::Usage;
+use super::{policy, providers::Usage};
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
@@ -159,6 +161,43 @@ fn interaction_json(row: &Row<'_>) -> ApiResult<Json> {
         "error": row.get::<Option<String>>("error")?,
         "created_at": rfc3339(row.get("created_at")?),
     }))
+}
+
+/// `GET /api/v1/llm/interactions/{id}`: one call, with `content` (`request`, `response`)
+/// when its text was kept, else `content: null`.
+pub async fn get(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
+    principal.require(Permission::LlmRead)?;
+    let tenant = principal.tenant_id.as_str();
+    let read = env
+        .db
+        .batch(vec![
+            sql!(
+                format!("SELECT {COLUMNS} FROM llm_interactions WHERE tenant_id = ? AND id = ?"),
+                tenant,
+                id
+            ),
+            policy::read_content(tenant, id),
+        ])
+        .await?;
+    let Some(row) = read[0].first() else {
+        return Err(ApiError::not_found("interaction"));
+    };
+    let owner: String = row.get("user_id")?;
+    if !principal.is_self(&owner) && principal.require(Permission::LlmInteractionsAll).is_err() {
+        return Err(ApiError::not_found("interaction"));
+    }
+    let mut interaction = interaction_json(&row)?;
+    let parse = |text: Option<String>| {
+        text.map(|text| serde_json::from_str::<Json>(&text).unwrap_or(Json::String(text)))
+    };
+    interaction["content"] = match read[1].first() {
+        Some(content) => json!({
+            "request": parse(content.get("request")?),
+            "response": parse(content.get("response")?),
+        }),
+        None => Json::Null,
+    };
+    Ok(ok(&interaction))
 }
 
 fn invalid_query(message: impl Into<String>) -> ApiError {

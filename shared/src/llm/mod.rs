@@ -6,6 +6,8 @@
 //! - [`models`]: the catalogue, global rows overridden or extended by a tenant's rows (the
 //!   tenant's row of a name wins, as with plans), each with its deployments in fallback
 //!   order, its limits and its prices in credits per million tokens;
+//! - [`policy`]: what a tenant decides on top of them: the models its users see, each
+//!   user's allow-list, and whether (and how long) the text of calls is kept;
 //! - [`calls`]: one call of any endpoint — resolve the model for the caller's tenant and
 //!   plan, hold the worst case ([`estimate`]) through the two-phase reservations, call the
 //!   deployments in order through the `Outbound` port ([`providers`]: one module per wire
@@ -25,6 +27,7 @@ pub mod estimate;
 pub mod interactions;
 pub mod keys;
 pub mod models;
+pub mod policy;
 pub mod providers;
 pub mod stream;
 
@@ -163,9 +166,9 @@ async fn dispatch(env: &Env, request: &ApiRequest, path: &str) -> ApiResult<Resp
         ["models", rest @ ..] if method == Method::GET => {
             let principal = principal::authenticate(env, request).await?;
             let mut response = match rest {
-                [] => models::list_usable(env, &principal).await?,
+                [] => policy::list_usable(env, &principal).await?,
                 // Model names may hold slashes (`meta-llama/Llama-3.1-8B-Instruct`).
-                name => models::get_usable(env, &principal, &name.join("/")).await?,
+                name => policy::get_usable(env, &principal, &name.join("/")).await?,
             };
             principal.rate.apply(&mut response);
             return Ok(response);

@@ -18,7 +18,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, created, no_content, ok},
     audit::{Action, Target, if_changed},
-    auth::{principal::Principal, rbac::Permission},
+    auth::principal::Principal,
     clock::rfc3339,
     db::{DbError, Row, Statement},
     error::ApiResult,
@@ -78,7 +78,7 @@ pub struct Model {
 }
 
 impl Model {
-    fn from_row(row: &Row<'_>) -> ApiResult<Self> {
+    pub(crate) fn from_row(row: &Row<'_>) -> ApiResult<Self> {
         let json_column = |column: &str, text: String| {
             serde_json::from_str::<Json>(&text).map_err(|error| {
                 ApiError::internal().caused_by(format!("llm_models.{column}: {error}"))
@@ -140,7 +140,7 @@ impl Model {
     }
 
     /// The model as OpenAI's `GET /v1/models` lists it, with the names it also answers to.
-    fn to_openai(&self, tenant_slug: &str) -> Json {
+    pub(crate) fn to_openai(&self, tenant_slug: &str) -> Json {
         json!({
             "id": self.name,
             "object": "model",
@@ -621,6 +621,21 @@ pub(crate) fn deployments(tenant: &TenantId, name: &str) -> Statement {
     statement
 }
 
+/// The names of JSON array `names` (`?`) that are not the name of a model tenant `tenant`
+/// sees, as `name`.
+pub(crate) fn unknown_names(tenant: &TenantId, names: &str) -> Statement {
+    sql!(
+        format!(
+            "SELECT j.value AS name FROM json_each(?) j
+             WHERE NOT EXISTS (SELECT 1 FROM llm_models m WHERE {VISIBLE_TO_TENANT} AND m.name = j.value)
+             ORDER BY j.key LIMIT 1"
+        ),
+        names,
+        tenant,
+        tenant
+    )
+}
+
 /// The resolved model from [`resolve`]'s rows, when the caller's plan may use it; `None`
 /// answers 404 `model_not_found`, whether no such model exists or the plan lacks it.
 pub(crate) fn usable(rows: &crate::db::Rows) -> ApiResult<Option<Model>> {
@@ -647,35 +662,17 @@ pub(crate) fn not_found(name: &str) -> ApiError {
     .with_details(json!({ "param": "model" }))
 }
 
-/// `GET /v1/models`: the models the caller may use, in OpenAI's list shape.
-pub async fn list_usable(env: &Env, principal: &Principal) -> ApiResult<Response> {
-    principal.require(Permission::LlmRead)?;
-    let tenant = &principal.tenant_id;
-    let rows = env
-        .db
-        .execute(sql!(
-            format!(
-                "SELECT {MODEL_COLUMNS} FROM llm_models m
-                 WHERE {VISIBLE_TO_TENANT} AND {USABLE_ON_PLAN} ORDER BY m.name"
-            ),
-            tenant,
-            tenant,
-            tenant
-        ))
-        .await?;
-    let models = rows
-        .iter()
-        .map(|row| Ok(Model::from_row(&row)?.to_openai(&principal.tenant_slug)))
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(ok(&json!({ "object": "list", "data": models })))
-}
-
-/// `GET /v1/models/{model}`: a model the caller may use, by name or alias.
-pub async fn get_usable(env: &Env, principal: &Principal, name: &str) -> ApiResult<Response> {
-    principal.require(Permission::LlmRead)?;
-    let rows = env.db.execute(resolve(&principal.tenant_id, name)).await?;
-    let model = usable(&rows)?.ok_or_else(|| not_found(name))?;
-    Ok(ok(&model.to_openai(&principal.tenant_slug)))
+/// The models tenant `tenant`'s plan may use, by name.
+pub(crate) fn usable_on_plan(tenant: &TenantId) -> Statement {
+    sql!(
+        format!(
+            "SELECT {MODEL_COLUMNS} FROM llm_models m
+             WHERE {VISIBLE_TO_TENANT} AND {USABLE_ON_PLAN} ORDER BY m.name"
+        ),
+        tenant,
+        tenant,
+        tenant
+    )
 }
 
 /// The body's `model`, or 400.

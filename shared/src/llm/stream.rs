@@ -93,7 +93,16 @@ pub(super) async fn run(
     .boxed_local();
     let driver = async move {
         let model = resolved.model.name.clone();
-        let relayed = relay(upstream, &sender, &model, client_wants_usage, started).await;
+        let keeps_content = resolved.kept_request.is_some();
+        let relayed = relay(
+            upstream,
+            &sender,
+            &model,
+            client_wants_usage,
+            keeps_content,
+            started,
+        )
+        .await;
         let call = Call {
             interaction_id,
             principal: &principal,
@@ -110,6 +119,9 @@ pub(super) async fn run(
             answered: relayed.events > 0,
             usage: relayed.usage,
             error: relayed.error,
+            kept_response: relayed
+                .transcript
+                .map(|transcript| transcript.messages().to_string()),
         };
         // The client has its answer; a settle the database refuses now leaves the hold held
         // until cron releases stale calls' holds.
@@ -159,6 +171,8 @@ struct Relayed {
     usage: Option<Usage>,
     /// Why the stream did not end with `[DONE]`.
     error: Option<String>,
+    /// The messages the deltas added up to, when the tenant keeps the text of calls.
+    transcript: Option<Transcript>,
 }
 
 /// Reads `upstream` to its end, passing each event on while the client listens.
@@ -167,10 +181,14 @@ async fn relay(
     sender: &mpsc::Sender<Bytes>,
     model: &str,
     client_wants_usage: bool,
+    keeps_content: bool,
     started: chrono::DateTime<chrono::Utc>,
 ) -> Relayed {
     let mut parser = EventParser::default();
-    let mut relayed = Relayed::default();
+    let mut relayed = Relayed {
+        transcript: keeps_content.then(Transcript::default),
+        ..Relayed::default()
+    };
     let mut listening = true;
     let mut done = false;
     while let Some(chunk) = upstream.next().await {
@@ -229,6 +247,9 @@ fn rewrite(
     if let Some(error) = chunk.get("error") {
         relayed.error = Some(format!("the provider's stream failed: {error}"));
     }
+    if let Some(transcript) = &mut relayed.transcript {
+        transcript.add(&chunk);
+    }
     if chunk.contains_key("model") {
         chunk.insert("model".into(), Json::from(model));
     }
@@ -244,6 +265,71 @@ fn rewrite(
         chunk.remove("usage");
     }
     Some(Json::Object(chunk).to_string())
+}
+
+/// The messages a stream's deltas add up to, one per choice: text fields are appended
+/// (`content`, a tool call's `function.arguments`), objects merged, tool calls gathered by
+/// their `index`.
+#[derive(Debug, Default, PartialEq)]
+struct Transcript {
+    choices: std::collections::BTreeMap<u64, Json>,
+}
+
+impl Transcript {
+    fn add(&mut self, chunk: &Map<String, Json>) {
+        let Some(choices) = chunk.get("choices").and_then(Json::as_array) else {
+            return;
+        };
+        for choice in choices {
+            let index = choice.get("index").and_then(Json::as_u64).unwrap_or(0);
+            if let Some(delta) = choice.get("delta") {
+                let message = self
+                    .choices
+                    .entry(index)
+                    .or_insert_with(|| Json::Object(Map::new()));
+                merge_delta(message, delta);
+            }
+        }
+    }
+
+    /// The messages, in choice order, as OpenAI's whole answer would hold them.
+    fn messages(&self) -> Json {
+        Json::Array(self.choices.values().cloned().collect())
+    }
+}
+
+/// Adds one delta to what came before it.
+fn merge_delta(into: &mut Json, delta: &Json) {
+    match (into, delta) {
+        (Json::String(text), Json::String(more)) => text.push_str(more),
+        (Json::Object(fields), Json::Object(changes)) => {
+            for (key, change) in changes {
+                if change.is_null() {
+                    continue;
+                }
+                match fields.get_mut(key) {
+                    Some(field) => merge_delta(field, change),
+                    None => {
+                        fields.insert(key.clone(), change.clone());
+                    }
+                }
+            }
+        }
+        // Tool calls: each delta names the call it continues by its `index`.
+        (Json::Array(items), Json::Array(parts)) => {
+            for part in parts {
+                let index = part.get("index");
+                match items
+                    .iter_mut()
+                    .find(|item| index.is_some() && item.get("index") == index)
+                {
+                    Some(item) => merge_delta(item, part),
+                    None => items.push(part.clone()),
+                }
+            }
+        }
+        (slot, change) => *slot = change.clone(),
+    }
 }
 
 /// Server-sent events out of a byte stream: the `data` of each event, once its blank line
@@ -280,6 +366,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn deltas_add_up_to_the_messages_a_whole_answer_holds() {
+        let mut transcript = Transcript::default();
+        let deltas = [
+            json!([{ "index": 0, "delta": { "role": "assistant", "content": "" } }]),
+            json!([{ "index": 0, "delta": { "content": "Hel" } },
+                   { "index": 1, "delta": { "role": "assistant", "content": "Yo" } }]),
+            json!([{ "index": 0, "delta": { "content": "lo", "refusal": null } }]),
+            json!([{ "index": 1, "delta": { "tool_calls": [{ "index": 0, "id": "call_1", "type": "function",
+                     "function": { "name": "get_weather", "arguments": "{\"ci" } }] } }]),
+            json!([{ "index": 1, "delta": { "tool_calls": [{ "index": 0, "function": { "arguments": "ty\":1}" } }] } }]),
+            json!([]),
+        ];
+        for choices in deltas {
+            transcript.add(json!({ "choices": choices }).as_object().unwrap());
+        }
+        assert_eq!(
+            transcript.messages(),
+            json!([
+                { "role": "assistant", "content": "Hello" },
+                { "role": "assistant", "content": "Yo", "tool_calls": [{ "index": 0, "id": "call_1",
+                  "type": "function", "function": { "name": "get_weather", "arguments": "{\"city\":1}" } }] },
+            ])
+        );
+    }
 
     #[test]
     fn events_are_read_whole_across_chunks_and_comments_are_skipped() {

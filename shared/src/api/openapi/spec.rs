@@ -14,7 +14,7 @@ use crate::{
     billing::checkout,
     credits::{accounts, grants, reservations},
     jobs::{bots, http as jobs_http, queue, runners, workers},
-    llm::{keys as llm_keys, models as llm_models},
+    llm::{keys as llm_keys, models as llm_models, policy as llm_policy},
     quota::{http as quota_http, plan_limits},
     tenancy::{admin, invitations, plans, tenants, users},
     webhooks::endpoints,
@@ -1265,6 +1265,43 @@ fn response_schemas() -> Map<String, Json> {
         ]),
     );
     add(
+        "LlmInteractionWithContent",
+        json!({
+            "allOf": [
+                reference("LlmInteraction"),
+                object(&[(
+                    "content",
+                    json!({
+                        "type": ["object", "null"],
+                        "description": "the call's text, while the tenant keeps it: `request` (the messages or input), `response` (the answer's messages, one per choice, or null)",
+                        "properties": { "request": {}, "response": {} },
+                    }),
+                )]),
+            ],
+        }),
+    );
+    add(
+        "LlmSettings",
+        object(&[
+            (
+                "visible_models",
+                json!({ "type": ["array", "null"], "items": { "type": "string" }, "description": "the models the tenant's users see; null: all" }),
+            ),
+            ("content_logging", boolean()),
+            ("content_retention_days", integer()),
+        ]),
+    );
+    add(
+        "LlmUserModels",
+        object(&[
+            ("user_id", string()),
+            (
+                "models",
+                json!({ "type": ["array", "null"], "items": { "type": "string" }, "description": "the only models the user may call; null: no allow-list" }),
+            ),
+        ]),
+    );
+    add(
         "Invoice",
         json!({
             "type": "object",
@@ -1750,6 +1787,23 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .query("until", time(), "before this time")
             .query("user_id", string(), "only this user's (owners and admins)")
             .ok(page_of("LlmInteraction")),
+        op("get", "/llm/interactions/{id}", "llm", "One call, with its text while the tenant keeps it")
+            .describe("A member sees their own; owners and admins every call of the tenant.")
+            .ok(reference("LlmInteractionWithContent")),
+        op("get", "/llm/settings", "llm", "The tenant's gateway policy")
+            .describe("Owners and admins.")
+            .ok(reference("LlmSettings")),
+        op("put", "/llm/settings", "llm", "Choose the models the tenant's users see, and whether the text of calls is kept")
+            .describe("Replaces the whole policy; absent fields take their defaults (every model, no text kept, 30 days). Owners and admins.")
+            .body(schemas.of::<llm_policy::Settings>())
+            .ok(reference("LlmSettings")),
+        op("get", "/llm/users/{id}/models", "llm", "A user's model allow-list")
+            .describe("Owners and admins.")
+            .ok(reference("LlmUserModels")),
+        op("put", "/llm/users/{id}/models", "llm", "Set or remove a user's model allow-list")
+            .describe("Other models answer 403 `model_not_allowed` to that user. Owners and admins.")
+            .body(schemas.of::<llm_policy::UserModels>())
+            .ok(reference("LlmUserModels")),
         op("get", "/admin/llm/provider-keys", "platform admin", "The platform's provider keys")
             .access(PlatformAdmin)
             .paged()

@@ -98,6 +98,20 @@ pub struct Completion {
     pub usage: Option<Usage>,
 }
 
+impl Completion {
+    /// The answer's messages, one per choice, in OpenAI's shape; `None` for an answer
+    /// without choices (embeddings).
+    pub fn messages(&self) -> Option<Json> {
+        let choices = self.body.get("choices")?.as_array()?;
+        Some(Json::Array(
+            choices
+                .iter()
+                .map(|choice| choice.get("message").cloned().unwrap_or(Json::Null))
+                .collect(),
+        ))
+    }
+}
+
 /// Why an attempt brought no completion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {

@@ -1,7 +1,10 @@
 //! Black-box tests of the LLM gateway: provider keys and the model catalogue through the
 //! API, `/v1/chat/completions`, `/v1/embeddings` and `/v1/models` against OpenAI provider doubles on
-//! loopback, the interaction record, and the official OpenAI Python client end to end.
+//! loopback, models on Anthropic's Messages API against an Anthropic double, the tenant's
+//! policy, the interaction record, and the official OpenAI Python client end to end.
 
+mod anthropic;
+mod anthropic_double;
 mod chat;
 mod concurrency;
 mod embeddings;

@@ -11,8 +11,8 @@ use tollgate_tests::{TestApp, TestUser};
 use crate::{
     openai_double::{Fault, OpenAiDouble, PIECES_BEFORE_HOLD, Reported, STREAMED_PIECES},
     support::{
-        INPUT_PRICE, OUTPUT_PRICE, anthropic_model, chat, create_key, create_model,
-        expect_openai_error, funded_tenant, interactions, model_body, pool_spent, spawn_gateway,
+        INPUT_PRICE, OUTPUT_PRICE, chat, create_key, create_model, expect_openai_error,
+        funded_tenant, interactions, model_body, pool_spent, spawn_gateway,
     },
 };
 
@@ -21,7 +21,6 @@ const FALLBACK_KEY: &str = "sk-stream-fallback-0002";
 
 struct Gateway {
     app: TestApp,
-    admin: String,
     primary: OpenAiDouble,
     fallback: OpenAiDouble,
     owner: TestUser,
@@ -65,7 +64,6 @@ async fn gateway() -> Gateway {
     let owner = funded_tenant(&app, &admin, "acme", 100_000).await;
     Gateway {
         app,
-        admin,
         primary,
         fallback,
         owner,
@@ -93,7 +91,7 @@ fn streamed_hello(extra: Value) -> Value {
 }
 
 /// The data of each event of a whole event stream.
-fn events(text: &str) -> Vec<String> {
+pub fn events(text: &str) -> Vec<String> {
     text.split("\n\n")
         .filter_map(|event| event.strip_prefix("data: "))
         .map(str::to_owned)
@@ -101,7 +99,7 @@ fn events(text: &str) -> Vec<String> {
 }
 
 /// The chunks (every event but `[DONE]`), parsed.
-fn chunks(events: &[String]) -> Vec<Value> {
+pub fn chunks(events: &[String]) -> Vec<Value> {
     events
         .iter()
         .filter(|data| *data != "[DONE]")
@@ -109,7 +107,7 @@ fn chunks(events: &[String]) -> Vec<Value> {
         .collect()
 }
 
-fn content(chunks: &[Value]) -> String {
+pub fn content(chunks: &[Value]) -> String {
     chunks
         .iter()
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
@@ -272,24 +270,4 @@ async fn a_deployment_failing_before_its_stream_falls_back_and_a_refusal_is_hear
         "a refusal is not retried"
     );
     assert_eq!(pool_spent(app, &owner.tenant_id).await, (REPORTED_COST, 0));
-}
-
-#[tokio::test]
-async fn a_model_without_an_openai_compatible_deployment_refuses_a_stream() {
-    let gateway = gateway().await;
-    let (app, owner) = (&gateway.app, &gateway.owner);
-    anthropic_model(app, &gateway.admin, "claude", &gateway.primary.base_url()).await;
-    let refused = expect_openai_error(
-        chat(
-            app,
-            &owner.access_token,
-            &streamed_hello(json!({ "model": "claude" })),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request_error",
-    )
-    .await;
-    assert_eq!(refused["error"]["param"], "stream");
-    assert_eq!(pool_spent(app, &owner.tenant_id).await, (0, 0));
 }

@@ -49,7 +49,7 @@ pub async fn completions(
 }
 
 /// `POST /v1/chat/completions` with `stream: true`, answered as server-sent events
-/// ([`stream`]) from the model's OpenAI-compatible deployments.
+/// ([`stream`]) in OpenAI's shape, whatever the kind of the deployment that answers.
 pub async fn streamed(
     env: Rc<Env>,
     request: &ApiRequest,
@@ -57,21 +57,8 @@ pub async fn streamed(
 ) -> ApiResult<Reply> {
     principal.require(Permission::LlmCall)?;
     let mut body = checked_body(request)?;
-    let mut resolved = calls::resolve(&env, &principal, &body).await?;
+    let resolved = calls::resolve(&env, &principal, &body).await?;
     let worst = WorstCase::of(&body, &resolved.model)?;
-    resolved
-        .routes
-        .retain(|route| route.kind == Kind::OpenAi.as_str());
-    if resolved.routes.is_empty() {
-        return Err(invalid_param(
-            "stream",
-            format!(
-                "the model `{}` streams only from OpenAI-compatible providers, and it has none; \
-                 send the request without stream",
-                resolved.model.name
-            ),
-        ));
-    }
     let client_wants_usage = body
         .get("stream_options")
         .and_then(|options| options.get("include_usage"))

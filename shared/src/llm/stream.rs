@@ -1,5 +1,6 @@
 //! Streamed chat completions (`stream: true`): the provider's server-sent events reach the
-//! client as they are written, each with the catalogue's model name.
+//! client as they are written, read as OpenAI's chunks whatever the provider's kind
+//! ([`StreamEvents`]), each with the catalogue's model name.
 //!
 //! The call is held, and its deployments tried, as a whole one ([`calls`]): a deployment
 //! that answers 429, 5xx or nothing in time before its stream begins makes way for the
@@ -25,10 +26,10 @@ use super::{
     calls::{self, Call, Ending, Outcome, Resolved},
     estimate::WorstCase,
     interactions::Endpoint,
-    providers::{ChatRequest, Failure, Usage, failure, openai},
+    providers::{ChatRequest, Failure, Kind, StreamEvents, Usage, failure, openai},
 };
 use crate::{
-    Env,
+    ApiError, Env,
     api::{Reply, Streamed},
     auth::principal::Principal,
     error::ApiResult,
@@ -86,6 +87,11 @@ pub(super) async fn run(
     principal.rate.apply(&mut head);
     call.name_in(&mut head);
     let interaction_id = call.interaction_id;
+    // `call` answered only with a deployment whose kind it could read.
+    let events = Kind::parse("kind", &resolved.routes[route].kind)
+        .map_err(|_| ApiError::internal().caused_by("an answering deployment has no kind"))?
+        .provider()
+        .stream_events(&chat);
     let (sender, receiver) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|chunk| (chunk, receiver))
@@ -96,6 +102,7 @@ pub(super) async fn run(
         let keeps_content = resolved.kept_request.is_some();
         let relayed = relay(
             upstream,
+            events,
             &sender,
             &model,
             client_wants_usage,
@@ -175,9 +182,11 @@ struct Relayed {
     transcript: Option<Transcript>,
 }
 
-/// Reads `upstream` to its end, passing each event on while the client listens.
+/// Reads `upstream` to its end, passing each event on (read as OpenAI's by `events`) while
+/// the client listens.
 async fn relay(
     mut upstream: ChunkStream,
+    mut events: Box<dyn StreamEvents>,
     sender: &mpsc::Sender<Bytes>,
     model: &str,
     client_wants_usage: bool,
@@ -199,18 +208,20 @@ async fn relay(
                 break;
             }
         };
-        for data in parser.push(&chunk) {
+        for written in parser.push(&chunk) {
             relayed.events += 1;
             relayed
                 .first_event_ms
                 .get_or_insert_with(|| calls::elapsed_ms(started));
-            let Some(out) = rewrite(&data, model, client_wants_usage, &mut relayed) else {
-                continue;
-            };
-            done |= data == "[DONE]";
-            if listening && sender.send(sse(&out)).await.is_err() {
-                // The client went away; the provider's usage still comes at the end.
-                listening = false;
+            for data in events.translate(&written) {
+                let Some(out) = rewrite(&data, model, client_wants_usage, &mut relayed) else {
+                    continue;
+                };
+                done |= data == "[DONE]";
+                if listening && sender.send(sse(&out)).await.is_err() {
+                    // The client went away; the provider's usage still comes at the end.
+                    listening = false;
+                }
             }
         }
     }

@@ -4,6 +4,12 @@
 //! blocks, `max_tokens` always named), and the message that comes back becomes an OpenAI
 //! chat completion with its `usage` (cache reads counted as cached prompt tokens).
 //!
+//! A stream (`stream: true`) is read event by event ([`MessageStream`]): `message_start`
+//! opens the assistant's turn, text deltas become `content` deltas, a `tool_use` block and
+//! its `input_json_delta`s become a tool call and its `arguments`, `message_delta` brings
+//! the `finish_reason` and the output count, and `message_stop` ends it with OpenAI's usage
+//! chunk and `[DONE]`; an `error` event is passed on as an error.
+//!
 //! What Messages cannot express is refused as the client's request (400): more than one
 //! choice (`n`), and a `response_format` other than plain text. Fields OpenAI-compatible
 //! servers would receive as they are have no place here and are not sent.
@@ -11,7 +17,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
-use super::{ChatRequest, Completion, Failure, Provider, Target, Usage, failure};
+use super::{ChatRequest, Completion, Failure, Provider, StreamEvents, Target, Usage, failure};
 
 /// The Messages API version the translation is written against.
 const API_VERSION: &str = "2023-06-01";
@@ -63,6 +69,141 @@ impl Provider for Anthropic {
             })?;
         Ok(completion(&message, request.now))
     }
+
+    fn stream_events(&self, request: &ChatRequest) -> Box<dyn StreamEvents> {
+        Box::new(MessageStream {
+            created: request.now,
+            ..MessageStream::default()
+        })
+    }
+}
+
+/// A Messages stream read as OpenAI's chunks.
+#[derive(Default)]
+struct MessageStream {
+    id: Json,
+    model: Json,
+    created: i64,
+    /// OpenAI's tool call index of each `tool_use` block, by the block's index.
+    tool_calls: Vec<(u64, usize)>,
+    /// Usage as `message_start` and then each `message_delta` report it (cumulative).
+    usage: Map<String, Json>,
+}
+
+impl MessageStream {
+    fn chunk(&self, delta: Json, finish_reason: Option<&str>) -> String {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
+        })
+        .to_string()
+    }
+
+    fn tool_call(&self, block: u64) -> Option<usize> {
+        self.tool_calls
+            .iter()
+            .find(|(index, _)| *index == block)
+            .map(|(_, call)| *call)
+    }
+}
+
+impl StreamEvents for MessageStream {
+    fn translate(&mut self, data: &str) -> Vec<String> {
+        let Ok(event) = serde_json::from_str::<Json>(data) else {
+            return Vec::new();
+        };
+        let block = event["index"].as_u64().unwrap_or(0);
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => {
+                let message = &event["message"];
+                self.id = message["id"].clone();
+                self.model = message["model"].clone();
+                if let Json::Object(usage) = &message["usage"] {
+                    self.usage.extend(usage.clone());
+                }
+                vec![self.chunk(json!({ "role": "assistant", "content": "" }), None)]
+            }
+            "content_block_start" if event["content_block"]["type"] == "tool_use" => {
+                let call = self.tool_calls.len();
+                self.tool_calls.push((block, call));
+                let tool = &event["content_block"];
+                vec![self.chunk(
+                    json!({ "tool_calls": [{ "index": call, "id": tool["id"], "type": "function",
+                                             "function": { "name": tool["name"], "arguments": "" } }] }),
+                    None,
+                )]
+            }
+            "content_block_delta" => {
+                let delta = &event["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        vec![self.chunk(json!({ "content": delta["text"] }), None)]
+                    }
+                    Some("input_json_delta") => match self.tool_call(block) {
+                        Some(call) => vec![self.chunk(
+                            json!({ "tool_calls": [{ "index": call,
+                                                     "function": { "arguments": delta["partial_json"] } }] }),
+                            None,
+                        )],
+                        None => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                }
+            }
+            "message_delta" => {
+                if let Json::Object(usage) = &event["usage"] {
+                    self.usage.extend(
+                        usage
+                            .iter()
+                            .filter(|(_, count)| !count.is_null())
+                            .map(|(field, count)| (field.clone(), count.clone())),
+                    );
+                }
+                match event["delta"]["stop_reason"].as_str() {
+                    Some(reason) => vec![self.chunk(json!({}), Some(finish_reason(Some(reason))))],
+                    None => Vec::new(),
+                }
+            }
+            "message_stop" => {
+                let mut last = Vec::new();
+                if let Some(usage) = usage(&Json::Object(self.usage.clone())) {
+                    last.push(
+                        json!({
+                            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                            "model": self.model, "choices": [], "usage": openai_usage(usage),
+                        })
+                        .to_string(),
+                    );
+                }
+                last.push("[DONE]".to_owned());
+                last
+            }
+            "error" => vec![json!({ "error": event["error"] }).to_string()],
+            // `ping`, the end of a block, thinking, and events added after this translation.
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// OpenAI's `finish_reason` for a Messages `stop_reason`.
+fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI's `usage` object.
+fn openai_usage(usage: Usage) -> Json {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": usage.cached_tokens },
+    })
 }
 
 /// The Messages request for an OpenAI chat completion request.
@@ -133,6 +274,9 @@ fn messages_body(model: &str, request: &ChatRequest) -> Result<Map<String, Json>
             body.insert("stop_sequences".into(), json!(stops));
         }
         _ => {}
+    }
+    if openai.get("stream").and_then(Json::as_bool) == Some(true) {
+        body.insert("stream".into(), json!(true));
     }
     if let Some(user) = openai.get("user").and_then(Json::as_str) {
         body.insert("metadata".into(), json!({ "user_id": user }));
@@ -248,12 +392,7 @@ fn completion(message: &Json, now: i64) -> Completion {
             _ => {}
         }
     }
-    let finish_reason = match message["stop_reason"].as_str() {
-        Some("max_tokens") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("refusal") => "content_filter",
-        _ => "stop",
-    };
+    let finish_reason = finish_reason(message["stop_reason"].as_str());
     let mut reply = json!({
         "role": "assistant",
         "content": if text.is_empty() && !tool_calls.is_empty() { Json::Null } else { json!(text) },
@@ -271,12 +410,7 @@ fn completion(message: &Json, now: i64) -> Completion {
         "choices": [{ "index": 0, "message": reply, "logprobs": null, "finish_reason": finish_reason }],
     });
     if let Some(usage) = usage {
-        body["usage"] = json!({
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": { "cached_tokens": usage.cached_tokens },
-        });
+        body["usage"] = openai_usage(usage);
     }
     Completion {
         body: body.as_object().cloned().unwrap_or_default(),
@@ -447,6 +581,82 @@ mod tests {
                 cached_tokens: 100
             })
         );
+    }
+
+    /// A stream as the Messages API writes it (event order and fields from its reference):
+    /// text, then a tool call whose input comes in pieces.
+    const STREAM: [&str; 12] = [
+        r#"{"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_read_input_tokens":5,"cache_creation_input_tokens":0,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"ping"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me "}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"check."}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}}"#,
+        r#"{"type":"message_stop"}"#,
+    ];
+
+    #[test]
+    fn a_stream_reads_as_openai_chunks_ending_with_usage_and_done() {
+        let mut events = Anthropic.stream_events(&request(json!({ "stream": true })));
+        let out: Vec<String> = STREAM
+            .iter()
+            .flat_map(|data| events.translate(data))
+            .collect();
+        assert_eq!(out.last().map(String::as_str), Some("[DONE]"));
+        let chunks: Vec<Json> = out[..out.len() - 1]
+            .iter()
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        for chunk in &chunks {
+            assert_eq!(chunk["object"], "chat.completion.chunk");
+            assert_eq!(chunk["id"], "msg_01");
+            assert_eq!(chunk["created"], 1_700_000_000);
+        }
+        let deltas: Vec<&Json> = chunks[..chunks.len() - 1]
+            .iter()
+            .map(|chunk| &chunk["choices"][0]["delta"])
+            .collect();
+        assert_eq!(
+            deltas,
+            [
+                &json!({ "role": "assistant", "content": "" }),
+                &json!({ "content": "Let me " }),
+                &json!({ "content": "check." }),
+                &json!({ "tool_calls": [{ "index": 0, "id": "toolu_01", "type": "function",
+                                          "function": { "name": "get_weather", "arguments": "" } }] }),
+                &json!({ "tool_calls": [{ "index": 0, "function": { "arguments": "{\"city\": " } }] }),
+                &json!({ "tool_calls": [{ "index": 0, "function": { "arguments": "\"Paris\"}" } }] }),
+                &json!({}),
+            ]
+        );
+        assert_eq!(
+            chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
+        let last = chunks.last().unwrap();
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(
+            last["usage"],
+            json!({ "prompt_tokens": 30, "completion_tokens": 42, "total_tokens": 72,
+                    "prompt_tokens_details": { "cached_tokens": 5 } })
+        );
+    }
+
+    #[test]
+    fn a_stream_asks_for_events_and_an_error_event_is_passed_on() {
+        assert_eq!(translated(json!({ "stream": true }))["stream"], true);
+        assert!(translated(json!({})).get("stream").is_none());
+        let mut events = Anthropic.stream_events(&request(json!({ "stream": true })));
+        let out = events.translate(
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        let error: Json = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(error["error"]["type"], "overloaded_error");
     }
 
     #[test]

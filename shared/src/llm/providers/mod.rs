@@ -144,6 +144,18 @@ pub trait Provider {
         response: &http::Response<Bytes>,
         request: &ChatRequest,
     ) -> Result<Completion, Failure>;
+
+    /// A reader of the stream this kind answers a `stream: true` request with, as OpenAI's
+    /// chunks.
+    fn stream_events(&self, request: &ChatRequest) -> Box<dyn StreamEvents>;
+}
+
+/// A provider's stream of server-sent events read as OpenAI's: the data of each event in,
+/// the data of the events to pass on out (`chat.completion.chunk` objects, a last chunk
+/// with empty `choices` and the `usage`, then `[DONE]`; an `{"error"}` object when the
+/// provider reports a failure mid-stream).
+pub trait StreamEvents {
+    fn translate(&mut self, data: &str) -> Vec<String>;
 }
 
 /// A provider kind that serves embeddings: `POST /v1/embeddings` to its wire and back.

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
 
-use super::{ChatRequest, Completion, Embedder, Failure, Provider, Target, Usage, failure};
+use super::{
+    ChatRequest, Completion, Embedder, Failure, Provider, StreamEvents, Target, Usage, failure,
+};
 
 pub struct OpenAi;
 
@@ -43,6 +45,19 @@ impl Provider for OpenAi {
         let body = answer(response, "choices", "a chat completion")?;
         let usage = body.get("usage").and_then(usage);
         Ok(Completion { body, usage })
+    }
+
+    fn stream_events(&self, _: &ChatRequest) -> Box<dyn StreamEvents> {
+        Box::new(AsWritten)
+    }
+}
+
+/// OpenAI's stream is already in OpenAI's shape.
+struct AsWritten;
+
+impl StreamEvents for AsWritten {
+    fn translate(&mut self, data: &str) -> Vec<String> {
+        vec![data.to_owned()]
     }
 }
 

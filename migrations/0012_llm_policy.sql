@@ -1,5 +1,14 @@
 -- What a tenant decides about its users' LLM calls (shared/src/llm/policy.rs): which models
--- its users see, which models each user may call, and whether the text of calls is kept.
+-- its users see, which models each user may call, and whether the text of calls is kept; and
+-- the per-minute limits of LLM calls (shared/src/llm/limits.rs).
+
+-- The whole tenant's LLM calls and tokens per minute (NULL: no limit).
+ALTER TABLE plans ADD COLUMN llm_requests_per_minute INTEGER;
+ALTER TABLE plans ADD COLUMN llm_tokens_per_minute INTEGER;
+UPDATE plans SET llm_requests_per_minute = 60, llm_tokens_per_minute = 100000
+    WHERE code = 'FREE' AND tenant_id IS NULL;
+UPDATE plans SET llm_requests_per_minute = 3000, llm_tokens_per_minute = 2000000
+    WHERE code = 'PRO' AND tenant_id IS NULL;
 
 -- One row per tenant that changed the defaults (no row: every model the catalogue gives the
 -- tenant is shown, and no text is kept).
@@ -12,6 +21,9 @@ CREATE TABLE llm_tenant_settings (
     content_logging        INTEGER NOT NULL DEFAULT 0 CHECK (content_logging IN (0, 1)),
     content_retention_days INTEGER NOT NULL DEFAULT 30
                            CHECK (content_retention_days BETWEEN 1 AND 3650),
+    -- Each user's LLM calls and tokens per minute (NULL: no limit of the user's own).
+    user_requests_per_minute INTEGER CHECK (user_requests_per_minute > 0),
+    user_tokens_per_minute   INTEGER CHECK (user_tokens_per_minute > 0),
     updated_at             INTEGER NOT NULL
 );
 

@@ -10,6 +10,7 @@ mod concurrency;
 mod embeddings;
 mod interactions;
 mod keys;
+mod limits;
 mod models;
 mod openai_double;
 mod policy;

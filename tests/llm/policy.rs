@@ -81,7 +81,8 @@ async fn a_tenants_users_see_and_call_only_the_models_it_shows() {
     .await;
     assert_eq!(
         defaults,
-        json!({ "visible_models": null, "content_logging": false, "content_retention_days": 30 })
+        json!({ "visible_models": null, "content_logging": false, "content_retention_days": 30,
+                "user_requests_per_minute": null, "user_tokens_per_minute": null })
     );
     assert_eq!(listed(&app, &owner).await, ["chat", "premium"]);
 

@@ -28,11 +28,13 @@ pub const OUTPUT_PRICE: i64 = 8_000_000;
 /// The test model's largest output.
 pub const MAX_OUTPUT: i64 = 1_000;
 
-/// A tenant with `credits` in its pool and the per-minute limit lifted, as the platform
-/// admin `admin` arranges it.
+/// A tenant with `credits` in its pool and the per-minute limits lifted (requests, and the
+/// gateway's calls and tokens), as the platform admin `admin` arranges it.
 pub async fn funded_tenant(app: &TestApp, admin: &str, slug: &str, credits: i64) -> TestUser {
     let owner = app.register(slug).await;
-    let lifted = json!({ "plan": "FREE", "overrides": { "requests_per_minute": 1_000_000 } });
+    let lifted = json!({ "plan": "FREE", "overrides": {
+        "requests_per_minute": 1_000_000, "llm_requests_per_minute": null, "llm_tokens_per_minute": null,
+    } });
     app.assign_plan(admin, &owner, &lifted).await;
     if credits > 0 {
         app.grant_pool_credits(admin, &owner, credits).await;

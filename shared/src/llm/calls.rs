@@ -28,6 +28,7 @@ use super::{
     estimate::{self, WorstCase},
     interactions::{self, Endpoint, Interaction, Status},
     keys,
+    limits::{self, TokenWindows},
     models::{self, Model},
     policy::{self, Policy},
     providers::{Completion, Failure, Kind, Target, Usage},
@@ -68,11 +69,14 @@ pub(super) struct Resolved {
     pub routes: Vec<Route>,
     /// The request's text (`messages` or `input`, as JSON), when the tenant keeps it.
     pub kept_request: Option<String>,
+    /// The per-minute token windows the call's tokens count into.
+    pub token_windows: TokenWindows,
 }
 
 /// Resolves the body's model for the caller: 404 when the caller's plan or tenant gives no
 /// such model, 403 when it is off the caller's allow-list ([`Policy`]), 429 when the
-/// caller's `llm_tokens` quota is used up, 503 when it has no deployment.
+/// caller's `llm_tokens` quota is used up or a per-minute limit ([`limits`]) is reached, 503
+/// when it has no deployment.
 pub(super) async fn resolve(
     env: &Env,
     principal: &Principal,
@@ -81,18 +85,18 @@ pub(super) async fn resolve(
     let requested = models::requested_name(body)?.to_owned();
     let (tenant, user) = (&principal.tenant_id, &principal.user_id);
     let now = env.now();
-    let read = env
-        .db
-        .batch(vec![
-            models::resolve(tenant, &requested),
-            models::deployments(tenant, &requested),
-            counters::used_up(tenant, user, Metric::LlmTokens, now),
-            Policy::read(tenant, user.as_str()),
-        ])
-        .await?;
+    let mut statements = vec![
+        models::resolve(tenant, &requested),
+        models::deployments(tenant, &requested),
+        counters::used_up(tenant, user, Metric::LlmTokens, now),
+        Policy::read(tenant, user.as_str()),
+    ];
+    statements.extend(limits::arrival(tenant, user.as_str(), now));
+    let read = env.db.batch(statements).await?;
     let model = models::usable(&read[0])?.ok_or_else(|| models::not_found(&requested))?;
     let policy = Policy::from_rows(&read[3])?;
     policy.check(&model.name, &requested)?;
+    let token_windows = limits::admit(&read[4..], tenant, user.as_str(), now)?;
     if !read[2].is_empty() {
         return Err(counters::exceeded(env, tenant, user, Metric::LlmTokens, 1, now).await);
     }
@@ -117,6 +121,7 @@ pub(super) async fn resolve(
         requested,
         routes,
         kept_request,
+        token_windows,
     })
 }
 
@@ -515,6 +520,7 @@ impl Call<'_> {
             }
             None => statements.push(record.insert(None)),
         }
+        statements.extend(self.resolved.token_windows.count(tokens, now, &recorded));
         if let Some(request) = &self.resolved.kept_request {
             statements.push(policy::keep_content(
                 interaction_id,

@@ -8,6 +8,7 @@
 //!   order, its limits and its prices in credits per million tokens;
 //! - [`policy`]: what a tenant decides on top of them: the models its users see, each
 //!   user's allow-list, and whether (and how long) the text of calls is kept;
+//! - [`limits`]: the per-minute limits of calls and tokens, the tenant's and each user's;
 //! - [`calls`]: one call of any endpoint — resolve the model for the caller's tenant and
 //!   plan, hold the worst case ([`estimate`]) through the two-phase reservations, call the
 //!   deployments in order through the `Outbound` port ([`providers`]: one module per wire
@@ -26,6 +27,7 @@ pub mod errors;
 pub mod estimate;
 pub mod interactions;
 pub mod keys;
+pub mod limits;
 pub mod models;
 pub mod policy;
 pub mod providers;

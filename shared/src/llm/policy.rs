@@ -4,6 +4,7 @@
 //!   users, as if it did not exist (404 `model_not_found`, absent from `GET /v1/models`);
 //! - which models one user may call (a per-user allow-list): any other answers 403
 //!   `model_not_allowed`, and `GET /v1/models` lists only the allowed ones;
+//! - each user's calls and tokens per minute (enforced by [`super::limits`]);
 //! - whether the text of each call (the request's messages or input, the answer's
 //!   messages) is kept beside its record, and for how many days ([`purge_expired_content`]
 //!   drops it after that, on every cron run).
@@ -27,6 +28,7 @@ use crate::{
     error::ApiResult,
     ids::TenantId,
     sql,
+    tenancy::plans,
 };
 
 /// Days the text of a call is kept when the tenant turns content logging on and names no
@@ -170,6 +172,12 @@ pub(crate) struct Settings {
     /// Days the text is kept (1 to 3650); 30 when absent.
     #[serde(default)]
     content_retention_days: Option<i64>,
+    /// Each user's LLM calls per minute; `null` or absent: no limit of their own.
+    #[serde(default)]
+    user_requests_per_minute: Option<i64>,
+    /// Each user's LLM tokens (prompt and completion) per minute; `null` or absent: none.
+    #[serde(default)]
+    user_tokens_per_minute: Option<i64>,
 }
 
 /// `PUT llm/users/{id}/models`: a user's allow-list.
@@ -229,16 +237,26 @@ fn settings_json(rows: &Rows) -> ApiResult<Json> {
             None => default,
         })
     };
+    let limit = |column: &str| -> ApiResult<Option<i64>> {
+        Ok(row
+            .as_ref()
+            .map(|row| row.get(column))
+            .transpose()?
+            .flatten())
+    };
     Ok(json!({
         "visible_models": visible.map(|text| serde_json::from_str::<Json>(&text).unwrap_or(Json::Null)),
         "content_logging": get("content_logging", 0)? == 1,
         "content_retention_days": get("content_retention_days", DEFAULT_RETENTION_DAYS)?,
+        "user_requests_per_minute": limit("user_requests_per_minute")?,
+        "user_tokens_per_minute": limit("user_tokens_per_minute")?,
     }))
 }
 
 fn read_settings(tenant: &TenantId) -> Statement {
     sql!(
-        "SELECT visible_models, content_logging, content_retention_days
+        "SELECT visible_models, content_logging, content_retention_days, user_requests_per_minute,
+                user_tokens_per_minute
          FROM llm_tenant_settings WHERE tenant_id = ?",
         tenant
     )
@@ -268,6 +286,20 @@ pub async fn set_settings(
             format!("must be a whole number from 1 to {MAX_RETENTION_DAYS}"),
         ));
     }
+    for (field, limit) in [
+        ("user_requests_per_minute", body.user_requests_per_minute),
+        ("user_tokens_per_minute", body.user_tokens_per_minute),
+    ] {
+        if limit.is_some_and(|limit| !(1..=plans::MAX_LIMIT).contains(&limit)) {
+            return Err(ApiError::invalid_field(
+                field,
+                format!(
+                    "must be from 1 to {}, or null for no limit",
+                    plans::MAX_LIMIT
+                ),
+            ));
+        }
+    }
     let tenant = &principal.tenant_id;
     let visible = match body.visible_models {
         Some(names) => Some(checked_names(env, tenant, "visible_models", names).await?),
@@ -280,17 +312,22 @@ pub async fn set_settings(
         .batch(vec![
             sql!(
                 "INSERT INTO llm_tenant_settings (tenant_id, visible_models, content_logging,
-                                                  content_retention_days, updated_at)
-                 VALUES (?, ?, ?, ?, ?)
+                                                  content_retention_days, user_requests_per_minute,
+                                                  user_tokens_per_minute, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (tenant_id) DO UPDATE SET
                      visible_models = excluded.visible_models,
                      content_logging = excluded.content_logging,
                      content_retention_days = excluded.content_retention_days,
+                     user_requests_per_minute = excluded.user_requests_per_minute,
+                     user_tokens_per_minute = excluded.user_tokens_per_minute,
                      updated_at = excluded.updated_at",
                 tenant,
                 visible_json,
                 i64::from(body.content_logging),
                 retention,
+                body.user_requests_per_minute,
+                body.user_tokens_per_minute,
                 now
             ),
             editor
@@ -301,6 +338,8 @@ pub async fn set_settings(
                         "visible_models": visible,
                         "content_logging": body.content_logging,
                         "content_retention_days": retention,
+                        "user_requests_per_minute": body.user_requests_per_minute,
+                        "user_tokens_per_minute": body.user_tokens_per_minute,
                     }),
                     now,
                 )

@@ -1289,6 +1289,8 @@ fn response_schemas() -> Map<String, Json> {
             ),
             ("content_logging", boolean()),
             ("content_retention_days", integer()),
+            ("user_requests_per_minute", optional_integer()),
+            ("user_tokens_per_minute", optional_integer()),
         ]),
     );
     add(

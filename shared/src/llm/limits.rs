@@ -1,0 +1,217 @@
+//! Per-minute limits of LLM calls, beside each credential's own request limit (the plan's
+//! `requests_per_minute`, for every authenticated request):
+//!
+//! - the whole tenant: its plan's `llm_requests_per_minute` and `llm_tokens_per_minute`;
+//! - each of its users, whatever key they call with: the tenant's own
+//!   `user_requests_per_minute` and `user_tokens_per_minute` (`PUT llm/settings`).
+//!
+//! Windows are the calendar minute, counted in `rate_limit_windows` (so every instance
+//! shares them). A request is counted when it arrives, in the batch that resolves its model,
+//! and refused with 429 once its minute's count passes a limit. Tokens are known only when
+//! the call ends: a call is let through while its minute's tokens are below each limit, and
+//! its reported tokens are added to the window of the minute it ends in, in the batch that
+//! records it. So the token limit can be passed by the calls already running when it is
+//! reached, as with OpenAI's own limits, and never by a call that starts after.
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::{
+    ApiError,
+    db::{Rows, Statement},
+    ids::TenantId,
+    sql,
+    tenancy::plans::effective_plan_column,
+};
+
+const WINDOW_SECONDS: i64 = 60;
+
+fn window_start(now: i64) -> i64 {
+    now - now.rem_euclid(WINDOW_SECONDS)
+}
+
+/// The counters of one caller's calls.
+struct Buckets {
+    tenant_requests: String,
+    user_requests: String,
+    tenant_tokens: String,
+    user_tokens: String,
+}
+
+impl Buckets {
+    fn of(tenant: &TenantId, user: &str) -> Self {
+        let tenant = tenant.as_str();
+        Buckets {
+            tenant_requests: format!("llm-requests:{tenant}"),
+            user_requests: format!("llm-requests:{tenant}:{user}"),
+            tenant_tokens: format!("llm-tokens:{tenant}"),
+            user_tokens: format!("llm-tokens:{tenant}:{user}"),
+        }
+    }
+}
+
+/// The tenant's request limit, as a scalar subquery of tenant `?`.
+const TENANT_REQUESTS: &str = concat!(
+    "(SELECT ",
+    effective_plan_column!("llm_requests_per_minute"),
+    " FROM tenants t WHERE t.id = ?)"
+);
+const TENANT_TOKENS: &str = concat!(
+    "(SELECT ",
+    effective_plan_column!("llm_tokens_per_minute"),
+    " FROM tenants t WHERE t.id = ?)"
+);
+const USER_REQUESTS: &str =
+    "(SELECT user_requests_per_minute FROM llm_tenant_settings WHERE tenant_id = ?)";
+const USER_TOKENS: &str =
+    "(SELECT user_tokens_per_minute FROM llm_tenant_settings WHERE tenant_id = ?)";
+
+/// Counts one request into `bucket` when `limit` (a scalar subquery of tenant `?`) names a
+/// limit; returns the window's count, or no row when there is no limit.
+fn count_request(bucket: &str, limit: &str, tenant: &TenantId, now: i64) -> Statement {
+    sql!(
+        format!(
+            "INSERT INTO rate_limit_windows (bucket, window_start, hits)
+             SELECT ?, ?, 1 WHERE {limit} IS NOT NULL
+             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = hits + 1
+             RETURNING hits"
+        ),
+        bucket,
+        window_start(now),
+        tenant
+    )
+}
+
+/// The statements of a call's arrival, for the batch that resolves its model: the request
+/// counted against each limit that is set, and the limits and tokens used this minute read.
+pub(super) fn arrival(tenant: &TenantId, user: &str, now: i64) -> [Statement; 3] {
+    let buckets = Buckets::of(tenant, user);
+    let minute = window_start(now);
+    [
+        count_request(&buckets.tenant_requests, TENANT_REQUESTS, tenant, now),
+        count_request(&buckets.user_requests, USER_REQUESTS, tenant, now),
+        sql!(
+            format!(
+                "SELECT {TENANT_REQUESTS} AS tenant_requests, {USER_REQUESTS} AS user_requests,
+                        {TENANT_TOKENS} AS tenant_tokens, {USER_TOKENS} AS user_tokens,
+                        (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
+                            AS tenant_tokens_used,
+                        (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
+                            AS user_tokens_used"
+            ),
+            tenant,
+            tenant,
+            tenant,
+            tenant,
+            &buckets.tenant_tokens,
+            minute,
+            &buckets.user_tokens,
+            minute
+        ),
+    ]
+}
+
+/// Which token windows a call admitted by [`admit`] counts its tokens into.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct TokenWindows {
+    buckets: Vec<String>,
+}
+
+/// Judges a call by the rows of [`arrival`]: 429 `rate_limited` (with `Retry-After`, the
+/// seconds left in the minute) when a request limit is passed or a token limit reached.
+pub(super) fn admit(
+    rows: &[Rows],
+    tenant: &TenantId,
+    user: &str,
+    now: i64,
+) -> Result<TokenWindows, ApiError> {
+    let count = |rows: &Rows| -> Result<Option<i64>, ApiError> {
+        rows.first()
+            .map(|row| row.get::<i64>("hits"))
+            .transpose()
+            .map_err(Into::into)
+    };
+    let (tenant_requests, user_requests) = (count(&rows[0])?, count(&rows[1])?);
+    let Some(limits) = rows[2].first() else {
+        return Ok(TokenWindows::default());
+    };
+    let limit = |column: &str| -> Result<Option<i64>, ApiError> {
+        limits.get::<Option<i64>>(column).map_err(Into::into)
+    };
+    let reset_in = window_start(now) + WINDOW_SECONDS - now;
+    let refuse = |whose: &str, what: &str, limit: i64| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{whose} LLM {what} per minute ({limit}) are used up; retry in {reset_in} s"),
+        )
+        .with_details(json!({ "limit": limit, "retry_after_seconds": reset_in }))
+        .with_header(http::header::RETRY_AFTER, reset_in)
+    };
+    for (whose, counted, limit) in [
+        ("the tenant's", tenant_requests, limit("tenant_requests")?),
+        ("your", user_requests, limit("user_requests")?),
+    ] {
+        if let (Some(counted), Some(limit)) = (counted, limit)
+            && counted > limit
+        {
+            return Err(refuse(whose, "requests", limit));
+        }
+    }
+    let buckets = Buckets::of(tenant, user);
+    let mut windows = TokenWindows::default();
+    for (whose, used, column, bucket) in [
+        (
+            "the tenant's",
+            "tenant_tokens_used",
+            "tenant_tokens",
+            buckets.tenant_tokens,
+        ),
+        (
+            "your",
+            "user_tokens_used",
+            "user_tokens",
+            buckets.user_tokens,
+        ),
+    ] {
+        if let Some(limit) = limit(column)? {
+            if tokens_used(&limits, used)? >= limit {
+                return Err(refuse(whose, "tokens", limit));
+            }
+            windows.buckets.push(bucket);
+        }
+    }
+    Ok(windows)
+}
+
+fn tokens_used(row: &crate::db::Row<'_>, column: &str) -> Result<i64, ApiError> {
+    Ok(row.get::<Option<i64>>(column)?.unwrap_or(0))
+}
+
+impl TokenWindows {
+    /// Adds a call's `tokens` to the windows of the minute it ends in, once `recorded`
+    /// holds (in the batch that records the call).
+    pub(super) fn count(&self, tokens: i64, now: i64, recorded: &Statement) -> Vec<Statement> {
+        if tokens <= 0 {
+            return Vec::new();
+        }
+        self.buckets
+            .iter()
+            .map(|bucket| {
+                let mut statement = sql!(
+                    format!(
+                        "INSERT INTO rate_limit_windows (bucket, window_start, hits)
+                         SELECT ?, ?, ? WHERE EXISTS ({})
+                         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = hits + excluded.hits",
+                        recorded.sql
+                    ),
+                    bucket,
+                    window_start(now),
+                    tokens
+                );
+                statement.params.extend(recorded.params.iter().cloned());
+                statement
+            })
+            .collect()
+    }
+}

@@ -16,6 +16,17 @@ use tollgate_tests::{
 
 const JWT_SECRET: &str = "conformance-secret-conformance-secret-01";
 const CRON_SECRET: &str = "conformance-cron-secret";
+/// The master key provider keys are sealed with (32 bytes, base64).
+const SECRETS_KEYS: &str = "k1:CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+
+/// What every runtime is configured with besides its database: the LLM gateway's master
+/// key, and outbound requests to loopback allowed (the provider double listens there).
+fn gateway_settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("TOLLGATE_SECRETS_KEYS", SECRETS_KEYS.into()),
+        ("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true".into()),
+    ]
+}
 
 /// A fresh database file behind a Hrana endpoint, migrated the operator's way: the native
 /// binary's remote mode (`tollgate-server --database http://… migrate`).
@@ -34,6 +45,7 @@ fn settings(hrana: &HranaServer) -> EdgeSettings {
         database_token: hrana.token.clone(),
         jwt_secret: JWT_SECRET.into(),
         cron_secret: CRON_SECRET.into(),
+        more: gateway_settings(),
     }
 }
 
@@ -43,7 +55,10 @@ async fn the_native_server_over_hrana_conforms() {
     let config = Config::from_lookup(|name| match name {
         "TOLLGATE_JWT_SECRET" => Some(JWT_SECRET.into()),
         "TOLLGATE_CRON_SECRET" => Some(CRON_SECRET.into()),
-        _ => None,
+        _ => gateway_settings()
+            .into_iter()
+            .find(|(setting, _)| *setting == name)
+            .map(|(_, value)| value),
     })
     .unwrap();
     let database = tollgate_server::database::Database::open(&hrana.url, Some(hrana.token.clone()))

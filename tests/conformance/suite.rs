@@ -9,7 +9,11 @@ use futures::future::join_all;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate::sql;
-use tollgate_tests::{PASSWORD, create_platform_admin, file_env, sdxl};
+use tollgate_tests::{
+    PASSWORD, create_platform_admin, file_env,
+    openai_double::{OpenAiDouble, STREAMED_PIECES},
+    sdxl,
+};
 
 /// How a runtime's scheduled work is set off.
 pub enum Cron {
@@ -129,6 +133,7 @@ pub async fn run(target: &Target) {
     credits_reserve_for_jobs_and_cancel_releases(target, &acme).await;
     cron_requeues_a_job_whose_lease_expired(target, &acme).await;
     concurrent_requests_are_each_answered_for_what_they_are(target).await;
+    llm_calls_are_charged_streamed_and_refused(target).await;
 }
 
 async fn health(target: &Target) {
@@ -589,6 +594,143 @@ async fn concurrent_requests_are_each_answered_for_what_they_are(target: &Target
         (&pool["reserved"], &pool["remaining"]),
         (&json!(100), &json!(0)),
         "{}",
+        target.name
+    );
+}
+
+/// The LLM gateway on this runtime, against the OpenAI double on loopback: a call without
+/// credits is refused (402) before the provider hears of it; a whole call and a streamed one
+/// (its events passed on as written, ended by `[DONE]`) are each charged the usage the
+/// provider reported, before the answer ends; a call past the tenant's calls per minute is
+/// refused (429 with `Retry-After`).
+async fn llm_calls_are_charged_streamed_and_refused(target: &Target) {
+    const PROVIDER_KEY: &str = "sk-conformance-0000001";
+    let provider = OpenAiDouble::start(PROVIDER_KEY).await;
+    let owner = register_and_log_in(target, "hooli").await;
+    let admin = platform_admin(target, &owner).await;
+    let key = json!({ "name": "double", "kind": "openai", "base_url": provider.base_url(),
+                      "api_key": PROVIDER_KEY });
+    let key = expect(
+        target,
+        target.post("admin/llm/provider-keys", &admin, key).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // A credit per prompt token and two per completion token; the double reports 19 and 10.
+    let model = json!({ "name": "chat", "deployments": [{ "provider_key_id": key["id"], "model": "gpt-4o" }],
+                        "context_window": 8_000, "max_output_tokens": 100,
+                        "input_price": 1_000_000, "output_price": 2_000_000 });
+    expect(
+        target,
+        target.post("admin/llm/models", &admin, model).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    const COST: i64 = 19 + 2 * 10;
+    let chat = |body: Value| {
+        target
+            .client
+            .post(format!("{}/v1/chat/completions", target.base_url))
+            .bearer_auth(&owner.access_token)
+            .json(&body)
+            .send()
+    };
+    let hello = json!({ "model": "chat", "max_tokens": 50,
+                        "messages": [{ "role": "user", "content": "Hello!" }] });
+
+    let broke = expect(
+        target,
+        chat(hello.clone()).await.unwrap(),
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+    assert_eq!(
+        broke["error"]["code"], "insufficient_credits",
+        "{}: {broke}",
+        target.name
+    );
+    assert!(
+        provider.requests().is_empty(),
+        "{}: the provider was called",
+        target.name
+    );
+
+    grant(target, &admin, &owner, 1_000).await;
+    let limited = json!({ "plan": "FREE", "overrides": { "llm_requests_per_minute": 3 } });
+    let response = target
+        .request(
+            Method::PUT,
+            &format!("admin/tenants/{}/plan", owner.tenant_id),
+        )
+        .bearer_auth(&admin)
+        .json(&limited)
+        .send()
+        .await
+        .unwrap();
+    expect(target, response, StatusCode::NO_CONTENT).await;
+
+    let whole = expect(target, chat(hello.clone()).await.unwrap(), StatusCode::OK).await;
+    assert_eq!(whole["model"], "chat", "{}", target.name);
+    assert_eq!(whole["usage"]["completion_tokens"], 10, "{}", target.name);
+    assert_eq!(pool(target, &owner).await["used"], COST, "{}", target.name);
+
+    let mut streamed = hello.clone();
+    streamed["stream"] = json!(true);
+    let response = chat(streamed).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", target.name);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{}",
+        target.name
+    );
+    let text = response.text().await.unwrap();
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{}: {text}", target.name);
+    let content: String = events
+        .iter()
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, STREAMED_PIECES.concat(), "{}", target.name);
+    // Settled before the body ended.
+    assert_eq!(
+        pool(target, &owner).await["used"],
+        2 * COST,
+        "{}",
+        target.name
+    );
+
+    // Three calls of this minute are counted (the 402 too), so the next is refused; should
+    // a new minute have begun meanwhile, three more fit first.
+    let mut refused = None;
+    for _ in 0..4 {
+        let response = chat(hello.clone()).await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+        expect(target, response, StatusCode::OK).await;
+    }
+    let refused = refused.unwrap_or_else(|| panic!("{}: no call was refused", target.name));
+    assert!(
+        refused.headers().contains_key("retry-after"),
+        "{}",
+        target.name
+    );
+    let body = expect(target, refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        body["error"]["code"], "rate_limit_exceeded",
+        "{}: {body}",
         target.name
     );
 }

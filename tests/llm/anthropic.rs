@@ -7,12 +7,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser, expect_status};
 
+use tollgate_tests::openai_double::OpenAiDouble;
+
 use crate::{
     anthropic_double::{
         AnthropicDouble, CACHE_READ_TOKENS, Fault, INPUT_TOKENS, OUTPUT_TOKENS, TEXT_PIECES,
         TOOL_INPUT_PIECES,
     },
-    openai_double::OpenAiDouble,
     stream::{chunks, content, events},
     support::{
         CACHED_PRICE, INPUT_PRICE, OUTPUT_PRICE, chat, create_model, funded_tenant, interactions,

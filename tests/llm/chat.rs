@@ -5,13 +5,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser, account_and_ledger, expect_error, expect_status};
 
-use crate::{
-    openai_double::{Fault, OpenAiDouble, Reported},
-    support::{
-        CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, chat, create_key, create_model,
-        expect_openai_error, funded_tenant, hello, interactions, model_body, pool_spent,
-        spawn_gateway, tokens_counted_today,
-    },
+use tollgate_tests::openai_double::{Fault, OpenAiDouble, Reported};
+
+use crate::support::{
+    CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, chat, create_key, create_model,
+    expect_openai_error, funded_tenant, hello, interactions, model_body, pool_spent, spawn_gateway,
+    tokens_counted_today,
 };
 
 const PRIMARY_KEY: &str = "sk-primary-000000000001";

@@ -5,12 +5,11 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use tollgate_tests::account_and_ledger;
 
-use crate::{
-    openai_double::{OpenAiDouble, Reported},
-    support::{
-        create_model, funded_tenant, hello, interactions, model_body, platform_key, pool_spent,
-        spawn_gateway, v1,
-    },
+use tollgate_tests::openai_double::{OpenAiDouble, Reported};
+
+use crate::support::{
+    create_model, funded_tenant, hello, interactions, model_body, platform_key, pool_spent,
+    spawn_gateway, v1,
 };
 
 const KEY: &str = "sk-concurrency-00000001";

@@ -5,13 +5,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser, expect_status};
 
-use crate::{
-    openai_double::{EMBEDDING_DIMENSIONS, Fault, OpenAiDouble, Reported},
-    support::{
-        INPUT_PRICE, anthropic_model, create_model, expect_openai_error, funded_tenant,
-        interactions, model_body, platform_key, pool_spent, spawn_gateway, tokens_counted_today,
-        v1,
-    },
+use tollgate_tests::openai_double::{EMBEDDING_DIMENSIONS, Fault, OpenAiDouble, Reported};
+
+use crate::support::{
+    INPUT_PRICE, anthropic_model, create_model, expect_openai_error, funded_tenant, interactions,
+    model_body, platform_key, pool_spent, spawn_gateway, tokens_counted_today, v1,
 };
 
 const KEY: &str = "sk-embeddings-0000000001";

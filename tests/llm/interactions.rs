@@ -5,9 +5,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tollgate_tests::{expect_error, expect_status};
 
-use crate::{
-    openai_double::{Fault, OpenAiDouble},
-    support::{chat, create_key, create_model, funded_tenant, hello, model_body, spawn_gateway},
+use tollgate_tests::openai_double::{Fault, OpenAiDouble};
+
+use crate::support::{
+    chat, create_key, create_model, funded_tenant, hello, model_body, spawn_gateway,
 };
 
 const KEY: &str = "sk-interactions-0000001";

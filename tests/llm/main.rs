@@ -12,7 +12,6 @@ mod interactions;
 mod keys;
 mod limits;
 mod models;
-mod openai_double;
 mod policy;
 mod sdk;
 mod stream;

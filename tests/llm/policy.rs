@@ -6,12 +6,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser, expect_error, expect_status};
 
-use crate::{
-    openai_double::OpenAiDouble,
-    support::{
-        chat, create_model, expect_openai_error, funded_tenant, hello, model_body, platform_key,
-        spawn_gateway, v1_get,
-    },
+use tollgate_tests::openai_double::OpenAiDouble;
+
+use crate::support::{
+    chat, create_model, expect_openai_error, funded_tenant, hello, model_body, platform_key,
+    spawn_gateway, v1_get,
 };
 
 const KEY: &str = "sk-policy-000000000001";

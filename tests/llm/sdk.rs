@@ -13,10 +13,9 @@ use serde_json::Value;
 use tokio::process::Command;
 use tollgate_tests::expect_status;
 
-use crate::{
-    openai_double::{EMBEDDING_DIMENSIONS, OpenAiDouble, STREAMED_PIECES},
-    support::{create_key, create_model, funded_tenant, model_body, spawn_gateway},
-};
+use tollgate_tests::openai_double::{EMBEDDING_DIMENSIONS, OpenAiDouble, STREAMED_PIECES};
+
+use crate::support::{create_key, create_model, funded_tenant, model_body, spawn_gateway};
 
 const KEY: &str = "sk-sdk-provider-0000001";
 

@@ -8,12 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate_tests::{TestApp, TestUser};
 
-use crate::{
-    openai_double::{Fault, OpenAiDouble, PIECES_BEFORE_HOLD, Reported, STREAMED_PIECES},
-    support::{
-        INPUT_PRICE, OUTPUT_PRICE, chat, create_key, create_model, expect_openai_error,
-        funded_tenant, interactions, model_body, pool_spent, spawn_gateway,
-    },
+use tollgate_tests::openai_double::{
+    Fault, OpenAiDouble, PIECES_BEFORE_HOLD, Reported, STREAMED_PIECES,
+};
+
+use crate::support::{
+    INPUT_PRICE, OUTPUT_PRICE, chat, create_key, create_model, expect_openai_error, funded_tenant,
+    interactions, model_body, pool_spent, spawn_gateway,
 };
 
 const PRIMARY_KEY: &str = "sk-stream-primary-00001";

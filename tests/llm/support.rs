@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tollgate::secrets::Keyring;
 use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
 
-use crate::openai_double::OpenAiDouble;
+use tollgate_tests::openai_double::OpenAiDouble;
 
 /// The master key the test servers seal provider keys with (32 bytes, base64).
 pub const MASTER_KEYS: &str = "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";

@@ -10,9 +10,10 @@ use tollgate::{
 };
 use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
 
-use crate::{
-    openai_double::{OpenAiDouble, Reported},
-    support::{MASTER_KEYS, chat, create_model, funded_tenant, hello, model_body, platform_key},
+use tollgate_tests::openai_double::{OpenAiDouble, Reported};
+
+use crate::support::{
+    MASTER_KEYS, chat, create_model, funded_tenant, hello, model_body, platform_key,
 };
 
 const KEY: &str = "sk-usage-provider-00001";

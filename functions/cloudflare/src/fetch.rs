@@ -18,12 +18,12 @@ use futures_util::{
 use tollgate::{
     db::hrana::Transport,
     outbound::{
-        DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, Timeout,
-        refuse_forbidden_literal,
+        ChunkStream, DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, STREAM_LIMIT,
+        Timeout, refuse_forbidden_literal,
     },
 };
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
     wasm_bindgen::JsValue,
 };
 
@@ -80,12 +80,9 @@ pub struct FetchOutbound {
     pub allow_private: bool,
 }
 
-#[async_trait(?Send)]
-impl Outbound for FetchOutbound {
-    async fn send(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, OutboundError> {
+impl FetchOutbound {
+    /// The `Fetch` request for `request` and its timeout, or why it may not go.
+    fn prepare(&self, request: http::Request<Bytes>) -> Result<(Request, Duration), OutboundError> {
         let timeout = request
             .extensions()
             .get::<Timeout>()
@@ -115,14 +112,90 @@ impl Outbound for FetchOutbound {
         let method = Method::from(parts.method.as_str().to_owned());
         let request = build_request(&uri.to_string(), method, headers, body)
             .map_err(|error| OutboundError::InvalidRequest(error.to_string()))?;
+        Ok((request, timeout))
+    }
+}
+
+/// An `http` response head with `headers`.
+fn head(status: u16, headers: &Headers) -> http::response::Builder {
+    let mut response = http::Response::builder().status(status);
+    for (name, value) in headers.entries() {
+        response = response.header(name, value);
+    }
+    response
+}
+
+#[async_trait(?Send)]
+impl Outbound for FetchOutbound {
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
+        let (request, timeout) = self.prepare(request)?;
         let reply = exchange(request, timeout, RESPONSE_BODY_LIMIT).await?;
-        let mut response = http::Response::builder().status(reply.status);
-        for (name, value) in reply.headers.entries() {
-            response = response.header(name, value);
-        }
-        response
+        head(reply.status, &reply.headers)
             .body(reply.body)
             .map_err(|error| OutboundError::Other(error.to_string()))
+    }
+
+    /// The body as it arrives: each wait (the head, then every chunk) bounded by the
+    /// request's timeout, the whole by [`STREAM_LIMIT`]; the fetch is aborted when the
+    /// stream ends, fails or is dropped.
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<ChunkStream>, OutboundError> {
+        let (request, wait) = self.prepare(request)?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let fetch = Aborting(Some(controller));
+        let request = Fetch::Request(request);
+        let sent = request.send_with_signal(&signal);
+        let mut response = match select(Box::pin(sent), Delay::from(wait)).await {
+            Either::Left((response, _)) => {
+                response.map_err(|error| OutboundError::Connect(error.to_string()))?
+            }
+            Either::Right(_) => return Err(OutboundError::Timeout),
+        };
+        let out = head(response.status_code(), response.headers());
+        let deadline = Date::now().as_millis() + STREAM_LIMIT.as_millis() as u64;
+        let body = response
+            .stream()
+            .map_err(|error| OutboundError::Other(error.to_string()))?;
+        let chunks: ChunkStream = Box::pin(futures_util::stream::unfold(
+            Some((body, fetch)),
+            move |state| async move {
+                let (mut body, fetch) = state?;
+                let left = deadline.saturating_sub(Date::now().as_millis());
+                if left == 0 {
+                    return Some((Err(OutboundError::Timeout), None));
+                }
+                let bound = Delay::from(wait.min(Duration::from_millis(left)));
+                match select(body.next(), bound).await {
+                    Either::Left((Some(Ok(chunk)), _)) => {
+                        Some((Ok(Bytes::from(chunk)), Some((body, fetch))))
+                    }
+                    Either::Left((Some(Err(error)), _)) => {
+                        Some((Err(OutboundError::Other(error.to_string())), None))
+                    }
+                    Either::Left((None, _)) => None,
+                    Either::Right(_) => Some((Err(OutboundError::Timeout), None)),
+                }
+            },
+        ));
+        out.body(chunks)
+            .map_err(|error| OutboundError::Other(error.to_string()))
+    }
+}
+
+/// A fetch's controller, aborting it when dropped: nothing more is wanted from it then.
+struct Aborting(Option<AbortController>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
+            controller.abort();
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 //! The worker's event handlers and the request/response translation.
 
-use std::{net::IpAddr, sync::OnceLock};
+use std::{net::IpAddr, rc::Rc, sync::OnceLock};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::LocalBoxStream};
 use http::StatusCode;
 use tollgate::{
     ApiError,
-    api::{ClientAddr, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::SystemClock,
     config::Config,
     db::hrana::{HranaDb, HranaShared},
@@ -23,11 +23,19 @@ use crate::fetch::{FetchOutbound, FetchTransport};
 static DATABASE: OnceLock<HranaShared> = OnceLock::new();
 
 #[event(fetch)]
-pub async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
+pub async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<Response> {
     let (method, path) = (request.method(), request.path());
     let response = match tollgate_env(&env) {
         Ok(ports) => match to_http(request, ports.config.max_body_bytes).await {
-            Ok(request) => tollgate::handle(request, &ports).await,
+            Ok(request) => match tollgate::api::serve(request, Rc::new(ports)).await {
+                Reply::Whole(response) => response,
+                // The driver settles the call once its provider is done, whether or not the
+                // client still reads: `wait_until` keeps the isolate for it.
+                Reply::Streamed(Streamed { response, driver }) => {
+                    context.wait_until(driver);
+                    return streamed(response);
+                }
+            },
             Err(error) => error.into_response(),
         },
         Err(message) => {
@@ -166,8 +174,8 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Bytes, ApiErro
     Ok(body.freeze())
 }
 
-fn from_http(response: http::Response<Bytes>) -> Response {
-    let (parts, body) = response.into_parts();
+/// The head of a response, as the worker sends it.
+fn builder(parts: &http::response::Parts) -> worker::ResponseBuilder {
     let headers = Headers::new();
     for (name, value) in &parts.headers {
         if let Ok(value) = value.to_str() {
@@ -175,9 +183,20 @@ fn from_http(response: http::Response<Bytes>) -> Response {
             let _ = headers.append(name.as_str(), value);
         }
     }
-    let builder = worker::ResponseBuilder::new()
+    worker::ResponseBuilder::new()
         .with_status(parts.status.as_u16())
-        .with_headers(headers);
+        .with_headers(headers)
+}
+
+/// A streamed reply: its chunks go out as a `ReadableStream`, each as it is written.
+fn streamed(response: http::Response<LocalBoxStream<'static, Bytes>>) -> worker::Result<Response> {
+    let (parts, body) = response.into_parts();
+    builder(&parts).from_stream(body.map(Ok::<_, worker::Error>))
+}
+
+fn from_http(response: http::Response<Bytes>) -> Response {
+    let (parts, body) = response.into_parts();
+    let builder = builder(&parts);
     // 204 and 304 must have no body at all, not an empty one.
     if body.is_empty() {
         builder.empty()

@@ -1,7 +1,8 @@
 //! Tollgate as a Spin / WASI HTTP component (`wasm32-wasip2`).
 //!
-//! One incoming request → `tollgate::handle` → one response; nothing survives the request.
-//! The adapter only translates: the wasi:http request into an `http::Request<Bytes>` (body
+//! One incoming request → `tollgate::api::serve` → one response (a whole one, or a stream
+//! of server-sent events written as the provider writes them); nothing survives the
+//! request. The adapter only translates: the wasi:http request into an `http::Request<Bytes>` (body
 //! read up to `TOLLGATE_MAX_BODY_BYTES`), the ports into an [`Env`] (libSQL over Hrana HTTP
 //! and the `Outbound` port, both through the host's outgoing HTTP, see [`outbound`]; the
 //! system clock), and the response back.
@@ -25,17 +26,27 @@
 
 mod outbound;
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::pin,
+    rc::Rc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Wake, Waker},
+};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use spin_sdk::{
     http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, Scheme},
     http_component,
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::SystemClock,
     config::Config,
     db::hrana::HranaDb,
@@ -48,25 +59,31 @@ use crate::outbound::{SpinOutbound, SpinTransport};
 async fn serve(request: IncomingRequest, response_out: ResponseOutparam) {
     let method = request.method();
     let path = request.path_with_query().unwrap_or_default();
-    let response = respond(request).await;
-    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        eprintln!("{method} {path} -> {}: {cause}", response.status());
+    match respond(request).await {
+        Reply::Whole(response) => {
+            if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+                eprintln!("{method} {path} -> {}: {cause}", response.status());
+            }
+            write_response(response_out, response).await;
+        }
+        Reply::Streamed(streamed) => write_stream(response_out, streamed).await,
     }
-    write_response(response_out, response).await;
 }
 
-async fn respond(request: IncomingRequest) -> http::Response<Bytes> {
+async fn respond(request: IncomingRequest) -> Reply {
     let env = match environment() {
         Ok(env) => env,
         Err(problem) => {
-            return ApiError::internal()
-                .caused_by(format!("misconfigured: {problem}"))
-                .into_response();
+            return Reply::Whole(
+                ApiError::internal()
+                    .caused_by(format!("misconfigured: {problem}"))
+                    .into_response(),
+            );
         }
     };
     match to_http_request(request, env.config.max_body_bytes).await {
-        Ok(request) => tollgate::handle(request, &env).await,
-        Err(response) => *response,
+        Ok(request) => tollgate::api::serve(request, Rc::new(env)).await,
+        Err(response) => Reply::Whole(*response),
     }
 }
 
@@ -179,20 +196,20 @@ fn http_method(method: Method) -> Option<http::Method> {
     })
 }
 
-async fn write_response(response_out: ResponseOutparam, response: http::Response<Bytes>) {
-    let (parts, body) = response.into_parts();
-    let mut headers: Vec<(String, Vec<u8>)> = parts
-        .headers
+/// The response's headers as wasi:http takes them.
+fn header_list(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    // The whole body is at hand: say its length rather than leave the host to chunk it
-    // (never on 1xx, 204 and 304, which carry no body).
-    let bodiless = parts.status.is_informational() || matches!(parts.status.as_u16(), 204 | 304);
-    if !bodiless && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-        headers.push(("content-length".into(), body.len().to_string().into_bytes()));
-    }
-    let fields = Fields::from_list(&headers).unwrap_or_else(|error| {
+        .collect()
+}
+
+/// The head of a response, as the host takes it.
+fn outgoing_response(
+    parts: &http::response::Parts,
+    headers: &[(String, Vec<u8>)],
+) -> OutgoingResponse {
+    let fields = Fields::from_list(headers).unwrap_or_else(|error| {
         eprintln!("dropping the response headers the host refuses: {error:?}");
         Fields::new()
     });
@@ -200,6 +217,72 @@ async fn write_response(response_out: ResponseOutparam, response: http::Response
     if outgoing.set_status_code(parts.status.as_u16()).is_err() {
         eprintln!("the host refused status {}", parts.status);
     }
+    outgoing
+}
+
+/// A streamed reply: each chunk goes out as it is written, while its driver runs beside;
+/// the handler returns (and the instance ends) only once both are done, so a client that
+/// leaves mid-stream does not stop the call from being settled.
+async fn write_stream(response_out: ResponseOutparam, streamed: Streamed) {
+    let Streamed { response, driver } = streamed;
+    let (parts, mut chunks) = response.into_parts();
+    let outgoing = outgoing_response(&parts, &header_list(&parts.headers));
+    let mut body = outgoing.take_body();
+    response_out.set(outgoing);
+    let pump = async move {
+        while let Some(chunk) = chunks.next().await {
+            if body.send(chunk.to_vec()).await.is_err() {
+                // The client went away; the driver reads on without it.
+                break;
+            }
+        }
+        // Dropping the sink finishes the body.
+    };
+    both(driver, pump).await;
+}
+
+/// Runs `first` and `second` to their ends together. Spin's executor polls again only when
+/// the host reports an event, not when one future wakes the other through memory (the
+/// channel between a stream's driver and its body), so both are polled again for as long as
+/// either woke during the last round.
+async fn both(first: impl Future<Output = ()>, second: impl Future<Output = ()>) {
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    let mut first = pin!(futures::future::maybe_done(first));
+    let mut second = pin!(futures::future::maybe_done(second));
+    std::future::poll_fn(|_| {
+        loop {
+            flag.0.store(false, Ordering::SeqCst);
+            let mut context = Context::from_waker(&waker);
+            let done = first.as_mut().poll(&mut context).is_ready()
+                & second.as_mut().poll(&mut context).is_ready();
+            if done {
+                return Poll::Ready(());
+            }
+            if !flag.0.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
+async fn write_response(response_out: ResponseOutparam, response: http::Response<Bytes>) {
+    let (parts, body) = response.into_parts();
+    let mut headers = header_list(&parts.headers);
+    // The whole body is at hand: say its length rather than leave the host to chunk it
+    // (never on 1xx, 204 and 304, which carry no body).
+    let bodiless = parts.status.is_informational() || matches!(parts.status.as_u16(), 204 | 304);
+    if !bodiless && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
+    let outgoing = outgoing_response(&parts, &headers);
     if let Err(error) = response_out.set_with_body(outgoing, body.to_vec()).await {
         eprintln!("writing the response body: {error:?}");
     }

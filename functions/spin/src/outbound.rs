@@ -40,8 +40,8 @@ use spin_sdk::{
 use tollgate::{
     db::hrana::Transport,
     outbound::{
-        DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, Timeout,
-        refuse_forbidden_literal,
+        ChunkStream, DEFAULT_TIMEOUT, Outbound, OutboundError, RESPONSE_BODY_LIMIT, STREAM_LIMIT,
+        Timeout, refuse_forbidden_literal,
     },
 };
 
@@ -120,6 +120,52 @@ impl Outbound for SpinOutbound {
             .map_or(DEFAULT_TIMEOUT, |timeout| timeout.0);
         exchange(request, timeout, RESPONSE_BODY_LIMIT).await
     }
+
+    /// The body as it arrives: each wait (the head, then every chunk) bounded by the
+    /// request's timeout, the whole by [`STREAM_LIMIT`]. The incoming response lives as long
+    /// as the stream, since dropping it cancels the body.
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<ChunkStream>, OutboundError> {
+        if !self.allow_private {
+            refuse_forbidden_literal(request.uri())?;
+        }
+        let wait = request
+            .extensions()
+            .get::<Timeout>()
+            .map_or(DEFAULT_TIMEOUT, |timeout| timeout.0);
+        let response = respond(request, wait).await?;
+        let mut out = http::Response::builder().status(response.status());
+        for (name, value) in response.headers().entries() {
+            out = out.header(name, value);
+        }
+        let deadline = monotonic_clock::now().saturating_add(nanos(STREAM_LIMIT));
+        let body = Box::pin(response.take_body_stream());
+        let chunks: ChunkStream = Box::pin(futures::stream::unfold(
+            Some((body, response)),
+            move |state| async move {
+                let (mut body, response) = state?;
+                let next = monotonic_clock::now()
+                    .saturating_add(nanos(wait))
+                    .min(deadline);
+                match within(next, body.next()).await {
+                    Ok(Some(Ok(chunk))) => Some((Ok(Bytes::from(chunk)), Some((body, response)))),
+                    Ok(Some(Err(error))) => Some((
+                        Err(OutboundError::Other(format!(
+                            "reading the body: {}",
+                            error.to_debug_string()
+                        ))),
+                        None,
+                    )),
+                    Ok(None) => None,
+                    Err(timeout) => Some((Err(timeout), None)),
+                }
+            },
+        ));
+        out.body(chunks)
+            .map_err(|error| OutboundError::Other(format!("an unusable response: {error}")))
+    }
 }
 
 /// Sends `request` and reads at most `limit` bytes of the response body, all within
@@ -129,6 +175,26 @@ async fn exchange(
     timeout: Duration,
     limit: usize,
 ) -> Result<http::Response<Bytes>, OutboundError> {
+    let deadline = monotonic_clock::now().saturating_add(nanos(timeout));
+    let response = respond(request, timeout).await?;
+    let body = within(deadline, read_body(&response, limit))
+        .await?
+        .map_err(|error| OutboundError::Other(format!("reading the body: {error}")))?;
+    let mut out = http::Response::builder().status(response.status());
+    for (name, value) in response.headers().entries() {
+        out = out.header(name, value);
+    }
+    // `response` lives until here: dropping an incoming response early cancels its body.
+    drop(response);
+    out.body(body)
+        .map_err(|error| OutboundError::Other(format!("an unusable response: {error}")))
+}
+
+/// Sends `request` and waits for the response head, all within `timeout`.
+async fn respond(
+    request: http::Request<Bytes>,
+    timeout: Duration,
+) -> Result<IncomingResponse, OutboundError> {
     let deadline = monotonic_clock::now().saturating_add(nanos(timeout));
     let (parts, body) = request.into_parts();
     let outgoing = outgoing_request(&parts, body.len())?;
@@ -147,20 +213,9 @@ async fn exchange(
         let _ = within(deadline, sink.send(body.to_vec())).await?;
     }
     // Dropping the response future (on a timeout) cancels the request.
-    let response = within(deadline, incoming_response(&pending))
+    within(deadline, incoming_response(&pending))
         .await?
-        .map_err(classify)?;
-    let body = within(deadline, read_body(&response, limit))
-        .await?
-        .map_err(|error| OutboundError::Other(format!("reading the body: {error}")))?;
-    let mut out = http::Response::builder().status(response.status());
-    for (name, value) in response.headers().entries() {
-        out = out.header(name, value);
-    }
-    // `response` lives until here: dropping an incoming response early cancels its body.
-    drop(response);
-    out.body(body)
-        .map_err(|error| OutboundError::Other(format!("an unusable response: {error}")))
+        .map_err(classify)
 }
 
 fn nanos(duration: Duration) -> u64 {

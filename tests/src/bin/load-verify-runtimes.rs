@@ -57,6 +57,7 @@ async fn main() {
             database_token: hrana.token.clone(),
             jwt_secret: JWT_SECRET.into(),
             cron_secret: "load-cron".into(),
+            more: Vec::new(),
         };
         let started = std::time::Instant::now();
         let (running, base_url): (Running, String) = match name.as_str() {

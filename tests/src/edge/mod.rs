@@ -19,6 +19,22 @@ pub struct EdgeSettings {
     pub jwt_secret: String,
     /// The bearer token of `POST /api/v1/cron/run`.
     pub cron_secret: String,
+    /// Further settings (`TOLLGATE_SECRETS_KEYS` for the LLM gateway's provider keys, say).
+    pub more: Vec<(&'static str, String)>,
+}
+
+impl EdgeSettings {
+    /// Every setting the runtime is started with, by name.
+    pub fn variables(&self) -> Vec<(&'static str, String)> {
+        let mut variables = vec![
+            ("TOLLGATE_DATABASE_URL", self.database_url.clone()),
+            ("TOLLGATE_DATABASE_TOKEN", self.database_token.clone()),
+            ("TOLLGATE_JWT_SECRET", self.jwt_secret.clone()),
+            ("TOLLGATE_CRON_SECRET", self.cron_secret.clone()),
+        ];
+        variables.extend(self.more.iter().cloned());
+        variables
+    }
 }
 
 /// A running edge runtime, stopped when dropped.

@@ -26,16 +26,6 @@ fn required(name: &str) -> String {
     }
 }
 
-/// The component's environment: the settings, as spin.toml's `environment` would give them.
-fn environment(settings: &EdgeSettings) -> [(&'static str, String); 4] {
-    [
-        ("TOLLGATE_DATABASE_URL", settings.database_url.clone()),
-        ("TOLLGATE_DATABASE_TOKEN", settings.database_token.clone()),
-        ("TOLLGATE_JWT_SECRET", settings.jwt_secret.clone()),
-        ("TOLLGATE_CRON_SECRET", settings.cron_secret.clone()),
-    ]
-}
-
 /// Serves the component on a free loopback port and waits until it is healthy (its
 /// database reachable).
 pub async fn start(settings: &EdgeSettings) -> EdgeRuntime {
@@ -62,7 +52,7 @@ pub async fn start(settings: &EdgeSettings) -> EdgeRuntime {
     // Each setting is named on the command line and valued in wasmtime's own environment
     // (`--env NAME` inherits it), so secrets stay out of the process list, and nothing else
     // from this process's environment reaches the component.
-    for (name, value) in environment(settings) {
+    for (name, value) in settings.variables() {
         command.arg("--env").arg(name).env(name, value);
     }
     command.arg(&wasm);

@@ -200,15 +200,11 @@ fn worker_config(worker_dir: &Path) -> String {
 }
 
 fn dev_vars(settings: &EdgeSettings) -> String {
-    [
-        ("TOLLGATE_DATABASE_URL", &settings.database_url),
-        ("TOLLGATE_DATABASE_TOKEN", &settings.database_token),
-        ("TOLLGATE_JWT_SECRET", &settings.jwt_secret),
-        ("TOLLGATE_CRON_SECRET", &settings.cron_secret),
-    ]
-    .iter()
-    .map(|(name, value)| format!("{name}={value:?}\n"))
-    .collect()
+    settings
+        .variables()
+        .iter()
+        .map(|(name, value)| format!("{name}={value:?}\n"))
+        .collect()
 }
 
 /// Kills process group `group` once `scratch` is gone (the runtime was dropped) or this

@@ -18,13 +18,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::loopback::{LoopbackServer, StreamedBody};
 use bytes::Bytes;
 use http::request::Parts;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Response, body::Frame};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tollgate_tests::loopback::{LoopbackServer, StreamedBody};
 
 /// What the double answers next, before it goes back to completions.
 #[derive(Debug, Clone)]

@@ -2,8 +2,10 @@
 //! `wasm32-unknown-unknown` (Cloudflare Workers) and for `wasm32-wasip2` (Spin), and talks to
 //! the world only through the ports bundled in [`Env`].
 //!
-//! The HTTP API is one function, [`handle`]: the adapters in `functions/*` translate their
-//! runtime's request into an `http::Request<Bytes>`, call it, and translate the response back.
+//! The HTTP API is one function, [`api::serve`]: the adapters in `functions/*` translate
+//! their runtime's request into an `http::Request<Bytes>`, call it, and translate the reply
+//! back, whole or (a streamed chat completion) as its chunks come with its driver run beside.
+//! [`handle`] answers everything whole, for callers that cannot stream.
 
 pub mod api;
 pub mod audit;

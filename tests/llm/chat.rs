@@ -655,3 +655,34 @@ async fn cron_releases_the_hold_of_a_call_that_never_finished_once_it_is_an_hour
     let (account, ledger) = account_and_ledger(app, &format!("pool:{}", owner.tenant_id)).await;
     assert_eq!(account, ledger, "the ledger sums to the balance");
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_answer_is_charged_once_for_what_the_provider_did() {
+    let gateway = gateway(10_000).await;
+    let (app, owner) = (&gateway.app, &gateway.owner);
+    gateway.primary.hold_answers();
+    let impatient = app
+        .client
+        .post(crate::support::v1(app, "chat/completions"))
+        .bearer_auth(&owner.access_token)
+        .json(&hello("chat"))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the client gave up before the answer");
+    gateway.primary.release_answers();
+    // Bounded wait for the call, which runs on without its client, to be recorded.
+    let mut calls = Vec::new();
+    for _ in 0..200 {
+        calls = interactions(app, owner, "").await;
+        if !calls.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(calls.len(), 1, "the call was recorded once");
+    assert_eq!(calls[0]["status"], "succeeded");
+    // The double's default usage: 19 prompt and 10 completion tokens.
+    let cost = (19 * INPUT_PRICE + 10 * OUTPUT_PRICE) / 1_000_000;
+    assert_eq!(pool_spent(app, &owner.tenant_id).await, (cost, 0));
+}

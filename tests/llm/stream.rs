@@ -197,7 +197,7 @@ async fn a_client_that_asks_for_usage_gets_the_usage_chunk_before_done() {
 async fn a_client_that_leaves_mid_stream_is_charged_once_for_what_the_provider_wrote() {
     let gateway = gateway().await;
     let (app, owner) = (&gateway.app, &gateway.owner);
-    gateway.primary.hold_streams();
+    gateway.primary.hold_answers();
     let mut response = chat(app, &owner.access_token, &streamed_hello(json!({}))).await;
     let mut received = String::new();
     while events(&received).len() < 1 + PIECES_BEFORE_HOLD {
@@ -208,7 +208,7 @@ async fn a_client_that_leaves_mid_stream_is_charged_once_for_what_the_provider_w
     drop(response);
     assert_eq!(gateway.primary.streams_finished(), 0);
 
-    gateway.primary.release_streams();
+    gateway.primary.release_answers();
     let calls = recorded(app, owner, 1).await;
     assert_eq!(gateway.primary.streams_finished(), 1);
     assert_eq!(calls[0]["cost"], REPORTED_COST, "{calls:?}");

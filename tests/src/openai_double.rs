@@ -48,7 +48,7 @@ pub const STREAMED_PIECES: [&str; 9] = [
     "Hello", "!", " How", " can", " I", " assist", " you", " today", "?",
 ];
 
-/// Content pieces a held stream writes before it waits for [`OpenAiDouble::release_streams`].
+/// Content pieces a held stream writes before it waits for [`OpenAiDouble::release_answers`].
 pub const PIECES_BEFORE_HOLD: usize = 2;
 
 /// The usage the double reports for a completion.
@@ -111,13 +111,14 @@ impl OpenAiDouble {
         self.state.lock().unwrap().faults.push_back(fault);
     }
 
-    /// Makes the next streams stop after [`PIECES_BEFORE_HOLD`] pieces until released.
-    pub fn hold_streams(&self) {
+    /// Makes the next answers wait until released: a stream after [`PIECES_BEFORE_HOLD`]
+    /// pieces, a whole answer after its head, before its body.
+    pub fn hold_answers(&self) {
         self.state.lock().unwrap().gate = Some(Arc::new(Semaphore::new(0)));
     }
 
-    /// Lets every held stream write the rest.
-    pub fn release_streams(&self) {
+    /// Lets every held answer write the rest.
+    pub fn release_answers(&self) {
         if let Some(gate) = &self.state.lock().unwrap().gate {
             gate.add_permits(Semaphore::MAX_PERMITS / 2);
         }
@@ -234,7 +235,10 @@ fn answer(state: &Arc<Mutex<State>>, parts: Parts, body: Bytes) -> Response<Stre
         None if streamed => stream(shared, state, &request, StreamEnd::Whole),
         Some(Fault::NoUsage) if streamed => stream(shared, state, &request, StreamEnd::NoUsage),
         Some(Fault::CutStream) => stream(shared, state, &request, StreamEnd::Cut),
-        None => json_response(200, &completion, None),
+        None => match state.gate.clone() {
+            Some(gate) => held(completion, gate),
+            None => json_response(200, &completion, None),
+        },
         Some(Fault::NoUsage) => {
             completion.as_object_mut().unwrap().remove("usage");
             json_response(200, &completion, None)
@@ -261,6 +265,20 @@ fn answer(state: &Arc<Mutex<State>>, parts: Parts, body: Bytes) -> Response<Stre
             json_response(400, &error(message, "invalid_request_error", None), None)
         }
     }
+}
+
+/// A whole answer whose body is written only once the gate lets it.
+fn held(completion: Value, gate: Arc<Semaphore>) -> Response<StreamedBody> {
+    let body = futures::stream::once(async move {
+        gate.acquire().await.unwrap().forget();
+        Ok::<_, Infallible>(Frame::data(Bytes::from(completion.to_string())))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_double")
+        .body(StreamBody::new(body).boxed_unsync())
+        .unwrap()
 }
 
 /// How a streamed completion ends.

@@ -448,7 +448,19 @@ async fn respond(
         Ok(Ok(collected)) => {
             parts.extensions.insert(ClientAddr(peer.ip()));
             let request = Request::from_parts(parts, collected.to_bytes());
-            match tollgate::api::serve(request, env.clone()).await {
+            // A task of its own, so that a client that hangs up mid-request does not cut the
+            // request short: an LLM call the provider has answered is still settled and
+            // recorded, not left holding its credits until cron gives them back.
+            let served = tokio::task::spawn_local(tollgate::api::serve(request, env.clone()));
+            let reply = match served.await {
+                Ok(reply) => reply,
+                Err(error) => Reply::Whole(
+                    ApiError::internal()
+                        .caused_by(format!("the request's task failed: {error}"))
+                        .into_response(),
+                ),
+            };
+            match reply {
                 Reply::Whole(response) => response,
                 Reply::Streamed(Streamed { response, driver }) => {
                     tracing::debug!(%method, path = uri.path(), elapsed = ?started.elapsed(), "stream");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tollgate::sql;
 use tollgate_tests::{
     PASSWORD, create_platform_admin, file_env,
-    openai_double::{OpenAiDouble, STREAMED_PIECES},
+    openai_double::{OpenAiDouble, PIECES_BEFORE_HOLD, STREAMED_PIECES},
     sdxl,
 };
 
@@ -674,9 +674,12 @@ async fn llm_calls_are_charged_streamed_and_refused(target: &Target) {
     assert_eq!(whole["usage"]["completion_tokens"], 10, "{}", target.name);
     assert_eq!(pool(target, &owner).await["used"], COST, "{}", target.name);
 
+    // The provider stops after its first pieces until released: they reach the client
+    // before the stream ends, so the runtime passes events on as they come.
+    provider.hold_answers();
     let mut streamed = hello.clone();
     streamed["stream"] = json!(true);
-    let response = chat(streamed).await.unwrap();
+    let mut response = chat(streamed).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{}", target.name);
     assert!(
         response.headers()["content-type"]
@@ -686,7 +689,26 @@ async fn llm_calls_are_charged_streamed_and_refused(target: &Target) {
         "{}",
         target.name
     );
-    let text = response.text().await.unwrap();
+    let mut text = String::new();
+    let early = STREAMED_PIECES[..PIECES_BEFORE_HOLD].concat();
+    while !text.contains(&format!(
+        "\"content\":\"{}\"",
+        STREAMED_PIECES[PIECES_BEFORE_HOLD - 1]
+    )) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{}: the first events did not come before the rest ({early:?})",
+                    target.name
+                )
+            })
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}: the stream ended early: {text}", target.name));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    provider.release_answers();
+    text.push_str(&response.text().await.unwrap());
     let events: Vec<&str> = text
         .split("\n\n")
         .filter_map(|event| event.strip_prefix("data: "))

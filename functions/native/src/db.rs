@@ -186,13 +186,25 @@ impl Db for LibsqlDb {
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
-        let _writing = self.inner.writer.lock().await;
+        // A batch of reads needs one snapshot, not the writer: it runs beside the writes
+        // (WAL readers never wait for the writer).
+        let reads_only = statements.iter().all(|statement| is_read(&statement.sql));
+        let _writing = match reads_only {
+            true => None,
+            false => Some(self.inner.writer.lock().await),
+        };
         self.with_connection(async |connection| {
             // IMMEDIATE takes the write lock up front, so two batches never deadlock
-            // upgrading read locks; the busy timeout queues them instead.
+            // upgrading read locks; the busy timeout queues them instead. A plain BEGIN
+            // takes the snapshot at the first read.
+            let begin = if reads_only {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
             connection
                 .raw
-                .execute("BEGIN IMMEDIATE", ())
+                .execute(begin, ())
                 .await
                 .map_err(map_error)?;
             let mut results = Vec::with_capacity(statements.len());

@@ -5,9 +5,12 @@
 //! - each of its users, whatever key they call with: the tenant's own
 //!   `user_requests_per_minute` and `user_tokens_per_minute` (`PUT llm/settings`).
 //!
-//! Windows are the calendar minute, counted in `rate_limit_windows` (so every instance
-//! shares them). A request is counted when it arrives, in the batch that resolves its model,
-//! and refused with 429 once its minute's count passes a limit. Tokens are known only when
+//! Windows are the calendar minute. A request is counted when it arrives and refused with
+//! 429 once its minute's count passes a limit: where the runtime's [`RateLimiter`] counts
+//! in the database, by the batch that resolves its model (every instance shares the count);
+//! where it counts in process (the native server), by that limiter, once the batch has read
+//! the limits, so the batch stays a read (exact within one process, as the credentials' own
+//! limit there). Tokens are known only when
 //! the call ends: a call is let through while its minute's tokens are below each limit, and
 //! its reported tokens are added to the window of the minute it ends in, in the batch that
 //! records it. So the token limit can be passed by the calls already running when it is
@@ -20,6 +23,7 @@ use crate::{
     ApiError,
     db::{Rows, Statement},
     ids::TenantId,
+    quota::rate_limit::{Limit, RateLimiter},
     sql,
     tenancy::plans::effective_plan_column,
 };
@@ -82,33 +86,51 @@ fn count_request(bucket: &str, limit: &str, tenant: &TenantId, now: i64) -> Stat
     )
 }
 
-/// The statements of a call's arrival, for the batch that resolves its model: the request
-/// counted against each limit that is set, and the limits and tokens used this minute read.
-pub(super) fn arrival(tenant: &TenantId, user: &str, now: i64) -> [Statement; 3] {
+/// The statements of a call's arrival, for the batch that resolves its model: the limits
+/// and the tokens used this minute read, after (when `limiter` counts in the database) the
+/// request counted against each limit that is set.
+pub(super) fn arrival(
+    limiter: &dyn RateLimiter,
+    tenant: &TenantId,
+    user: &str,
+    now: i64,
+) -> Vec<Statement> {
     let buckets = Buckets::of(tenant, user);
     let minute = window_start(now);
-    [
-        count_request(&buckets.tenant_requests, TENANT_REQUESTS, tenant, now),
-        count_request(&buckets.user_requests, USER_REQUESTS, tenant, now),
-        sql!(
-            format!(
-                "SELECT {TENANT_REQUESTS} AS tenant_requests, {USER_REQUESTS} AS user_requests,
+    let mut statements = Vec::with_capacity(3);
+    if limiter.counts_in_database() {
+        statements.push(count_request(
+            &buckets.tenant_requests,
+            TENANT_REQUESTS,
+            tenant,
+            now,
+        ));
+        statements.push(count_request(
+            &buckets.user_requests,
+            USER_REQUESTS,
+            tenant,
+            now,
+        ));
+    }
+    statements.push(sql!(
+        format!(
+            "SELECT {TENANT_REQUESTS} AS tenant_requests, {USER_REQUESTS} AS user_requests,
                         {TENANT_TOKENS} AS tenant_tokens, {USER_TOKENS} AS user_tokens,
                         (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
                             AS tenant_tokens_used,
                         (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
                             AS user_tokens_used"
-            ),
-            tenant,
-            tenant,
-            tenant,
-            tenant,
-            &buckets.tenant_tokens,
-            minute,
-            &buckets.user_tokens,
-            minute
         ),
-    ]
+        tenant,
+        tenant,
+        tenant,
+        tenant,
+        &buckets.tenant_tokens,
+        minute,
+        &buckets.user_tokens,
+        minute
+    ));
+    statements
 }
 
 /// Which token windows a call admitted by [`admit`] counts its tokens into.
@@ -117,27 +139,35 @@ pub(super) struct TokenWindows {
     buckets: Vec<String>,
 }
 
-/// Judges a call by the rows of [`arrival`]: 429 `rate_limited` (with `Retry-After`, the
-/// seconds left in the minute) when a request limit is passed or a token limit reached.
+/// Judges a call by the rows of [`arrival`] (counting its request in `limiter` when the
+/// batch did not): 429 `rate_limited` (with `Retry-After`, the seconds left in the minute)
+/// when a request limit is passed or a token limit reached.
 pub(super) fn admit(
+    limiter: &dyn RateLimiter,
     rows: &[Rows],
     tenant: &TenantId,
     user: &str,
     now: i64,
 ) -> Result<TokenWindows, ApiError> {
-    let count = |rows: &Rows| -> Result<Option<i64>, ApiError> {
-        rows.first()
-            .map(|row| row.get::<i64>("hits"))
-            .transpose()
-            .map_err(Into::into)
-    };
-    let (tenant_requests, user_requests) = (count(&rows[0])?, count(&rows[1])?);
-    let Some(limits) = rows[2].first() else {
+    let Some(limits) = rows.last().and_then(Rows::first) else {
         return Ok(TokenWindows::default());
     };
     let limit = |column: &str| -> Result<Option<i64>, ApiError> {
         limits.get::<Option<i64>>(column).map_err(Into::into)
     };
+    let buckets = Buckets::of(tenant, user);
+    let counted = |index: usize, bucket: &str, column: &str| -> Result<Option<i64>, ApiError> {
+        if limiter.counts_in_database() {
+            return rows[index]
+                .first()
+                .map(|row| row.get::<i64>("hits"))
+                .transpose()
+                .map_err(Into::into);
+        }
+        Ok(limit(column)?.and_then(|limit| limiter.hit(&Limit::per_minute(bucket, limit), now)))
+    };
+    let tenant_requests = counted(0, &buckets.tenant_requests, "tenant_requests")?;
+    let user_requests = counted(1, &buckets.user_requests, "user_requests")?;
     let reset_in = window_start(now) + WINDOW_SECONDS - now;
     let refuse = |whose: &str, what: &str, limit: i64| {
         ApiError::new(
@@ -158,7 +188,6 @@ pub(super) fn admit(
             return Err(refuse(whose, "requests", limit));
         }
     }
-    let buckets = Buckets::of(tenant, user);
     let mut windows = TokenWindows::default();
     for (whose, used, column, bucket) in [
         (

@@ -105,3 +105,70 @@ async fn calls_are_summed_by_model_in_the_usage_report_and_the_daily_report() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_gateways_spending_raises_the_credit_alerts_and_blocks_like_any_other() {
+    let app = crate::support::spawn_gateway().await;
+    let admin = app.platform_admin("ops@platform.test").await;
+    let provider = OpenAiDouble::start(KEY).await;
+    let key = platform_key(&app, &admin, &provider, KEY).await;
+    create_model(
+        &app,
+        "admin/llm/models",
+        &admin,
+        &model_body("chat", &[(&key, "gpt-4o")]),
+    )
+    .await;
+    let owner = funded_tenant(&app, &admin, "acme", 1_000).await;
+    let alerts = || async {
+        app.query(
+            "SELECT threshold FROM credit_alerts WHERE account_id = ? ORDER BY threshold",
+            vec![format!("pool:{}", owner.tenant_id).into()],
+        )
+        .await
+        .into_iter()
+        .map(|row| row[0].as_i64().unwrap())
+        .collect::<Vec<_>>()
+    };
+    // Each call holds 132 first (a 26-token prompt bound at 2, 10 completion tokens at 8)
+    // and is charged 118 (19 prompt tokens at 2, 10 completion tokens at 8): six calls use
+    // 708 (70.8 %), the seventh 826 (82.6 %); the eighth's hold brings what is used or held
+    // to 958 (95.8 %) before it settles at 944.
+    let mut small = hello("chat");
+    small["max_tokens"] = json!(10);
+    for _ in 0..6 {
+        expect_status(
+            chat(&app, &owner.access_token, &small).await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    assert!(alerts().await.is_empty());
+    expect_status(
+        chat(&app, &owner.access_token, &small).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(alerts().await, [80]);
+    expect_status(
+        chat(&app, &owner.access_token, &small).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(alerts().await, [80, 95]);
+    let events = app
+        .query(
+            "SELECT payload FROM outbox_events WHERE tenant_id = ? AND type = 'credits.alert'",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await;
+    assert_eq!(events.len(), 2);
+    // What is left (56) cannot hold another call's worst case.
+    let refused = chat(&app, &owner.access_token, &small).await;
+    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        provider.requests().len(),
+        8,
+        "the refused call reached no provider"
+    );
+}

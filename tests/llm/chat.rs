@@ -686,3 +686,20 @@ async fn a_client_that_hangs_up_before_the_answer_is_charged_once_for_what_the_p
     let cost = (19 * INPUT_PRICE + 10 * OUTPUT_PRICE) / 1_000_000;
     assert_eq!(pool_spent(app, &owner.tenant_id).await, (cost, 0));
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_in_openais_shape() {
+    let gateway = gateway(10_000).await;
+    let (app, owner) = (&gateway.app, &gateway.owner);
+    // One byte over the default TOLLGATE_MAX_BODY_BYTES (1 MiB), and the rest of the body.
+    let mut huge = hello("chat");
+    huge["messages"][0]["content"] = json!("x".repeat(1024 * 1024 + 1));
+    let refused = expect_openai_error(
+        chat(app, &owner.access_token, &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(refused["error"]["type"], "invalid_request_error");
+    assert!(gateway.primary.requests().is_empty());
+}

@@ -7,7 +7,7 @@ use futures_util::{StreamExt, stream::LocalBoxStream};
 use http::StatusCode;
 use tollgate::{
     ApiError,
-    api::{ClientAddr, Reply, Streamed, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
     clock::SystemClock,
     config::Config,
     db::hrana::{HranaDb, HranaShared},
@@ -36,7 +36,7 @@ pub async fn fetch(request: Request, env: Env, context: Context) -> worker::Resu
                     return streamed(response);
                 }
             },
-            Err(error) => error.into_response(),
+            Err(error) => refusal(&path, error),
         },
         Err(message) => {
             worker::console_error!("tollgate is misconfigured: {message}");

@@ -202,11 +202,7 @@ impl Db for LibsqlDb {
             } else {
                 "BEGIN IMMEDIATE"
             };
-            connection
-                .raw
-                .execute(begin, ())
-                .await
-                .map_err(map_error)?;
+            connection.raw.execute(begin, ()).await.map_err(map_error)?;
             let mut results = Vec::with_capacity(statements.len());
             for statement in statements {
                 match run(connection, statement).await {

@@ -27,7 +27,7 @@ use tokio::{
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, Reply, Streamed, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
     clock::{Clock, ManualClock, SystemClock},
     config::Config,
     db::{MigrationError, migrate},
@@ -478,23 +478,27 @@ async fn respond(
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            payload_too_large(limit).into_response()
+            refusal(uri.path(), payload_too_large(limit))
         }
-        Ok(Err(error)) => ApiError::bad_request(
-            "unreadable_body",
-            format!("the request body could not be read: {error}"),
-        )
-        .into_response(),
+        Ok(Err(error)) => refusal(
+            uri.path(),
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("the request body could not be read: {error}"),
+            ),
+        ),
         Err(_) => {
-            let mut response = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {:?}",
-                    limits.body_read_timeout
+            let mut response = refusal(
+                uri.path(),
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {:?}",
+                        limits.body_read_timeout
+                    ),
                 ),
-            )
-            .into_response();
+            );
             // The rest of the body may still come; the connection is not worth keeping.
             response.headers_mut().insert(
                 http::header::CONNECTION,

@@ -46,7 +46,7 @@ use spin_sdk::{
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, Reply, Streamed, payload_too_large},
+    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
     clock::SystemClock,
     config::Config,
     db::hrana::HranaDb,
@@ -81,9 +81,11 @@ async fn respond(request: IncomingRequest) -> Reply {
             );
         }
     };
+    let path = request.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default().to_owned();
     match to_http_request(request, env.config.max_body_bytes).await {
         Ok(request) => tollgate::api::serve(request, Rc::new(env)).await,
-        Err(response) => Reply::Whole(*response),
+        Err(error) => Reply::Whole(refusal(&path, error)),
     }
 }
 
@@ -117,14 +119,12 @@ fn environment() -> Result<Env, String> {
 }
 
 /// The wasi:http request as the shared router takes it; a body over `limit` bytes is
-/// answered 413 without reading the rest.
+/// refused (413) without reading the rest.
 async fn to_http_request(
     request: IncomingRequest,
     limit: usize,
-) -> Result<http::Request<Bytes>, Box<http::Response<Bytes>>> {
-    let bad_request = |message: &str| {
-        Box::new(ApiError::bad_request("invalid_request", message.to_owned()).into_response())
-    };
+) -> Result<http::Request<Bytes>, ApiError> {
+    let bad_request = |message: &str| ApiError::bad_request("invalid_request", message.to_owned());
     let path = request.path_with_query().unwrap_or_else(|| "/".into());
     let authority = request.authority();
     let uri = match (request.scheme(), &authority) {
@@ -158,7 +158,7 @@ async fn to_http_request(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| bad_request("the request body could not be read"))?;
         if body.len() + chunk.len() > limit {
-            return Err(Box::new(payload_too_large(limit).into_response()));
+            return Err(payload_too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }

@@ -68,8 +68,22 @@ pub async fn serve(request: Request<Bytes>, env: Rc<Env>) -> Reply {
 
 /// The answer to a body over the limit, if it is.
 fn oversized(request: &Request<Bytes>, env: &Env) -> Option<Response> {
-    (request.body().len() > env.config.max_body_bytes)
-        .then(|| payload_too_large(env.config.max_body_bytes).into_response())
+    (request.body().len() > env.config.max_body_bytes).then(|| {
+        refusal(
+            request.uri().path(),
+            payload_too_large(env.config.max_body_bytes),
+        )
+    })
+}
+
+/// An error answered before the request reached its route (a body too large, unreadable
+/// or too slow to come), in the shape of the routes `path` belongs to: OpenAI's under
+/// `/v1/`, so the SDKs raise their own classes, Tollgate's everywhere else.
+pub fn refusal(path: &str, error: ApiError) -> Response {
+    match path.starts_with("/v1/") {
+        true => crate::llm::errors::response(error),
+        false => error.into_response(),
+    }
 }
 
 /// The answer to a body over the configured limit; adapters that stream bodies use it too,

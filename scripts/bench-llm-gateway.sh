@@ -12,6 +12,10 @@
 #   scripts/bench-llm-gateway.sh                       # defaults: 10 s per run, 32 connections
 #   DURATION=5s CONNECTIONS=64 scripts/bench-llm-gateway.sh
 #   LITELLM_WORKERS=2 scripts/bench-llm-gateway.sh     # LiteLLM's uvicorn workers (default 1)
+#   PERF_OUT=/tmp/gateway.perf scripts/bench-llm-gateway.sh
+#       also records where Tollgate's time goes during its saturation run (linux-perf,
+#       Debian: apt-get install -y linux-perf); read it with
+#       perf report -i /tmp/gateway.perf --no-children --sort dso,symbol
 #
 # Builds the release server, starts nginx, Tollgate (throwaway database, TOLLGATE_WEBHOOKS_
 # ALLOW_PRIVATE so a provider key may point at loopback) and LiteLLM on free loopback ports,
@@ -315,11 +319,20 @@ run_wrk() {
     # shellcheck disable=SC2086
     thread_ticks $pids >"$work/ticks.before"
     machine_before="$(machine_ticks)"
+    local perf_pid=""
+    if [ -n "${PERF_OUT:-}" ] && [ "$label" = tollgate ] && [ "$connections" = "$CONNECTIONS" ]; then
+        perf record -F 999 -g -p "$server_pid" -o "$PERF_OUT" >/dev/null 2>"$work/perf.log" &
+        perf_pid=$!
+    fi
     start="$(date +%s%N)"
     BENCH_BODY="$request" BENCH_AUTH="$auth" \
         wrk -t"$threads" -c"$connections" -d"$duration" --timeout 10s --latency \
         -s "$here/post.lua" "$url" >"$work/wrk.out"
     end="$(date +%s%N)"
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
     machine_after="$(machine_ticks)"
     # shellcheck disable=SC2086
     thread_ticks $pids >"$work/ticks.after"

@@ -9,7 +9,7 @@ use tollgate_tests::openai_double::{EMBEDDING_DIMENSIONS, Fault, OpenAiDouble, R
 
 use crate::support::{
     INPUT_PRICE, anthropic_model, create_model, expect_openai_error, funded_tenant, interactions,
-    model_body, platform_key, pool_spent, spawn_gateway, tokens_counted_today, v1,
+    model_body, platform_key, pool_spent, post_v1, spawn_gateway, tokens_counted_today,
 };
 
 const KEY: &str = "sk-embeddings-0000000001";
@@ -40,13 +40,7 @@ async fn gateway(credits: i64) -> Gateway {
 }
 
 async fn embed(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(v1(app, "embeddings"))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    post_v1(app, token, "embeddings", body).await
 }
 
 #[tokio::test]

@@ -82,15 +82,20 @@ pub fn v1(app: &TestApp, path: &str) -> String {
     format!("{}/v1/{path}", app.base_url)
 }
 
-/// `POST /v1/chat/completions` with `token`.
-pub async fn chat(app: &TestApp, token: &str, body: &Value) -> Response {
+/// `POST /v1/{path}` with `token` and the JSON `body`.
+pub async fn post_v1(app: &TestApp, token: &str, path: &str, body: &Value) -> Response {
     app.client
-        .post(v1(app, "chat/completions"))
+        .post(v1(app, path))
         .bearer_auth(token)
         .json(body)
         .send()
         .await
         .unwrap()
+}
+
+/// `POST /v1/chat/completions` with `token`.
+pub async fn chat(app: &TestApp, token: &str, body: &Value) -> Response {
+    post_v1(app, token, "chat/completions", body).await
 }
 
 /// A one-message chat request for `model`.

@@ -52,12 +52,15 @@ pub fn evaluate(account_ids: &[String], now: i64) -> Vec<Statement> {
         &batch,
         now
     );
+    // Each event statement finds this batch's rows among the accounts' own (by index),
+    // never by scanning the table for the batch.
     let alert_events = sql!(
-        "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
-         SELECT lower(hex(randomblob(16))), tenant_id, 'credits.alert',
-                json_object('account_id', account_id, 'threshold', threshold, 'period', period), created_at
-         FROM credit_alerts WHERE batch_id = ?",
-        &batch
+        format!(
+            "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
+             SELECT lower(hex(randomblob(16))), tenant_id, 'credits.alert',
+                    json_object('account_id', account_id, 'threshold', threshold, 'period', period), created_at
+             FROM credit_alerts WHERE account_id IN ({ids}) AND period = ? AND batch_id = ?"
+        )
     );
     let block = sql!(
         format!(
@@ -67,13 +70,12 @@ pub fn evaluate(account_ids: &[String], now: i64) -> Vec<Statement> {
         now,
         &batch
     );
-    let block_events = sql!(
+    let block_events = sql!(format!(
         "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
          SELECT lower(hex(randomblob(16))), tenant_id, 'credits.blocked',
                 json_object('account_id', id, 'total', total, 'used', used, 'reserved', reserved), blocked_at
-         FROM credit_accounts WHERE blocked_by = ?",
-        &batch
-    );
+         FROM credit_accounts WHERE id IN ({ids}) AND blocked_by = ?"
+    ));
     let topups = sql!(
         format!(
             "INSERT INTO credit_topup_requests (id, tenant_id, account_id, amount, period, batch_id, created_at)
@@ -90,20 +92,23 @@ pub fn evaluate(account_ids: &[String], now: i64) -> Vec<Statement> {
         &batch,
         now
     );
-    let topup_events = sql!(
+    let topup_events = sql!(format!(
         "INSERT INTO outbox_events (id, tenant_id, type, payload, created_at)
          SELECT lower(hex(randomblob(16))), tenant_id, 'credits.topup_requested',
                 json_object('request_id', id, 'account_id', account_id, 'amount', amount), created_at
-         FROM credit_topup_requests WHERE batch_id = ?",
-        &batch
-    );
+         FROM credit_topup_requests WHERE account_id IN ({ids}) AND period = ? AND batch_id = ?"
+    ));
     vec![
         bind_all(alerts, account_ids),
-        alert_events,
+        bind_all(alert_events, account_ids)
+            .bind(&month)
+            .bind(&batch),
         bind_all(block, account_ids),
-        block_events,
+        bind_all(block_events, account_ids).bind(&batch),
         bind_all(topups, account_ids).bind(&month),
-        topup_events,
+        bind_all(topup_events, account_ids)
+            .bind(&month)
+            .bind(&batch),
     ]
 }
 

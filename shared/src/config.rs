@@ -62,6 +62,9 @@ pub struct Config {
     /// own (Spin, plain WASI HTTP): an external scheduler calls it. Without it the endpoint
     /// does not exist.
     pub cron_secret: Option<String>,
+    /// The bearer token of the native server's `GET /metrics` (Prometheus); without it the
+    /// endpoint does not exist.
+    pub metrics_token: Option<String>,
     /// How long a tenant whose invoice failed keeps its plan before the downgrade to FREE.
     pub billing_grace_seconds: i64,
     /// Stripe's secret API key (`sk_...`): checkout, portal, invoices, off-session top-ups.
@@ -186,6 +189,7 @@ impl Config {
             stripe_webhook_secret: lookup("TOLLGATE_STRIPE_WEBHOOK_SECRET")
                 .filter(|secret| !secret.is_empty()),
             cron_secret: lookup("TOLLGATE_CRON_SECRET").filter(|secret| !secret.is_empty()),
+            metrics_token: lookup("TOLLGATE_METRICS_TOKEN").filter(|token| !token.is_empty()),
             billing_grace_seconds: number("TOLLGATE_BILLING_GRACE_SECONDS", 7 * 24 * 3600)?,
             stripe_secret_key: lookup("TOLLGATE_STRIPE_SECRET_KEY").filter(|key| !key.is_empty()),
             stripe_api_base: lookup("TOLLGATE_STRIPE_API_BASE")

@@ -3,6 +3,7 @@
 
 mod api;
 mod bounds;
+mod metrics;
 mod pricing;
 mod queue;
 mod support;

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod database;
 pub mod db;
 pub mod hrana;
+pub mod metrics;
 pub mod notifier;
 pub mod outbound;
 pub mod rate_limiter;

@@ -35,8 +35,8 @@ use tollgate::{
 };
 
 use crate::{
-    database::Database, db::LibsqlDb, notifier::NativeNotifier, outbound::NativeOutbound,
-    rate_limiter::InProcessRateLimiter,
+    database::Database, db::LibsqlDb, metrics::Metrics, notifier::NativeNotifier,
+    outbound::NativeOutbound, rate_limiter::InProcessRateLimiter,
 };
 
 /// How long shutdown waits for requests in flight.
@@ -189,16 +189,18 @@ pub fn start(
     ));
     let notifier = NativeNotifier::new();
     let rate_limiter = InProcessRateLimiter::default();
+    let metrics = Metrics::default();
     let workers = (0..settings.threads.max(1))
         .map(|index| {
             let listener = listener.try_clone().map_err(StartError::Bind)?;
-            let (database, config, clock, notifier, rate_limiter, slots) = (
+            let (database, config, clock, notifier, rate_limiter, slots, metrics) = (
                 database.clone(),
                 settings.config.clone(),
                 settings.clock.clone(),
                 notifier.clone(),
                 rate_limiter.clone(),
                 slots.clone(),
+                metrics.clone(),
             );
             // One worker runs the cron loop: its tasks are idempotent, one runner is enough.
             let cron_interval = (index == 0).then_some(settings.cron_interval);
@@ -208,15 +210,16 @@ pub fn start(
                 .spawn(move || {
                     let outbound = NativeOutbound::new(config.webhooks_allow_private);
                     let in_database = config.rate_limits_in_database;
-                    let mut env =
-                        Env::new(database.port(), clock.port(), Box::new(outbound), config)
-                            .with_notifier(Box::new(notifier));
+                    let db = metrics.timed(database.port());
+                    let mut env = Env::new(db, clock.port(), Box::new(outbound), config)
+                        .with_notifier(Box::new(notifier));
                     if !in_database {
                         env = env.with_rate_limiter(Box::new(rate_limiter));
                     }
                     let worker = Worker {
                         env,
                         limits,
+                        metrics,
                         slots,
                         stop,
                     };
@@ -253,6 +256,7 @@ fn listen(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 struct Worker {
     env: Env,
     limits: ConnectionLimits,
+    metrics: Metrics,
     /// The connection cap, shared by every worker.
     slots: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -272,6 +276,7 @@ impl Worker {
         let Worker {
             env,
             limits,
+            metrics,
             slots,
             mut stop,
         } = self;
@@ -298,8 +303,17 @@ impl Worker {
             match accepted {
                 Ok((stream, peer)) => {
                     failures.succeeded();
-                    let connection =
-                        serve_connection(stream, peer, env.clone(), limits, stop.clone(), slot);
+                    let connection = serve_connection(
+                        stream,
+                        peer,
+                        Serving {
+                            env: env.clone(),
+                            limits,
+                            metrics: metrics.clone(),
+                        },
+                        stop.clone(),
+                        slot,
+                    );
                     connections.spawn_local(connection);
                 }
                 Err(error) => {
@@ -400,15 +414,15 @@ async fn cron_loop(env: Rc<Env>, interval: Duration, mut stop: watch::Receiver<b
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    env: Rc<Env>,
-    limits: ConnectionLimits,
+    serving: Serving,
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let limits = serving.limits;
     let service = service_fn(move |request| {
-        let env = env.clone();
-        async move { Ok::<_, Infallible>(respond(request, peer, env, limits).await) }
+        let serving = serving.clone();
+        async move { Ok::<_, Infallible>(respond(request, peer, serving).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -428,13 +442,51 @@ async fn serve_connection(
     }
 }
 
-/// Reads the body up to the configured limit and within the body timeout, hands the request
-/// to the shared API, and logs what went wrong inside when the answer is a 5xx.
+/// What a connection's requests are served with.
+#[derive(Clone)]
+struct Serving {
+    env: Rc<Env>,
+    limits: ConnectionLimits,
+    metrics: Metrics,
+}
+
+/// Serves one request and counts it in the metrics.
 async fn respond(
     request: Request<Incoming>,
     peer: SocketAddr,
-    env: Rc<Env>,
-    limits: ConnectionLimits,
+    serving: Serving,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let metrics = serving.metrics.clone();
+    let response = if method == http::Method::GET && path == "/metrics" {
+        let env = &serving.env;
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        metrics
+            .answer(env, env.config.metrics_token.as_deref(), authorization)
+            .await
+            .map(|body| Either::Left(Full::new(body)))
+    } else {
+        answer(request, peer, serving).await
+    };
+    metrics.observe_request(
+        method.as_str(),
+        &path,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Reads the body up to the configured limit and within the body timeout, hands the request
+/// to the shared API, and logs what went wrong inside when the answer is a 5xx.
+async fn answer(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    Serving { env, limits, .. }: Serving,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();

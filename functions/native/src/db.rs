@@ -11,6 +11,9 @@ use tollgate::db::{Db, DbError, Rows, Statement, Value};
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_CONSTRAINT: i32 = 19;
+/// How often the write-ahead log is folded back into the database file, off the request
+/// path (see [`checkpoint_in_background`]).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 /// The most statements a connection keeps prepared; past it the cache starts afresh, so SQL
 /// built with a varying shape cannot grow it without bound.
 const MAX_PREPARED_PER_CONNECTION: usize = 256;
@@ -97,13 +100,51 @@ impl LibsqlDb {
             while rows.next().await.map_err(map_error)?.is_some() {}
             Connections::File(Mutex::new(vec![first]))
         };
-        Ok(Self {
+        let file = matches!(connections, Connections::File(_));
+        let db = Self {
             inner: Arc::new(Inner {
                 database,
                 connections,
                 writer: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        if file {
+            db.checkpoint_in_background()?;
+        }
+        Ok(db)
+    }
+
+    /// SQLite folds the write-ahead log back into the file (a checkpoint, with its fsync)
+    /// inside whichever commit passes the log's threshold: that request then takes
+    /// milliseconds instead of microseconds, and every writer queued behind it waits too.
+    /// The connections here never checkpoint (`wal_autocheckpoint = 0`); a thread of its
+    /// own does, without waiting on readers or writers (`PASSIVE`), until the database is
+    /// dropped.
+    fn checkpoint_in_background(&self) -> Result<(), DbError> {
+        let connection = self.inner.database.connect().map_err(map_error)?;
+        let alive = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("tollgate-checkpoint".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a single-threaded runtime starts");
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    let checkpoint = async {
+                        let mut rows = connection
+                            .query("PRAGMA wal_checkpoint(PASSIVE)", ())
+                            .await?;
+                        while rows.next().await?.is_some() {}
+                        Ok::<_, libsql::Error>(())
+                    };
+                    if let Err(error) = runtime.block_on(checkpoint) {
+                        tracing::warn!(%error, "a checkpoint of the write-ahead log failed");
+                    }
+                }
+            })
+            .map_err(|error| DbError::Other(format!("the checkpoint thread: {error}")))?;
+        Ok(())
     }
 
     async fn with_connection<T>(
@@ -133,7 +174,8 @@ async fn connect(database: &libsql::Database) -> Result<Connection, DbError> {
     let connection = database.connect().map_err(map_error)?;
     connection
         .execute_batch(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;"
         ))
         .await
         .map_err(map_error)?;

@@ -1,8 +1,10 @@
 //! Claims per second on embedded libSQL: several claimers (one thread and runtime each, as
 //! several runners' requests on several server workers) race the one claim statement
 //! (`UPDATE jobs ... WHERE id = (SELECT ... ORDER BY effective priority) RETURNING ...`)
-//! over a deep queue until it is empty. Prints claims/s and the latency spread of a claim,
-//! and checks that no job was claimed twice.
+//! over a queue until it is empty. Prints claims/s and the latency spread of a claim, and
+//! checks that no job was claimed twice. Then the same with 100,000 jobs queued across
+//! 1,000 tenants on one shared worker, of which 4 claimers take 2,000: a claim's cost must
+//! not grow with the queue.
 //!
 //! `cargo bench -p tollgate-server --bench claims`
 
@@ -23,6 +25,9 @@ mod support;
 use support::{create_tenant, env, percentile, runtime};
 
 const JOBS: usize = 2_000;
+/// The deep queue: this many jobs, across this many tenants.
+const DEEP_JOBS: usize = 100_000;
+const DEEP_TENANTS: usize = 1_000;
 
 /// An ENTERPRISE tenant without a concurrency cap (so the queue, not the plan, is
 /// measured); its default worker.
@@ -46,44 +51,71 @@ async fn setup(env: &Env) -> (String, String, String) {
     (created.tenant_id, created.owner_id, worker)
 }
 
-/// Fills the queue with `JOBS` jobs of mixed priorities (the previous run's are finished).
-async fn fill(env: &Env, tenant: &str, user: &str, worker: &str) {
+/// Fills the queue with `jobs` jobs of mixed priorities, spread over `tenants` and over
+/// the last hour, ranked as the enqueue ranks them (the previous run's jobs are finished).
+async fn fill(env: &Env, tenants: &[String], user: &str, worker: &str, jobs: usize) {
     env.db
         .execute(Statement::new(
-            "UPDATE jobs SET status = 'succeeded' WHERE status = 'running'",
+            "UPDATE jobs SET status = 'succeeded' WHERE status IN ('running', 'queued')",
         ))
         .await
         .unwrap();
     let now = env.now();
-    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(500) {
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(500) {
         let statements = chunk
             .iter()
             .map(|index| {
                 let id = tollgate::ids::new_id();
+                let priority = (*index % 7) as i64 - 3;
+                let created_at = now - (*index % 3_600) as i64;
                 Statement::new(
                     "INSERT INTO jobs (id, tenant_id, user_id, worker_id, status, priority, workflow, request_hash,
                                        estimated_cost, estimated_vram_mb, reservation_id, idempotency_key,
-                                       time_limit_seconds, max_attempts, available_at, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, 'queued', ?, '{}', '', 2, 6400, ?, ?, 600, 3, ?, ?, ?)",
+                                       time_limit_seconds, max_attempts, available_at, created_at, updated_at,
+                                       claim_rank)
+                     VALUES (?, ?, ?, ?, 'queued', ?, '{}', '', 2, 6400, ?, ?, 600, 3, ?, ?, ?, ?)",
                 )
                 .bind(id.as_str())
-                .bind(tenant)
+                .bind(tenants[*index % tenants.len()].as_str())
                 .bind(user)
                 .bind(worker)
-                .bind((*index % 7) as i64 - 3)
+                .bind(priority)
                 .bind(id.as_str())
                 .bind(id.as_str())
-                .bind(now)
-                .bind(now)
-                .bind(now)
+                .bind(created_at)
+                .bind(created_at)
+                .bind(created_at)
+                .bind(priority * queue::AGEING_SECONDS - created_at)
             })
             .collect();
         env.db.batch(statements).await.unwrap();
     }
 }
 
-/// `threads` claimers drain the queue; prints the figures.
-fn run(db: &LibsqlDb, worker: &str, threads: usize) {
+/// `count` more tenants on the bench tenant's plan (rows copied: creating each through the
+/// domain would hash a password apiece); their ids.
+async fn more_tenants(env: &Env, like: &str, count: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..count).map(|_| tollgate::ids::new_id()).collect();
+    for chunk in ids.chunks(500) {
+        let statements = chunk
+            .iter()
+            .map(|id| {
+                Statement::new(
+                    "INSERT INTO tenants (id, slug, name, plan_code, status, created_at, updated_at)
+                     SELECT ?, ?, name, plan_code, status, created_at, updated_at FROM tenants WHERE id = ?",
+                )
+                .bind(id.as_str())
+                .bind(format!("t-{id}"))
+                .bind(like)
+            })
+            .collect();
+        env.db.batch(statements).await.unwrap();
+    }
+    ids
+}
+
+/// `threads` claimers take `claims` jobs in all (or drain the queue); prints the figures.
+fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize) {
     let started = Instant::now();
     let results: Vec<(Vec<String>, Vec<Duration>)> = std::thread::scope(|scope| {
         let claimers: Vec<_> = (0..threads)
@@ -96,7 +128,7 @@ fn run(db: &LibsqlDb, worker: &str, threads: usize) {
                     };
                     runtime().block_on(async {
                         let (mut ids, mut latencies) = (Vec::new(), Vec::new());
-                        loop {
+                        while ids.len() < claims / threads {
                             let claim = Instant::now();
                             let claimed = queue::claim(&env, &runner, 80_000).await.unwrap();
                             latencies.push(claim.elapsed());
@@ -118,13 +150,13 @@ fn run(db: &LibsqlDb, worker: &str, threads: usize) {
     let elapsed = started.elapsed();
     let ids: Vec<&String> = results.iter().flat_map(|(ids, _)| ids).collect();
     let unique: HashSet<&String> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), JOBS, "every job claimed");
-    assert_eq!(unique.len(), JOBS, "no job claimed twice");
+    assert_eq!(ids.len(), claims, "as many jobs claimed as asked");
+    assert_eq!(unique.len(), claims, "no job claimed twice");
     let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(_, l)| l).collect();
     latencies.sort_unstable();
     println!(
-        "job claims, {threads} claimer(s) over {JOBS} jobs: {:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
-        JOBS as f64 / elapsed.as_secs_f64(),
+        "job claims, {threads} claimer(s), {claims} of {queued} queued: {:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
+        claims as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.last().unwrap(),
@@ -140,8 +172,13 @@ fn main() {
         .unwrap();
     let env = env(&db);
     let (tenant, owner, worker) = runtime.block_on(setup(&env));
+    let one = [tenant.clone()];
     for threads in [1, 2, 4] {
-        runtime.block_on(fill(&env, &tenant, &owner, &worker));
-        run(&db, &worker, threads);
+        runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
+        run(&db, &worker, threads, JOBS, JOBS);
     }
+    let mut tenants = runtime.block_on(more_tenants(&env, &tenant, DEEP_TENANTS - 1));
+    tenants.push(tenant);
+    runtime.block_on(fill(&env, &tenants, &owner, &worker, DEEP_JOBS));
+    run(&db, &worker, 4, DEEP_JOBS, JOBS);
 }

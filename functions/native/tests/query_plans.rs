@@ -179,3 +179,30 @@ async fn a_reserve_a_settle_a_release_and_a_grant_read_no_table_whole() {
         .unwrap();
     assert_no_full_scan("release", &planning.take());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_claim_reads_its_candidates_from_the_index_best_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plans.db");
+    let planning = Planning {
+        inner: server::open_database(path.to_str().unwrap(), 0)
+            .await
+            .unwrap(),
+        plans: Default::default(),
+    };
+    let claim = tollgate::jobs::queue::claim_statement("worker", "token", 24_576, "lease", 1_000);
+    planning.plan(&claim).await;
+    let plans = planning.take();
+    assert_no_full_scan("claim", &plans);
+    let details = &plans[0].1;
+    assert!(
+        details
+            .iter()
+            .any(|detail| detail.contains("USING INDEX jobs_claim")),
+        "{details:?}"
+    );
+    assert!(
+        !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
+        "the candidates are sorted, not read in order: {details:?}"
+    );
+}

@@ -4,8 +4,9 @@
 //! `cargo bench -p tollgate-server --bench credits`
 //!
 //! - `credits/reserve_settle`: criterion's estimate of one reserve + settle pair.
-//! - then a printed run of sequential pairs (ops/s, p50, p99) and of two threads spending
-//!   from the same pool at once, as two server workers would.
+//! - then a printed run of sequential pairs (ops/s, p50, p99), of two threads spending from
+//!   the same pool at once, as two server workers would, and of 32 callers at once (16
+//!   concurrent tasks on each of the two threads), as a loaded server's requests would.
 
 use std::{
     hint::black_box,
@@ -58,8 +59,9 @@ async fn reserve_and_settle(env: &Env, tenant: &str, user: &str) {
 }
 
 /// Runs `PAIRS_PER_THREAD` pairs on each of `threads` threads (one runtime each, one pool
-/// shared by all) and prints ops/s and the latency spread of a pair.
-fn latency_report(db: &LibsqlDb, tenant: &str, users: &[String], threads: usize) {
+/// shared by all), in `tasks` concurrent callers per thread, and prints ops/s and the
+/// latency spread of a pair.
+fn latency_report(db: &LibsqlDb, tenant: &str, users: &[String], threads: usize, tasks: usize) {
     let started = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
         let workers: Vec<_> = users[..threads]
@@ -68,13 +70,18 @@ fn latency_report(db: &LibsqlDb, tenant: &str, users: &[String], threads: usize)
                 scope.spawn(move || {
                     let env = env(db);
                     runtime().block_on(async {
-                        let mut latencies = Vec::with_capacity(PAIRS_PER_THREAD);
-                        for _ in 0..PAIRS_PER_THREAD {
-                            let pair = Instant::now();
-                            reserve_and_settle(&env, tenant, user).await;
-                            latencies.push(pair.elapsed());
-                        }
-                        latencies
+                        let caller = async || {
+                            let mut latencies = Vec::with_capacity(PAIRS_PER_THREAD / tasks);
+                            for _ in 0..PAIRS_PER_THREAD / tasks {
+                                let pair = Instant::now();
+                                reserve_and_settle(&env, tenant, user).await;
+                                latencies.push(pair.elapsed());
+                            }
+                            latencies
+                        };
+                        futures_util::future::join_all((0..tasks).map(|_| caller()))
+                            .await
+                            .concat()
                     })
                 })
             })
@@ -88,7 +95,7 @@ fn latency_report(db: &LibsqlDb, tenant: &str, users: &[String], threads: usize)
     latencies.sort_unstable();
     let pairs = latencies.len() as f64;
     println!(
-        "credits reserve+settle, {threads} thread(s): {:.0} pairs/s ({:.0} batches/s), p50 {:?}, p99 {:?}, max {:?}",
+        "credits reserve+settle, {threads} thread(s) x {tasks} caller(s): {:.0} pairs/s ({:.0} batches/s), p50 {:?}, p99 {:?}, max {:?}",
         pairs / elapsed.as_secs_f64(),
         2.0 * pairs / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
@@ -119,6 +126,7 @@ fn main() {
     criterion.final_summary();
 
     let users = [owner.clone(), owner];
-    latency_report(&db, &tenant, &users, 1);
-    latency_report(&db, &tenant, &users, 2);
+    latency_report(&db, &tenant, &users, 1, 1);
+    latency_report(&db, &tenant, &users, 2, 1);
+    latency_report(&db, &tenant, &users, 2, 16);
 }

@@ -32,6 +32,15 @@ struct Inner {
     /// here instead, first come first served; the busy timeout remains for other processes
     /// (the CLI) writing the same file.
     writer: tokio::sync::Mutex<()>,
+    /// Write batches waiting for the writer: whoever holds it commits all of them at once
+    /// ([`LibsqlDb::commit_group`]).
+    queued: Mutex<Vec<Queued>>,
+}
+
+/// A write batch waiting for the writer, and where its results go.
+struct Queued {
+    statements: Vec<Statement>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Rows>, DbError>>,
 }
 
 enum Connections {
@@ -106,6 +115,7 @@ impl LibsqlDb {
                 database,
                 connections,
                 writer: tokio::sync::Mutex::new(()),
+                queued: Mutex::new(Vec::new()),
             }),
         };
         if file {
@@ -230,44 +240,137 @@ impl Db for LibsqlDb {
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
         // A batch of reads needs one snapshot, not the writer: it runs beside the writes
         // (WAL readers never wait for the writer).
-        let reads_only = statements.iter().all(|statement| is_read(&statement.sql));
-        let _writing = match reads_only {
-            true => None,
-            false => Some(self.inner.writer.lock().await),
-        };
-        self.with_connection(async |connection| {
-            // IMMEDIATE takes the write lock up front, so two batches never deadlock
-            // upgrading read locks; the busy timeout queues them instead. A plain BEGIN
-            // takes the snapshot at the first read.
-            let begin = if reads_only {
-                "BEGIN"
-            } else {
-                "BEGIN IMMEDIATE"
-            };
-            connection.raw.execute(begin, ()).await.map_err(map_error)?;
-            let mut results = Vec::with_capacity(statements.len());
-            for statement in statements {
-                match run(connection, statement).await {
-                    Ok(rows) => results.push(rows),
-                    Err(error) => {
-                        connection
-                            .raw
-                            .execute("ROLLBACK", ())
-                            .await
-                            .map_err(map_error)?;
-                        return Err(error);
+        if statements.iter().all(|statement| is_read(&statement.sql)) {
+            return self
+                .with_connection(async |connection| {
+                    // A plain BEGIN takes the snapshot at the first read.
+                    connection
+                        .raw
+                        .execute("BEGIN", ())
+                        .await
+                        .map_err(map_error)?;
+                    let results = run_all(connection, statements).await;
+                    let end = if results.is_ok() {
+                        "COMMIT"
+                    } else {
+                        "ROLLBACK"
+                    };
+                    connection.raw.execute(end, ()).await.map_err(map_error)?;
+                    results
+                })
+                .await;
+        }
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .queued
+            .lock()
+            .expect("queue lock")
+            .push(Queued { statements, reply });
+        {
+            let _writing = self.inner.writer.lock().await;
+            // The writer before us may have committed this batch with its own.
+            if let Ok(result) = answer.try_recv() {
+                return result;
+            }
+            let group = std::mem::take(&mut *self.inner.queued.lock().expect("queue lock"));
+            self.commit_group(group).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(DbError::Other(
+                "the batch was dropped before it was committed".into(),
+            ))
+        })
+    }
+}
+
+impl LibsqlDb {
+    /// Group commit: the write batches queued while the writer was busy run in one
+    /// transaction, each inside a savepoint of its own, so one batch's failure rolls back
+    /// only itself, and each learns its results once the whole has committed. Under load
+    /// one commit (and one turn of the writer) serves many requests.
+    async fn commit_group(&self, group: Vec<Queued>) {
+        let (batches, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|queued| (queued.statements, queued.reply))
+            .unzip();
+        let outcome = self
+            .with_connection(async |connection| {
+                // IMMEDIATE takes the write lock up front, so that another process's writer
+                // cannot deadlock with this one upgrading a read lock; the busy timeout
+                // queues them instead.
+                connection
+                    .raw
+                    .execute("BEGIN IMMEDIATE", ())
+                    .await
+                    .map_err(map_error)?;
+                // A batch alone needs no savepoint: the transaction is its own.
+                if let [_] = batches.as_slice() {
+                    let statements = batches.into_iter().next().unwrap_or_default();
+                    let result = run_all(connection, statements).await;
+                    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    connection.raw.execute(end, ()).await.map_err(map_error)?;
+                    return Ok(vec![result]);
+                }
+                let mut results = Vec::with_capacity(batches.len());
+                for statements in batches {
+                    match in_savepoint(connection, statements).await {
+                        Ok(result) => results.push(result),
+                        Err(error) => {
+                            let _ = connection.raw.execute("ROLLBACK", ()).await;
+                            return Err(error);
+                        }
                     }
                 }
+                if let Err(error) = connection.raw.execute("COMMIT", ()).await {
+                    let _ = connection.raw.execute("ROLLBACK", ()).await;
+                    return Err(map_error(error));
+                }
+                Ok(results)
+            })
+            .await;
+        match outcome {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
             }
-            connection
-                .raw
-                .execute("COMMIT", ())
-                .await
-                .map_err(map_error)?;
-            Ok(results)
-        })
-        .await
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
+}
+
+/// Runs `statements` in order, stopping at the first that fails.
+async fn run_all(
+    connection: &Connection,
+    statements: Vec<Statement>,
+) -> Result<Vec<Rows>, DbError> {
+    let mut results = Vec::with_capacity(statements.len());
+    for statement in statements {
+        results.push(run(connection, statement).await?);
+    }
+    Ok(results)
+}
+
+/// Runs one batch of a group inside a savepoint: its own failure (the inner error) undoes
+/// only its own statements; an outer error means the savepoint itself failed, and the whole
+/// transaction with it.
+async fn in_savepoint(
+    connection: &Connection,
+    statements: Vec<Statement>,
+) -> Result<Result<Vec<Rows>, DbError>, DbError> {
+    let savepoint =
+        |sql: &'static str| async move { connection.raw.execute(sql, ()).await.map_err(map_error) };
+    savepoint("SAVEPOINT batch").await?;
+    let results = run_all(connection, statements).await;
+    if results.is_err() {
+        savepoint("ROLLBACK TO batch").await?;
+    }
+    savepoint("RELEASE batch").await?;
+    Ok(results)
 }
 
 /// A plain query: it takes no write lock.
@@ -321,6 +424,38 @@ mod tests {
         .await
         .unwrap();
         db
+    }
+
+    #[tokio::test]
+    async fn batches_committed_together_fail_alone() {
+        let db = memory().await;
+        // Held, so that both batches queue and the first to get the writer commits both.
+        let holding = db.inner.writer.lock().await;
+        let good = db.batch(vec![
+            sql!("INSERT INTO t (name) VALUES (?)", "a"),
+            sql!("INSERT INTO t (name) VALUES (?)", "b"),
+        ]);
+        let bad = db.batch(vec![
+            sql!("INSERT INTO t (name) VALUES (?)", "c"),
+            sql!("INSERT INTO t (name) VALUES (?)", "a"),
+        ]);
+        let release = async {
+            tokio::task::yield_now().await;
+            drop(holding);
+        };
+        let (good, bad, ()) = tokio::join!(good, bad, release);
+        assert_eq!(good.unwrap().len(), 2);
+        assert!(bad.unwrap_err().is_unique_violation("t.name"));
+        let rows = db
+            .execute(sql!("SELECT name FROM t ORDER BY name"))
+            .await
+            .unwrap();
+        let names: Vec<String> = rows.iter().map(|row| row.get("name").unwrap()).collect();
+        assert_eq!(
+            names,
+            ["a", "b"],
+            "the failed batch left nothing, the other all"
+        );
     }
 
     #[tokio::test]

@@ -16,8 +16,8 @@ use crate::{
     },
     stream::{chunks, content, events},
     support::{
-        CACHED_PRICE, INPUT_PRICE, OUTPUT_PRICE, chat, create_model, funded_tenant, interactions,
-        model_body, platform_key, pool_spent, spawn_gateway,
+        CACHED_PRICE, INPUT_PRICE, OUTPUT_PRICE, answered, chat, create_model, funded_tenant,
+        interactions, model_body, platform_key, pool_spent, spawn_gateway,
     },
 };
 
@@ -97,11 +97,7 @@ async fn a_chat_goes_out_as_a_message_and_comes_back_as_a_chat_completion() {
         owner,
         ..
     } = gateway().await;
-    let answer = expect_status(
-        chat(&app, &owner.access_token, &request(json!({}))).await,
-        StatusCode::OK,
-    )
-    .await;
+    let answer = answered(&app, &owner.access_token, &request(json!({}))).await;
     let sent = &anthropic.requests()[0];
     assert_eq!(sent["model"], "claude-sonnet-4");
     assert_eq!(sent["system"], "Be brief.");
@@ -224,14 +220,10 @@ async fn an_overloaded_or_rate_limited_anthropic_deployment_makes_way_for_the_ne
         owner,
     } = gateway().await;
     anthropic.fails_with(Fault::Overloaded);
-    let whole = expect_status(
-        chat(
-            &app,
-            &owner.access_token,
-            &request(json!({ "model": "claude-or-gpt" })),
-        )
-        .await,
-        StatusCode::OK,
+    let whole = answered(
+        &app,
+        &owner.access_token,
+        &request(json!({ "model": "claude-or-gpt" })),
     )
     .await;
     assert_eq!(whole["model"], "claude-or-gpt");

@@ -8,7 +8,7 @@ use tollgate_tests::{TestApp, TestUser, account_and_ledger, expect_error, expect
 use tollgate_tests::openai_double::{Fault, OpenAiDouble, Reported};
 
 use crate::support::{
-    CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, chat, create_key, create_model,
+    CACHED_PRICE, INPUT_PRICE, MAX_OUTPUT, OUTPUT_PRICE, answered, chat, create_key, create_model,
     expect_openai_error, funded_tenant, hello, interactions, model_body, pool_spent, spawn_gateway,
     tokens_counted_today,
 };
@@ -150,11 +150,7 @@ async fn a_completion_is_answered_in_openais_shape_and_charged_exactly_its_repor
 async fn a_provider_that_reports_no_usage_is_charged_the_hold() {
     let gateway = gateway(10_000).await;
     gateway.primary.fails_with(Fault::NoUsage);
-    expect_status(
-        chat(&gateway.app, &gateway.owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&gateway.app, &gateway.owner.access_token, &hello("chat")).await;
     assert_eq!(
         pool_spent(&gateway.app, &gateway.owner.tenant_id).await,
         (HELLO_HOLD, 0)
@@ -189,11 +185,7 @@ async fn a_call_that_does_not_fit_answers_402_before_any_provider_is_called() {
     );
     // A smaller completion fits.
     let small = json!({ "model": "chat", "messages": [{ "role": "user", "content": "Hello!" }], "max_tokens": 90 });
-    expect_status(
-        chat(&gateway.app, &gateway.owner.access_token, &small).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&gateway.app, &gateway.owner.access_token, &small).await;
 }
 
 #[tokio::test]
@@ -205,11 +197,7 @@ async fn a_rate_limited_or_failing_deployment_falls_back_to_the_next() {
         .fails_with(Fault::RateLimited { retry_after: 20 });
     gateway.primary.fails_with(Fault::ServerError);
     for _ in 0..2 {
-        let completion = expect_status(
-            chat(app, &owner.access_token, &hello("chat")).await,
-            StatusCode::OK,
-        )
-        .await;
+        let completion = answered(app, &owner.access_token, &hello("chat")).await;
         assert_eq!(completion["model"], "chat");
     }
     // Each call reached the fallback with its own model name, after one primary attempt.
@@ -317,11 +305,7 @@ async fn the_clients_other_fields_pass_through_to_an_openai_compatible_provider(
         "seed": 7,
         "vendor_option": { "top_k": 3 },
     });
-    expect_status(
-        chat(&gateway.app, &gateway.owner.access_token, &body).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&gateway.app, &gateway.owner.access_token, &body).await;
     let sent = &gateway.primary.requests()[0];
     for field in [
         "messages",
@@ -344,11 +328,7 @@ async fn a_request_naming_no_maximum_is_sent_with_the_maximum_its_hold_paid_for(
     let gateway = gateway(1_000_000).await;
     let body =
         json!({ "model": "chat", "n": 2, "messages": [{ "role": "user", "content": "Hello!" }] });
-    expect_status(
-        chat(&gateway.app, &gateway.owner.access_token, &body).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&gateway.app, &gateway.owner.access_token, &body).await;
     let sent = &gateway.primary.requests()[0];
     assert_eq!(sent["max_tokens"], MAX_OUTPUT, "per choice, as the hold");
     let held = gateway
@@ -434,11 +414,7 @@ async fn credentials_and_scopes_are_those_of_the_rest_of_the_api() {
     )
     .await;
     let writer = app.create_api_key(owner, &["llm:write"]).await;
-    expect_status(
-        chat(app, writer["key"].as_str().unwrap(), &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, writer["key"].as_str().unwrap(), &hello("chat")).await;
     let recorded = interactions(app, owner, "").await;
     assert_eq!(recorded[0]["api_key_id"], writer["id"]);
     let wrong_method = app
@@ -472,11 +448,7 @@ async fn a_used_up_llm_tokens_quota_answers_429_with_retry_after_before_any_prov
         StatusCode::OK,
     )
     .await;
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
     assert_eq!(tokens_counted_today(app, owner).await, 19);
     let response = chat(app, &owner.access_token, &hello("chat")).await;
     let retry_after: i64 = response.headers()["retry-after"]
@@ -506,11 +478,7 @@ async fn tokens_past_the_quota_are_counted_up_to_the_limit_and_still_charged() {
         StatusCode::OK,
     )
     .await;
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
     assert_eq!(tokens_counted_today(app, owner).await, 10);
     assert_eq!(
         pool_spent(app, &owner.tenant_id).await.0,
@@ -522,11 +490,7 @@ async fn tokens_past_the_quota_are_counted_up_to_the_limit_and_still_charged() {
 async fn the_generic_reservation_endpoints_refuse_an_llm_calls_hold() {
     let gateway = gateway(10_000).await;
     let (app, owner) = (&gateway.app, &gateway.owner);
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
     let reservation = interactions(app, owner, "").await[0]["reservation_id"]
         .as_str()
         .unwrap()
@@ -576,11 +540,7 @@ async fn a_tenant_never_uses_another_tenants_model_nor_key() {
         ),
     )
     .await;
-    expect_status(
-        chat(app, &acme.access_token, &hello("acme-private")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &acme.access_token, &hello("acme-private")).await;
     assert_eq!(
         own.requests().len(),
         1,
@@ -603,11 +563,7 @@ async fn a_tenant_never_uses_another_tenants_model_nor_key() {
     )
     .await;
     assert_eq!(own.requests().len(), 1);
-    expect_status(
-        chat(app, &globex.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &globex.access_token, &hello("chat")).await;
     let globex_sees: Vec<Value> = interactions(app, &globex, "").await;
     assert_eq!(globex_sees.len(), 1);
     assert_eq!(globex_sees[0]["user_id"], globex.user_id.as_str());

@@ -8,7 +8,7 @@ use tollgate_tests::{expect_error, expect_status};
 use tollgate_tests::openai_double::{Fault, OpenAiDouble};
 
 use crate::support::{
-    chat, create_key, create_model, funded_tenant, hello, model_body, spawn_gateway,
+    answered, chat, create_key, create_model, funded_tenant, hello, model_body, spawn_gateway,
 };
 
 const KEY: &str = "sk-interactions-0000001";
@@ -45,11 +45,7 @@ async fn members_see_their_own_calls_and_admins_every_call_filtered_and_paged() 
     let owner = funded_tenant(&app, &admin, "acme", 100_000).await;
     let member = app.add_user(&owner, "mia", "member").await;
     for (user, model) in [(&owner, "chat"), (&member, "chat"), (&member, "mini")] {
-        expect_status(
-            chat(&app, &user.access_token, &hello(model)).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(&app, &user.access_token, &hello(model)).await;
     }
     double.fails_with(Fault::ServerError);
     chat(&app, &member.access_token, &hello("mini")).await;

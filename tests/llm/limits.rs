@@ -9,8 +9,8 @@ use tollgate_tests::{TestApp, TestUser, expect_error, expect_status};
 use tollgate_tests::openai_double::OpenAiDouble;
 
 use crate::support::{
-    chat, create_model, expect_openai_error, funded_tenant, hello, model_body, platform_key,
-    spawn_gateway,
+    answered, chat, create_model, expect_openai_error, funded_tenant, hello, model_body,
+    platform_key, spawn_gateway,
 };
 
 const KEY: &str = "sk-limits-00000000001";
@@ -80,11 +80,7 @@ async fn the_tenants_calls_per_minute_are_its_plans() {
     tenant_limits(&gateway, json!(3), Value::Null).await;
     let member = app.add_user(owner, "mia", "member").await;
     for user in [owner, &member, owner] {
-        expect_status(
-            chat(app, &user.access_token, &hello("chat")).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(app, &user.access_token, &hello("chat")).await;
     }
     // The tenant's limit binds all its users together.
     refused_as_rate_limited(
@@ -93,18 +89,10 @@ async fn the_tenants_calls_per_minute_are_its_plans() {
     )
     .await;
     let other = funded_tenant(app, &gateway.admin, "globex", 1_000_000).await;
-    expect_status(
-        chat(app, &other.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &other.access_token, &hello("chat")).await;
     // A new minute, a new count.
     app.advance_clock(60);
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
 }
 
 #[tokio::test]
@@ -137,11 +125,7 @@ async fn a_call_starts_only_while_the_minutes_tokens_are_below_the_limit() {
     // Each call reports 29 tokens: two start (0, then 29 used), the third finds 58.
     tenant_limits(&gateway, Value::Null, json!(40)).await;
     for _ in 0..2 {
-        expect_status(
-            chat(app, &owner.access_token, &hello("chat")).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(app, &owner.access_token, &hello("chat")).await;
     }
     refused_as_rate_limited(
         chat(app, &owner.access_token, &hello("chat")).await,
@@ -149,11 +133,7 @@ async fn a_call_starts_only_while_the_minutes_tokens_are_below_the_limit() {
     )
     .await;
     app.advance_clock(60);
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
 }
 
 #[tokio::test]
@@ -171,11 +151,7 @@ async fn each_user_has_the_tenants_per_user_limits() {
     assert_eq!(saved["user_requests_per_minute"], 2);
     assert_eq!(saved["user_tokens_per_minute"], 1_000);
     for _ in 0..2 {
-        expect_status(
-            chat(app, &member.access_token, &hello("chat")).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(app, &member.access_token, &hello("chat")).await;
     }
     refused_as_rate_limited(
         chat(app, &member.access_token, &hello("chat")).await,
@@ -183,11 +159,7 @@ async fn each_user_has_the_tenants_per_user_limits() {
     )
     .await;
     // Another user of the tenant has a count of their own.
-    expect_status(
-        chat(app, &owner.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(app, &owner.access_token, &hello("chat")).await;
 
     let low_tokens = json!({ "user_tokens_per_minute": 20 });
     expect_status(

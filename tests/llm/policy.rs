@@ -9,8 +9,8 @@ use tollgate_tests::{TestApp, TestUser, expect_error, expect_status};
 use tollgate_tests::openai_double::OpenAiDouble;
 
 use crate::support::{
-    chat, create_model, expect_openai_error, funded_tenant, hello, model_body, platform_key,
-    spawn_gateway, v1_get,
+    answered, chat, create_model, expect_openai_error, funded_tenant, hello, model_body,
+    platform_key, spawn_gateway, v1_get,
 };
 
 const KEY: &str = "sk-policy-000000000001";
@@ -107,18 +107,10 @@ async fn a_tenants_users_see_and_call_only_the_models_it_shows() {
         )
         .await;
     }
-    expect_status(
-        chat(&app, &owner.access_token, &hello("chat-latest")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&app, &owner.access_token, &hello("chat-latest")).await;
     // Another tenant's choice is its own.
     assert_eq!(listed(&app, &other).await, ["chat", "premium"]);
-    expect_status(
-        chat(&app, &other.access_token, &hello("premium")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&app, &other.access_token, &hello("premium")).await;
 
     let audit = expect_status(
         app.get(
@@ -230,11 +222,7 @@ async fn a_user_calls_only_the_models_on_their_allow_list() {
     )
     .await;
     assert_eq!(refused["error"]["param"], "model");
-    expect_status(
-        chat(&app, &member.access_token, &hello("chat")).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&app, &member.access_token, &hello("chat")).await;
     // The list binds that user only.
     assert_eq!(listed(&app, &owner).await, ["chat", "premium"]);
 

@@ -98,6 +98,11 @@ pub async fn chat(app: &TestApp, token: &str, body: &Value) -> Response {
     post_v1(app, token, "chat/completions", body).await
 }
 
+/// `POST /v1/chat/completions` with `token`, answered 200; the completion.
+pub async fn answered(app: &TestApp, token: &str, body: &Value) -> Value {
+    expect_status(chat(app, token, body).await, StatusCode::OK).await
+}
+
 /// A one-message chat request for `model`.
 pub fn hello(model: &str) -> Value {
     json!({ "model": model, "messages": [{ "role": "user", "content": "Hello!" }], "max_tokens": 100 })

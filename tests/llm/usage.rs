@@ -13,7 +13,7 @@ use tollgate_tests::{TestApp, TestUser, expect_status, spawn_app_with};
 use tollgate_tests::openai_double::{OpenAiDouble, Reported};
 
 use crate::support::{
-    MASTER_KEYS, chat, create_model, funded_tenant, hello, model_body, platform_key,
+    MASTER_KEYS, answered, chat, create_model, funded_tenant, hello, model_body, platform_key,
 };
 
 const KEY: &str = "sk-usage-provider-00001";
@@ -64,11 +64,7 @@ async fn calls_are_summed_by_model_in_the_usage_report_and_the_daily_report() {
         cached_tokens: 0,
     });
     for (user, model) in [(&owner, "chat"), (&member, "chat"), (&member, "mini")] {
-        expect_status(
-            chat(&app, &user.access_token, &hello(model)).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(&app, &user.access_token, &hello(model)).await;
     }
 
     let own = usage(&app, &member, "").await;
@@ -137,24 +133,12 @@ async fn the_gateways_spending_raises_the_credit_alerts_and_blocks_like_any_othe
     let mut small = hello("chat");
     small["max_tokens"] = json!(10);
     for _ in 0..6 {
-        expect_status(
-            chat(&app, &owner.access_token, &small).await,
-            StatusCode::OK,
-        )
-        .await;
+        answered(&app, &owner.access_token, &small).await;
     }
     assert!(alerts().await.is_empty());
-    expect_status(
-        chat(&app, &owner.access_token, &small).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&app, &owner.access_token, &small).await;
     assert_eq!(alerts().await, [80]);
-    expect_status(
-        chat(&app, &owner.access_token, &small).await,
-        StatusCode::OK,
-    )
-    .await;
+    answered(&app, &owner.access_token, &small).await;
     assert_eq!(alerts().await, [80, 95]);
     let events = app
         .query(

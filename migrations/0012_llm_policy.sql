@@ -5,6 +5,8 @@
 -- The whole tenant's LLM calls and tokens per minute (NULL: no limit).
 ALTER TABLE plans ADD COLUMN llm_requests_per_minute INTEGER;
 ALTER TABLE plans ADD COLUMN llm_tokens_per_minute INTEGER;
+-- Each API key's LLM tokens per minute (NULL: no limit of the key's own).
+ALTER TABLE plans ADD COLUMN llm_key_tokens_per_minute INTEGER;
 UPDATE plans SET llm_requests_per_minute = 60, llm_tokens_per_minute = 100000
     WHERE code = 'FREE' AND tenant_id IS NULL;
 UPDATE plans SET llm_requests_per_minute = 3000, llm_tokens_per_minute = 2000000

@@ -191,3 +191,27 @@ async fn each_user_has_the_tenants_per_user_limits() {
         "user_tokens_per_minute"
     );
 }
+
+#[tokio::test]
+async fn each_api_key_has_its_plans_tokens_per_minute() {
+    let gateway = gateway().await;
+    let (app, owner) = (&gateway.app, &gateway.owner);
+    let body = json!({ "plan": "FREE", "overrides": { "llm_key_tokens_per_minute": 40 } });
+    app.assign_plan(&gateway.admin, owner, &body).await;
+    let first = app.create_api_key(owner, &["llm:write"]).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = app.create_api_key(owner, &["llm:write"]).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Each call reports 29 tokens: the key starts two (0, then 29 used), the third finds 58.
+    for _ in 0..2 {
+        answered(app, &first, &hello("chat")).await;
+    }
+    refused_as_rate_limited(chat(app, &first, &hello("chat")).await, "API key").await;
+    // Another key of the same user, and an access token, have windows of their own.
+    answered(app, &second, &hello("chat")).await;
+    answered(app, &owner.access_token, &hello("chat")).await;
+}

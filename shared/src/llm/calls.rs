@@ -91,17 +91,19 @@ pub(super) async fn resolve(
         counters::used_up(tenant, user, Metric::LlmTokens, now),
         Policy::read(tenant, user.as_str()),
     ];
-    statements.extend(limits::arrival(
-        &*env.rate_limiter,
-        tenant,
-        user.as_str(),
-        now,
-    ));
+    let caller = limits::Caller {
+        user: user.as_str(),
+        key: match &principal.credential {
+            Credential::ApiKey { key_id, .. } => Some(key_id.as_str()),
+            Credential::Session { .. } => None,
+        },
+    };
+    statements.extend(limits::arrival(&*env.rate_limiter, tenant, &caller, now));
     let read = env.db.batch(statements).await?;
     let model = models::usable(&read[0])?.ok_or_else(|| models::not_found(&requested))?;
     let policy = Policy::from_rows(&read[3])?;
     policy.check(&model.name, &requested)?;
-    let token_windows = limits::admit(&*env.rate_limiter, &read[4..], tenant, user.as_str(), now)?;
+    let token_windows = limits::admit(&*env.rate_limiter, &read[4..], tenant, &caller, now)?;
     if !read[2].is_empty() {
         return Err(counters::exceeded(env, tenant, user, Metric::LlmTokens, 1, now).await);
     }

@@ -2,6 +2,8 @@
 //! `requests_per_minute`, for every authenticated request):
 //!
 //! - the whole tenant: its plan's `llm_requests_per_minute` and `llm_tokens_per_minute`;
+//! - each API key: its tenant's plan's `llm_key_tokens_per_minute` (its requests are the
+//!   credential's own limit);
 //! - each of its users, whatever key they call with: the tenant's own
 //!   `user_requests_per_minute` and `user_tokens_per_minute` (`PUT llm/settings`).
 //!
@@ -40,18 +42,29 @@ struct Buckets {
     user_requests: String,
     tenant_tokens: String,
     user_tokens: String,
+    /// The API key's, when the call came with one.
+    key_tokens: Option<String>,
 }
 
 impl Buckets {
-    fn of(tenant: &TenantId, user: &str) -> Self {
-        let tenant = tenant.as_str();
+    fn of(tenant: &TenantId, caller: &Caller<'_>) -> Self {
+        let (tenant, user) = (tenant.as_str(), caller.user);
         Buckets {
             tenant_requests: format!("llm-requests:{tenant}"),
             user_requests: format!("llm-requests:{tenant}:{user}"),
             tenant_tokens: format!("llm-tokens:{tenant}"),
             user_tokens: format!("llm-tokens:{tenant}:{user}"),
+            key_tokens: caller
+                .key
+                .map(|key| format!("llm-tokens:{tenant}:key:{key}")),
         }
     }
+}
+
+/// Who makes a call: the user, and the API key it came with (none for an access token).
+pub(super) struct Caller<'a> {
+    pub user: &'a str,
+    pub key: Option<&'a str>,
 }
 
 /// The tenant's request limit, as a scalar subquery of tenant `?`.
@@ -69,6 +82,11 @@ const USER_REQUESTS: &str =
     "(SELECT user_requests_per_minute FROM llm_tenant_settings WHERE tenant_id = ?)";
 const USER_TOKENS: &str =
     "(SELECT user_tokens_per_minute FROM llm_tenant_settings WHERE tenant_id = ?)";
+const KEY_TOKENS: &str = concat!(
+    "(SELECT ",
+    effective_plan_column!("llm_key_tokens_per_minute"),
+    " FROM tenants t WHERE t.id = ?)"
+);
 
 /// Counts one request into `bucket` when `limit` (a scalar subquery of tenant `?`) names a
 /// limit; returns the window's count, or no row when there is no limit.
@@ -92,10 +110,10 @@ fn count_request(bucket: &str, limit: &str, tenant: &TenantId, now: i64) -> Stat
 pub(super) fn arrival(
     limiter: &dyn RateLimiter,
     tenant: &TenantId,
-    user: &str,
+    caller: &Caller<'_>,
     now: i64,
 ) -> Vec<Statement> {
-    let buckets = Buckets::of(tenant, user);
+    let buckets = Buckets::of(tenant, caller);
     let minute = window_start(now);
     let mut statements = Vec::with_capacity(3);
     if limiter.counts_in_database() {
@@ -116,18 +134,25 @@ pub(super) fn arrival(
         format!(
             "SELECT {TENANT_REQUESTS} AS tenant_requests, {USER_REQUESTS} AS user_requests,
                         {TENANT_TOKENS} AS tenant_tokens, {USER_TOKENS} AS user_tokens,
+                        CASE WHEN ? IS NULL THEN NULL ELSE {KEY_TOKENS} END AS key_tokens,
                         (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
                             AS tenant_tokens_used,
                         (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
-                            AS user_tokens_used"
+                            AS user_tokens_used,
+                        (SELECT hits FROM rate_limit_windows WHERE bucket = ? AND window_start = ?)
+                            AS key_tokens_used"
         ),
         tenant,
         tenant,
         tenant,
         tenant,
+        buckets.key_tokens.clone(),
+        tenant,
         &buckets.tenant_tokens,
         minute,
         &buckets.user_tokens,
+        minute,
+        buckets.key_tokens.clone(),
         minute
     ));
     statements
@@ -146,7 +171,7 @@ pub(super) fn admit(
     limiter: &dyn RateLimiter,
     rows: &[Rows],
     tenant: &TenantId,
-    user: &str,
+    caller: &Caller<'_>,
     now: i64,
 ) -> Result<TokenWindows, ApiError> {
     let Some(limits) = rows.last().and_then(Rows::first) else {
@@ -155,7 +180,7 @@ pub(super) fn admit(
     let limit = |column: &str| -> Result<Option<i64>, ApiError> {
         limits.get::<Option<i64>>(column).map_err(Into::into)
     };
-    let buckets = Buckets::of(tenant, user);
+    let buckets = Buckets::of(tenant, caller);
     let counted = |index: usize, bucket: &str, column: &str| -> Result<Option<i64>, ApiError> {
         if limiter.counts_in_database() {
             return rows[index]
@@ -202,7 +227,14 @@ pub(super) fn admit(
             "user_tokens",
             buckets.user_tokens,
         ),
+        (
+            "this API key's",
+            "key_tokens_used",
+            "key_tokens",
+            buckets.key_tokens.unwrap_or_default(),
+        ),
     ] {
+        // `key_tokens` is NULL for a call without a key.
         if let Some(limit) = limit(column)? {
             if tokens_used(&limits, used)? >= limit {
                 return Err(refuse(whose, "tokens", limit));

@@ -49,11 +49,11 @@ const MAX_PRIORITY: i64 = 1_000_000;
 const PLAN_COLUMNS: &str = "p.code, p.tenant_id, p.name, p.requests_per_minute, p.max_users, p.max_api_keys, p.monthly_credits, p.priority, p.audit_retention_days,
     p.max_width, p.max_height, p.max_pixels, p.max_vram_mb, p.max_batch_size, p.max_concurrent_jobs, p.max_workers, p.allowed_models,
     p.daily_jobs, p.monthly_jobs, p.daily_gpu_seconds, p.monthly_gpu_seconds, p.daily_llm_tokens, p.monthly_llm_tokens,
-    p.llm_requests_per_minute, p.llm_tokens_per_minute";
+    p.llm_requests_per_minute, p.llm_tokens_per_minute, p.llm_key_tokens_per_minute";
 
 /// The limits that may be NULL, meaning none: the work limits `quota::plan_limits` checks
 /// and the quotas `quota::limits` falls back to.
-pub(crate) const NULLABLE_LIMITS: [&str; 16] = [
+pub(crate) const NULLABLE_LIMITS: [&str; 17] = [
     "max_width",
     "max_height",
     "max_pixels",
@@ -70,6 +70,7 @@ pub(crate) const NULLABLE_LIMITS: [&str; 16] = [
     "monthly_llm_tokens",
     "llm_requests_per_minute",
     "llm_tokens_per_minute",
+    "llm_key_tokens_per_minute",
 ];
 
 fn plan_json(row: &Row<'_>) -> ApiResult<Json> {
@@ -205,6 +206,9 @@ pub struct Overrides {
     /// The whole tenant's LLM tokens (prompt and completion) per minute.
     #[serde(default, deserialize_with = "present")]
     pub llm_tokens_per_minute: Option<Option<i64>>,
+    /// Each API key's LLM tokens per minute.
+    #[serde(default, deserialize_with = "present")]
+    pub llm_key_tokens_per_minute: Option<Option<i64>>,
 }
 
 impl Overrides {
@@ -253,6 +257,7 @@ impl Overrides {
             ("max_workers", self.max_workers),
             ("llm_requests_per_minute", self.llm_requests_per_minute),
             ("llm_tokens_per_minute", self.llm_tokens_per_minute),
+            ("llm_key_tokens_per_minute", self.llm_key_tokens_per_minute),
         ];
         for (field, value) in work_limits {
             if value
@@ -301,7 +306,7 @@ impl Overrides {
 
     /// The nullable limits in [`NULLABLE_LIMITS`] order: `None` keeps the current value,
     /// `Some(Value::Null)` removes the limit.
-    fn nullable_values(&self) -> [Option<Value>; 16] {
+    fn nullable_values(&self) -> [Option<Value>; 17] {
         let number = |value: Option<Option<i64>>| value.map(Value::from);
         [
             number(self.max_width),
@@ -324,6 +329,7 @@ impl Overrides {
             number(self.monthly_llm_tokens),
             number(self.llm_requests_per_minute),
             number(self.llm_tokens_per_minute),
+            number(self.llm_key_tokens_per_minute),
         ]
     }
 }

@@ -10,7 +10,8 @@
 //! callers), credit reserve + settle pairs (4 callers), jobs enqueued, claimed by a runner
 //! and finished (2 callers), and the server's own cron every minute. Every
 //! `SOAK_SAMPLE_SECONDS` (10) it prints this process's resident memory and open files (the
-//! server runs in it; the load generator keeps no growing state) and what each load did.
+//! server runs in it; the load generator keeps no growing state), the write-ahead log's size,
+//! and what each load did.
 //! Ends with the first and last samples side by side and exits non-zero when any answer
 //! was not the expected one.
 
@@ -110,13 +111,14 @@ async fn main() {
         "== soak: {seconds} s of mixed load on the native server, sampled every {sample_every} s"
     );
     println!(
-        "{:>6} {:>9} {:>6} {:>10} {:>10} {:>10} {:>7}",
-        "s", "rss MiB", "fds", "verify", "money", "jobs", "failed"
+        "{:>6} {:>9} {:>6} {:>9} {:>10} {:>10} {:>10} {:>7}",
+        "s", "rss MiB", "fds", "wal MiB", "verify", "money", "jobs", "failed"
     );
+    let wal = path.with_extension("db-wal");
     let started = Instant::now();
     let mut samples = Vec::new();
     loop {
-        let sample = Sample::now(started.elapsed().as_secs(), &loads);
+        let sample = Sample::now(started.elapsed().as_secs(), &loads, &wal);
         println!("{sample}");
         samples.push(sample);
         if started.elapsed() >= Duration::from_secs(seconds) {
@@ -169,6 +171,8 @@ struct Sample {
     second: u64,
     rss_kib: u64,
     fds: usize,
+    /// The write-ahead log's size on disk.
+    wal_bytes: u64,
     verify: u64,
     money: u64,
     jobs: u64,
@@ -176,7 +180,7 @@ struct Sample {
 }
 
 impl Sample {
-    fn now(second: u64, loads: &Loads) -> Self {
+    fn now(second: u64, loads: &Loads, wal: &std::path::Path) -> Self {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let rss_kib = status
             .lines()
@@ -194,6 +198,7 @@ impl Sample {
             second,
             rss_kib,
             fds,
+            wal_bytes: std::fs::metadata(wal).map_or(0, |metadata| metadata.len()),
             verify: done(&loads.verify),
             money: done(&loads.money),
             jobs: done(&loads.jobs),
@@ -206,10 +211,11 @@ impl std::fmt::Display for Sample {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:>6} {:>9.1} {:>6} {:>10} {:>10} {:>10} {:>7}",
+            "{:>6} {:>9.1} {:>6} {:>9.1} {:>10} {:>10} {:>10} {:>7}",
             self.second,
             self.rss_kib as f64 / 1024.0,
             self.fds,
+            self.wal_bytes as f64 / 1_048_576.0,
             self.verify,
             self.money,
             self.jobs,

@@ -13,3 +13,8 @@ UPDATE jobs SET claim_rank = (
     WHERE status = 'queued';
 
 CREATE INDEX jobs_claim ON jobs (worker_id, claim_rank DESC, created_at) WHERE status = 'queued';
+
+-- A finished job's event and guards find it by the stamp its finish put on it
+-- (`jobs.finish_id`, shared/src/jobs/queue.rs): without an index every finish, failure,
+-- cancel or reap scanned the whole table, and finishing slowed as jobs accumulated.
+CREATE INDEX jobs_finish ON jobs (finish_id) WHERE finish_id IS NOT NULL;

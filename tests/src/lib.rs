@@ -487,3 +487,22 @@ pub async fn account_and_ledger(app: &TestApp, account_id: &str) -> ([i64; 3], [
     let numbers = |row: &Vec<Value>| [0, 1, 2].map(|index| row[index].as_i64().unwrap());
     (numbers(&account[0]), numbers(&ledger[0]))
 }
+
+/// POSTs JSON `body` to `url` (with `token` as a bearer token, if any) and panics unless the
+/// answer is a 2xx; its JSON.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<String>,
+    body: Value,
+) -> Value {
+    let mut request = client.post(&url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "POST {url}: {status} {body}");
+    body
+}

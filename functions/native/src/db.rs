@@ -388,7 +388,7 @@ async fn in_savepoint(
 }
 
 /// A plain query: it takes no write lock.
-fn is_read(sql: &str) -> bool {
+pub(crate) fn is_read(sql: &str) -> bool {
     sql.trim_start()
         .get(..6)
         .is_some_and(|keyword| keyword.eq_ignore_ascii_case("select"))

@@ -323,11 +323,11 @@ struct TimedDb {
 }
 
 fn kind_of(sql: &str) -> &'static str {
-    let select = sql
-        .trim_start()
-        .get(..6)
-        .is_some_and(|keyword| keyword.eq_ignore_ascii_case("select"));
-    if select { "read" } else { "write" }
+    if crate::db::is_read(sql) {
+        "read"
+    } else {
+        "write"
+    }
 }
 
 #[async_trait(?Send)]

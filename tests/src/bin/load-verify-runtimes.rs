@@ -25,6 +25,7 @@ use tollgate_tests::{
     edge::{self, EdgeRuntime, EdgeSettings},
     file_env,
     hrana_server::HranaServer,
+    post_json,
 };
 
 const JWT_SECRET: &str = "load-secret-load-secret-load-secret-0123";
@@ -204,21 +205,4 @@ async fn arrange(base_url: &str, hrana: &HranaServer) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn post_json(
-    client: &reqwest::Client,
-    url: String,
-    token: Option<String>,
-    body: Value,
-) -> Value {
-    let mut request = client.post(&url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "POST {url}: {status} {body}");
-    body
 }

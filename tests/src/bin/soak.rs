@@ -26,7 +26,7 @@ use std::{
 use serde_json::{Value, json};
 use tollgate::config::Config;
 use tollgate_server::server::{self, ConnectionLimits, ServerClock, ServerSettings};
-use tollgate_tests::{PASSWORD, create_platform_admin, file_env, sdxl};
+use tollgate_tests::{PASSWORD, create_platform_admin, file_env, post_json, sdxl};
 
 const JWT_SECRET: &str = "soak-secret-soak-secret-soak-secret-0123";
 
@@ -367,9 +367,10 @@ struct Arranged {
 /// An ENTERPRISE tenant with its limits and quotas lifted and a deep pool, an API key, and
 /// a runner token on its default worker.
 async fn arrange(client: &reqwest::Client, base: &str, db_path: &std::path::Path) -> Arranged {
-    let registered = post_public(
+    let registered = post_json(
         client,
-        &format!("{base}/auth/register"),
+        format!("{base}/auth/register"),
+        None,
         json!({ "tenant_name": "Soak Inc.", "tenant_slug": "soak", "email": "owner@soak.test",
                 "password": PASSWORD, "name": "Owner" }),
     )
@@ -377,9 +378,10 @@ async fn arrange(client: &reqwest::Client, base: &str, db_path: &std::path::Path
     let owner = registered["access_token"].as_str().unwrap().to_owned();
     let tenant = registered["tenant"]["id"].as_str().unwrap().to_owned();
     create_platform_admin(&file_env(db_path).await, "ops@soak.test").await;
-    let admin = post_public(
+    let admin = post_json(
         client,
-        &format!("{base}/admin/login"),
+        format!("{base}/admin/login"),
+        None,
         json!({ "email": "ops@soak.test", "password": PASSWORD }),
     )
     .await["access_token"]
@@ -455,12 +457,4 @@ async fn arrange(client: &reqwest::Client, base: &str, db_path: &std::path::Path
     .await
     .expect("the heartbeat");
     Arranged { api_key, runner }
-}
-
-async fn post_public(client: &reqwest::Client, url: &str, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "POST {url}: {status} {body}");
-    body
 }

@@ -4,9 +4,13 @@
 
 use serde::Serialize;
 
-/// A fresh random id (UUID v4).
+/// A fresh id: a UUID v7, its millisecond first and random after. Ids are never secrets
+/// (tokens come from [`crate::auth::tokens`]), and time-ordered ids are appended at the end
+/// of every index that holds them instead of landing on a random page: the pages a commit
+/// writes are shared by the batches committed together, which doubled reserve + settle
+/// throughput in the credits bench against random (v4) ids.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -14,10 +14,15 @@ const SQLITE_CONSTRAINT: i32 = 19;
 /// How often the write-ahead log is folded back into the database file, off the request
 /// path (see [`checkpoint_in_background`]).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
-/// One checkpoint in this many waits for the log's readers and starts the log afresh.
-const TRUNCATE_EVERY: u64 = 20;
+/// How long (in pages) the log may grow before a checkpoint waits for its readers, so that
+/// the next write starts it afresh: 16 MiB at 4 KiB a page.
+const RESTART_FRAMES: i64 = 4_096;
 /// How long that checkpoint waits for readers (writers wait with it).
-const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// The size a log that grew past it is cut back to when it starts afresh. Below it the
+/// file is kept and overwritten: writing into blocks the file already has costs the kernel
+/// less than growing it again.
+const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
 /// The most statements a connection keeps prepared; past it the cache starts afresh, so SQL
 /// built with a varying shape cannot grow it without bound.
 const MAX_PREPARED_PER_CONNECTION: usize = 256;
@@ -34,8 +39,10 @@ struct Inner {
     /// SQLite admits one writer at a time, and its busy handler makes the others sleep and
     /// poll, which under load turns into long, unfair waits. Writers of this process queue
     /// here instead, first come first served; the busy timeout remains for other processes
-    /// (the CLI) writing the same file.
-    writer: tokio::sync::Mutex<()>,
+    /// (the CLI) writing the same file. Every write of a file runs on the one connection
+    /// kept here: a connection drops its page cache whenever another has written, so the
+    /// writer's stays warm only if it is the only one writing.
+    writer: tokio::sync::Mutex<Option<Connection>>,
     /// Write batches waiting for the writer: whoever holds it commits all of them at once
     /// ([`LibsqlDb::commit_group`]).
     queued: Mutex<Vec<Queued>>,
@@ -118,7 +125,7 @@ impl LibsqlDb {
             inner: Arc::new(Inner {
                 database,
                 connections,
-                writer: tokio::sync::Mutex::new(()),
+                writer: tokio::sync::Mutex::new(None),
                 queued: Mutex::new(Vec::new()),
             }),
         };
@@ -133,14 +140,16 @@ impl LibsqlDb {
     /// milliseconds instead of microseconds, and every writer queued behind it waits too.
     /// The connections here never checkpoint (`wal_autocheckpoint = 0`); a thread of its
     /// own does, until the database is dropped: every [`CHECKPOINT_EVERY`] without waiting
-    /// on anyone (`PASSIVE`), and every [`TRUNCATE_EVERY`] of those waiting up to
-    /// [`TRUNCATE_WAIT`] for the readers of the log to move on (`TRUNCATE`). Without the
-    /// second the log would never start again under steady reads (a reader is always in
-    /// it), and grows by gigabytes, every read searching more of it (the soak bench found
-    /// 3.6 GB in a minute).
+    /// on anyone (`PASSIVE`). Once the log is [`RESTART_FRAMES`] long, it then takes its
+    /// turn as this process's writer and waits up to [`RESTART_WAIT`] for the log's readers
+    /// to move on (`RESTART`), so that the next write starts the log from its beginning.
+    /// Without that the log would never start again under steady reads (a reader is always
+    /// in it), and grows by gigabytes, every read searching more of it (the soak bench found
+    /// 3.6 GB in a minute). Queueing with the writers matters: SQLite's busy handler polls
+    /// with growing sleeps, and under steady writes it missed every gap between commits.
     fn checkpoint_in_background(&self) -> Result<(), DbError> {
         let connection = self.inner.database.connect().map_err(map_error)?;
-        connection.busy_timeout(TRUNCATE_WAIT).map_err(map_error)?;
+        connection.busy_timeout(RESTART_WAIT).map_err(map_error)?;
         let alive = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
             .name("tollgate-checkpoint".into())
@@ -148,21 +157,29 @@ impl LibsqlDb {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .build()
                     .expect("a single-threaded runtime starts");
-                let mut rounds: u64 = 0;
+                let checkpoint = async |mode: &str| {
+                    let mut rows = connection
+                        .query(&format!("PRAGMA wal_checkpoint({mode})"), ())
+                        .await?;
+                    let mut log_frames = 0;
+                    while let Some(row) = rows.next().await? {
+                        log_frames = row.get::<i64>(1)?;
+                    }
+                    Ok::<_, libsql::Error>(log_frames)
+                };
                 while alive.strong_count() > 0 {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    rounds += 1;
-                    let pragma = if rounds.is_multiple_of(TRUNCATE_EVERY) {
-                        "PRAGMA wal_checkpoint(TRUNCATE)"
-                    } else {
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    };
-                    let checkpoint = async {
-                        let mut rows = connection.query(pragma, ()).await?;
-                        while rows.next().await?.is_some() {}
+                    let outcome = runtime.block_on(async {
+                        let log_frames = checkpoint("PASSIVE").await?;
+                        if log_frames >= RESTART_FRAMES
+                            && let Some(inner) = alive.upgrade()
+                        {
+                            let _writer = inner.writer.lock().await;
+                            checkpoint("RESTART").await?;
+                        }
                         Ok::<_, libsql::Error>(())
-                    };
-                    if let Err(error) = runtime.block_on(checkpoint) {
+                    });
+                    if let Err(error) = outcome {
                         tracing::warn!(%error, "a checkpoint of the write-ahead log failed");
                     }
                 }
@@ -192,14 +209,38 @@ impl LibsqlDb {
             }
         }
     }
+
+    /// Runs `work` as this process's writer (the caller holds [`Inner::writer`]): on the
+    /// connection kept for writes, opened on first use and replaced if an error leaves it
+    /// inside a transaction, or on an in-memory database's only connection.
+    async fn as_writer<T>(
+        &self,
+        kept: &mut Option<Connection>,
+        work: impl AsyncFnOnce(&Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        match &self.inner.connections {
+            Connections::Memory(connection) => work(&*connection.lock().await).await,
+            Connections::File(_) => {
+                let connection = match kept.take() {
+                    Some(connection) => connection,
+                    None => connect(&self.inner.database).await?,
+                };
+                let result = work(&connection).await;
+                if connection.raw.is_autocommit() {
+                    *kept = Some(connection);
+                }
+                result
+            }
+        }
+    }
 }
 
 async fn connect(database: &libsql::Database) -> Result<Connection, DbError> {
     let connection = database.connect().map_err(map_error)?;
     connection
         .execute_batch(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
-             PRAGMA wal_autocheckpoint = 0;"
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
         ))
         .await
         .map_err(map_error)?;
@@ -243,12 +284,16 @@ async fn read(
 #[async_trait(?Send)]
 impl Db for LibsqlDb {
     async fn execute(&self, statement: Statement) -> Result<Rows, DbError> {
-        let _writing = match is_read(&statement.sql) {
-            true => None,
-            false => Some(self.inner.writer.lock().await),
-        };
-        self.with_connection(async |connection| run(connection, statement).await)
-            .await
+        if is_read(&statement.sql) {
+            return self
+                .with_connection(async |connection| run(connection, statement).await)
+                .await;
+        }
+        let mut writer = self.inner.writer.lock().await;
+        self.as_writer(&mut writer, async |connection| {
+            run(connection, statement).await
+        })
+        .await
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
@@ -281,13 +326,13 @@ impl Db for LibsqlDb {
             .expect("queue lock")
             .push(Queued { statements, reply });
         {
-            let _writing = self.inner.writer.lock().await;
+            let mut writer = self.inner.writer.lock().await;
             // The writer before us may have committed this batch with its own.
             if let Ok(result) = answer.try_recv() {
                 return result;
             }
             let group = std::mem::take(&mut *self.inner.queued.lock().expect("queue lock"));
-            self.commit_group(group).await;
+            self.commit_group(&mut writer, group).await;
         }
         answer.await.unwrap_or_else(|_| {
             Err(DbError::Other(
@@ -302,13 +347,13 @@ impl LibsqlDb {
     /// transaction, each inside a savepoint of its own, so one batch's failure rolls back
     /// only itself, and each learns its results once the whole has committed. Under load
     /// one commit (and one turn of the writer) serves many requests.
-    async fn commit_group(&self, group: Vec<Queued>) {
+    async fn commit_group(&self, writer: &mut Option<Connection>, group: Vec<Queued>) {
         let (batches, replies): (Vec<_>, Vec<_>) = group
             .into_iter()
             .map(|queued| (queued.statements, queued.reply))
             .unzip();
         let outcome = self
-            .with_connection(async |connection| {
+            .as_writer(writer, async |connection| {
                 // IMMEDIATE takes the write lock up front, so that another process's writer
                 // cannot deadlock with this one upgrading a read lock; the busy timeout
                 // queues them instead.

@@ -251,7 +251,6 @@ async fn update_settings(
     let now = env.now();
     let update = settings_statement(&account_id, &principal.tenant_id, &settings, now)?;
     let mut statements = vec![ensure, update];
-    statements.extend(alerts::evaluate(std::slice::from_ref(&account_id), now));
     statements.push(sql!(
         format!("SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE id = ?"),
         &account_id

@@ -116,7 +116,6 @@ async fn grant(
     let touched = std::slice::from_ref(&account_id);
     let mut statements = vec![ensure, movement.record(), apply(&[&movement.id], now)];
     statements.extend(alerts::resolve(touched, now));
-    statements.extend(alerts::evaluate(touched, now));
     let event = if kind == "grant" {
         "credits.granted"
     } else {
@@ -321,7 +320,6 @@ pub async fn set_allowance(
         ),
     ];
     statements.extend(alerts::resolve(ids, now));
-    statements.extend(alerts::evaluate(ids, now));
     statements.push(audit::entry(
         tenant,
         &Actor::of(principal),

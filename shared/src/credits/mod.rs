@@ -53,20 +53,3 @@ pub(crate) async fn within_balance(
         other => Ok(Some(other?)),
     }
 }
-
-/// The month an alert or a top-up counts against, `YYYY-MM` (UTC).
-pub(crate) fn period(now: i64) -> String {
-    chrono::DateTime::from_timestamp(now, 0)
-        .unwrap_or_default()
-        .format("%Y-%m")
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_period_is_the_utc_month() {
-        assert_eq!(super::period(1_706_745_599), "2024-01");
-        assert_eq!(super::period(1_706_745_600), "2024-02");
-    }
-}

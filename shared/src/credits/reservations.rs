@@ -244,7 +244,6 @@ pub(crate) fn reserve_statements(
         statements.push(Step::Reserve.ledger_row(ledger_id, account_id, id, now));
     }
     statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
-    statements.extend(alerts::evaluate(&[pool, account], now));
     statements
 }
 
@@ -302,7 +301,6 @@ pub(crate) fn finish_statements(
         statements.push(step.ledger_row(ledger_id, account_id, id, now));
     }
     statements.push(apply(&[&ledger_ids[0], &ledger_ids[1]], now));
-    statements.extend(alerts::evaluate(&[pool, account], now));
     statements
 }
 
@@ -521,7 +519,6 @@ async fn advance(
     if step == Step::Refund {
         statements.extend(alerts::resolve(&touched, now));
     }
-    statements.extend(alerts::evaluate(&touched, now));
     if let Some(actor) = actor {
         statements.push(
             audit::entry(

@@ -23,6 +23,8 @@ const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// file is kept and overwritten: writing into blocks the file already has costs the kernel
 /// less than growing it again.
 const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
+/// How many groups one turn of the writer may commit.
+const DRAIN_ROUNDS: usize = 4;
 /// The most statements a connection keeps prepared; past it the cache starts afresh, so SQL
 /// built with a varying shape cannot grow it without bound.
 const MAX_PREPARED_PER_CONNECTION: usize = 256;
@@ -289,11 +291,10 @@ impl Db for LibsqlDb {
                 .with_connection(async |connection| run(connection, statement).await)
                 .await;
         }
-        let mut writer = self.inner.writer.lock().await;
-        self.as_writer(&mut writer, async |connection| {
-            run(connection, statement).await
-        })
-        .await
+        // A write alone joins the group commit like any batch: runners claiming at once
+        // then share commits instead of taking turns.
+        let mut results = self.batch(vec![statement]).await?;
+        Ok(results.pop().unwrap_or_default())
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Rows>, DbError> {
@@ -331,8 +332,13 @@ impl Db for LibsqlDb {
             if let Ok(result) = answer.try_recv() {
                 return result;
             }
-            let group = std::mem::take(&mut *self.inner.queued.lock().expect("queue lock"));
-            self.commit_group(&mut writer, group).await;
+            for _ in 0..DRAIN_ROUNDS {
+                let group = std::mem::take(&mut *self.inner.queued.lock().expect("queue lock"));
+                if group.is_empty() {
+                    break;
+                }
+                self.commit_group(&mut writer, group).await;
+            }
         }
         answer.await.unwrap_or_else(|_| {
             Err(DbError::Other(
@@ -515,6 +521,29 @@ mod tests {
             ["a", "b"],
             "the failed batch left nothing, the other all"
         );
+    }
+
+    #[tokio::test]
+    async fn a_single_write_joins_the_group_and_fails_alone_too() {
+        let db = memory().await;
+        let holding = db.inner.writer.lock().await;
+        let batch = db.batch(vec![sql!("INSERT INTO t (name) VALUES (?)", "a")]);
+        let alone = db.execute(sql!("INSERT INTO t (name) VALUES (?)", "b"));
+        let duplicate = db.execute(sql!("INSERT INTO t (name) VALUES (?)", "a"));
+        let release = async {
+            tokio::task::yield_now().await;
+            assert_eq!(db.inner.queued.lock().unwrap().len(), 3, "all three queued");
+            drop(holding);
+        };
+        let (batch, alone, duplicate, ()) = tokio::join!(batch, alone, duplicate, release);
+        assert_eq!(batch.unwrap()[0].rows_affected, 1);
+        assert_eq!(alone.unwrap().rows_affected, 1);
+        assert!(duplicate.unwrap_err().is_unique_violation("t.name"));
+        let rows = db
+            .execute(sql!("SELECT COUNT(*) AS n FROM t"))
+            .await
+            .unwrap();
+        assert_eq!(rows.first().unwrap().get::<i64>("n").unwrap(), 2);
     }
 
     #[tokio::test]

@@ -20,9 +20,9 @@ use tollgate::{
         jwt::{self, Claims},
         password::{self, Password},
         rbac::{Scope, Scopes},
-        tokens::{random_token, sha256_hex},
     },
     config::Config,
+    tokens::{random_token, sha256_hex},
 };
 
 const PASSWORD: &str = "correct horse battery staple";

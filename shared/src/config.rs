@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::{
-    auth::tokens::random_token, jobs::outputs::OutputBucket, mail::EmailProvider, secrets::Keyring,
+    jobs::outputs::OutputBucket, mail::EmailProvider, secrets::Keyring, tokens::random_token,
 };
 
 /// One HS256 signing secret and the key id (`kid`) that names it in token headers.
@@ -97,7 +97,7 @@ pub struct Config {
     pub database_max_inflight: usize,
     /// Whether the native server counts the per-minute limit of authenticated callers in the
     /// database, exact across processes, instead of in its own memory
-    /// (`TOLLGATE_RATE_LIMITER`: `process` or `database`; see `quota::rate_limit`). The edge
+    /// (`TOLLGATE_RATE_LIMITER`: `process` or `database`; see `rate_limit`). The edge
     /// builds always count in the database.
     pub rate_limits_in_database: bool,
 }

@@ -6,7 +6,7 @@ use crate::{
     db::Db,
     notify::{NoNotifier, Notifier},
     outbound::Outbound,
-    quota::rate_limit::{DatabaseRateLimiter, RateLimiter},
+    rate_limit::{DatabaseRateLimiter, RateLimiter},
 };
 
 pub struct Env {

@@ -107,19 +107,9 @@ impl ApiError {
         self
     }
 
-    pub fn into_response(self) -> crate::api::Response {
-        let parts = *self.0;
-        let body = json!({
-            "error": { "code": parts.code, "message": parts.message, "details": parts.details }
-        });
-        let mut response = crate::api::json_response(parts.status, &body);
-        for (name, value) in parts.headers {
-            response.headers_mut().append(name, value);
-        }
-        if let Some(cause) = parts.cause {
-            response.extensions_mut().insert(ErrorCause(cause));
-        }
-        response
+    /// What the error is made of, for [`crate::api`] to answer it with.
+    pub fn into_parts(self) -> ErrorParts {
+        *self.0
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// A fresh id: a UUID v7, its millisecond first and random after. Ids are never secrets
-/// (tokens come from [`crate::auth::tokens`]), and time-ordered ids are appended at the end
+/// (tokens come from [`crate::tokens`]), and time-ordered ids are appended at the end
 /// of every index that holds them instead of landing on a random page: the pages a commit
 /// writes are shared by the batches committed together, which doubled reserve + settle
 /// throughput in the credits bench against random (v4) ids.

@@ -19,13 +19,14 @@ use futures_util::FutureExt;
 use serde_json::{Value as Json, json};
 use tollgate::{
     Env,
-    auth::{jwt, password, tokens},
+    auth::{jwt, password},
     billing::signature,
     clock::{Clock, SystemClock, parse_rfc3339, rfc3339},
     config::Config,
     db::hrana::{HranaDb, Transport},
     ids::new_id,
     outbound::NoOutbound,
+    tokens,
     webhooks::signing::{SigningKey, new_secret},
 };
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use tollgate::{auth::tokens::hmac_sha256, clock::Clock};
+use tollgate::{clock::Clock, tokens::hmac_sha256};
 use tollgate_tests::{TestApp, spawn_app_with};
 
 pub const SECRET: &str = "whsec_tollgate_test_endpoint_secret";

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tollgate::api::openapi::DOCUMENT;
+use tollgate::router::openapi::DOCUMENT;
 use tollgate_tests::TestApp;
 
 pub struct Checker<'a> {

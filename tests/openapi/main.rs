@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tollgate::api::openapi::{self, DOCUMENT, DOCUMENT_PATH, REFERENCE, REFERENCE_PATH};
+use tollgate::router::openapi::{self, DOCUMENT, DOCUMENT_PATH, REFERENCE, REFERENCE_PATH};
 use tollgate_tests::spawn_app;
 
 const REGENERATE: &str = "TOLLGATE_UPDATE_OPENAPI=1 cargo test -p tollgate-tests --test openapi";
@@ -100,7 +100,7 @@ fn routes_of_the_router() -> BTreeSet<(String, String)> {
     let router = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root")
-        .join("shared/src/api/router.rs");
+        .join("shared/src/router/routes.rs");
     let source = std::fs::read_to_string(&router)
         .unwrap_or_else(|error| panic!("{}: {error}", router.display()));
     let source = source.as_str();

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tollgate::{auth::tokens::sha256_hex, clock::Clock};
+use tollgate::{clock::Clock, tokens::sha256_hex};
 use tollgate_tests::{TestApp, TestUser, expect_error, expect_status, spawn_app};
 
 use crate::helpers::{count, get_with_x_api_key, ids, secret, server_time_in};

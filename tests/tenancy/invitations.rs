@@ -64,7 +64,7 @@ async fn an_admin_invites_an_email_and_the_mail_carries_the_token() {
         .await;
     assert_eq!(
         stored[0][0],
-        tollgate::auth::tokens::sha256_hex(token).as_str(),
+        tollgate::tokens::sha256_hex(token).as_str(),
         "only the token's hash is stored"
     );
 }

@@ -1,7 +1,7 @@
 //! Tollgate on Cloudflare Workers: the workers-rs adapter.
 //!
 //! Thin by design: `fetch` turns the worker request into an `http::Request<Bytes>`, calls
-//! [`tollgate::api::serve`] and turns the reply back (a streamed one as a `ReadableStream`,
+//! [`tollgate::router::serve`] and turns the reply back (a streamed one as a `ReadableStream`,
 //! its driver kept alive with `waitUntil`); `scheduled` (the cron triggers in
 //! `wrangler.toml`) calls [`tollgate::cron::run`]. Both build the ports each time from the
 //! worker's vars and secrets: libSQL over Hrana HTTP through the Workers `Fetch` API

@@ -7,11 +7,12 @@ use futures_util::{StreamExt, stream::LocalBoxStream};
 use http::StatusCode;
 use tollgate::{
     ApiError,
-    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::SystemClock,
     config::Config,
     db::hrana::{HranaDb, HranaShared},
     error::ErrorCause,
+    router::refusal,
 };
 use worker::{Context, Env, Headers, Request, Response, ScheduleContext, ScheduledEvent, event};
 
@@ -27,7 +28,7 @@ pub async fn fetch(request: Request, env: Env, context: Context) -> worker::Resu
     let (method, path) = (request.method(), request.path());
     let response = match tollgate_env(&env) {
         Ok(ports) => match to_http(request, ports.config.max_body_bytes).await {
-            Ok(request) => match tollgate::api::serve(request, Rc::new(ports)).await {
+            Ok(request) => match tollgate::router::serve(request, Rc::new(ports)).await {
                 Reply::Whole(response) => response,
                 // The driver settles the call once its provider is done, whether or not the
                 // client still reads: `wait_until` keeps the isolate for it.

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tollgate::quota::rate_limit::{Limit, RateLimiter};
+use tollgate::rate_limit::{Limit, RateLimiter};
 
 #[derive(Clone, Default)]
 pub struct InProcessRateLimiter(Arc<Mutex<Windows>>);

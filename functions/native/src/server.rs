@@ -27,11 +27,12 @@ use tokio::{
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::{Clock, ManualClock, SystemClock},
     config::Config,
     db::{MigrationError, migrate},
     error::ErrorCause,
+    router::refusal,
 };
 
 use crate::{
@@ -503,7 +504,7 @@ async fn answer(
             // A task of its own, so that a client that hangs up mid-request does not cut the
             // request short: an LLM call the provider has answered is still settled and
             // recorded, not left holding its credits until cron gives them back.
-            let served = tokio::task::spawn_local(tollgate::api::serve(request, env.clone()));
+            let served = tokio::task::spawn_local(tollgate::router::serve(request, env.clone()));
             let reply = match served.await {
                 Ok(reply) => reply,
                 Err(error) => Reply::Whole(

@@ -1,6 +1,6 @@
 //! Tollgate as a Spin / WASI HTTP component (`wasm32-wasip2`).
 //!
-//! One incoming request → `tollgate::api::serve` → one response (a whole one, or a stream
+//! One incoming request → `tollgate::router::serve` → one response (a whole one, or a stream
 //! of server-sent events written as the provider writes them); nothing survives the
 //! request. The adapter only translates: the wasi:http request into an `http::Request<Bytes>` (body
 //! read up to `TOLLGATE_MAX_BODY_BYTES`), the ports into an [`Env`] (libSQL over Hrana HTTP
@@ -46,11 +46,12 @@ use spin_sdk::{
 };
 use tollgate::{
     ApiError, Env,
-    api::{ClientAddr, Reply, Streamed, payload_too_large, refusal},
+    api::{ClientAddr, Reply, Streamed, payload_too_large},
     clock::SystemClock,
     config::Config,
     db::hrana::HranaDb,
     error::ErrorCause,
+    router::refusal,
 };
 
 use crate::outbound::{SpinOutbound, SpinTransport};
@@ -84,7 +85,7 @@ async fn respond(request: IncomingRequest) -> Reply {
     let path = request.path_with_query().unwrap_or_default();
     let path = path.split('?').next().unwrap_or_default().to_owned();
     match to_http_request(request, env.config.max_body_bytes).await {
-        Ok(request) => tollgate::api::serve(request, Rc::new(env)).await,
+        Ok(request) => tollgate::router::serve(request, Rc::new(env)).await,
         Err(error) => Reply::Whole(refusal(&path, error)),
     }
 }

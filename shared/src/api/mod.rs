@@ -1,21 +1,19 @@
-//! The HTTP API as one function: `handle(Request<Bytes>, &Env) -> Response<Bytes>`, and
-//! [`serve`] for runtimes that stream answers as they are written.
+//! The HTTP primitives every capability is written with: the request as the API reads it
+//! ([`ApiRequest`]), the response and its constructors, a streamed reply. This module sits
+//! at the bottom of the crate and imports no capability; the router that wires the
+//! capabilities to paths is [`crate::router`], at the top.
 
 mod forwarded_for;
-pub mod openapi;
 mod request;
-mod router;
 
 pub use request::{ApiRequest, ClientAddr, ClientInfo, Page, unscoped_key};
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use futures_util::{future::LocalBoxFuture, stream::LocalBoxStream};
-use http::{Request, StatusCode, header};
+use http::{StatusCode, header};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{ApiError, Env};
+use crate::{ApiError, error::ErrorCause};
 
 /// Every API response.
 pub type Response = http::Response<Bytes>;
@@ -30,59 +28,28 @@ pub struct Streamed {
     pub driver: LocalBoxFuture<'static, ()>,
 }
 
-/// What [`serve`] answers: a whole response, or a streamed one.
+/// What [`crate::router::serve`] answers: a whole response, or a streamed one.
 pub enum Reply {
     Whole(Response),
     Streamed(Streamed),
 }
 
-/// Serves one API request, answering whole: a request for a stream is refused with 400 (see
-/// [`serve`] for runtimes that can stream). Never fails: every error becomes its JSON
-/// response.
-pub async fn handle(request: Request<Bytes>, env: &Env) -> Response {
-    if let Some(refused) = oversized(&request, env) {
-        return refused;
-    }
-    let request = ApiRequest::new(request, &env.config);
-    match router::route(env, &request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
-}
-
-/// As [`handle`], on a runtime that runs a [`Streamed`] reply's driver: a chat completion
-/// with `stream: true` answers its events as the provider writes them.
-pub async fn serve(request: Request<Bytes>, env: Rc<Env>) -> Reply {
-    if let Some(refused) = oversized(&request, &env) {
-        return Reply::Whole(refused);
-    }
-    let request = ApiRequest::new(request, &env.config);
-    match request.path.strip_prefix("/v1/") {
-        Some(path) => crate::llm::serve(env.clone(), &request, path).await,
-        None => Reply::Whole(match router::route(&env, &request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        }),
-    }
-}
-
-/// The answer to a body over the limit, if it is.
-fn oversized(request: &Request<Bytes>, env: &Env) -> Option<Response> {
-    (request.body().len() > env.config.max_body_bytes).then(|| {
-        refusal(
-            request.uri().path(),
-            payload_too_large(env.config.max_body_bytes),
-        )
-    })
-}
-
-/// An error answered before the request reached its route (a body too large, unreadable
-/// or too slow to come), in the shape of the routes `path` belongs to: OpenAI's under
-/// `/v1/`, so the SDKs raise their own classes, Tollgate's everywhere else.
-pub fn refusal(path: &str, error: ApiError) -> Response {
-    match path.starts_with("/v1/") {
-        true => crate::llm::errors::response(error),
-        false => error.into_response(),
+impl ApiError {
+    /// The error as its JSON answer: `{"error": {"code", "message", "details"}}`, with its
+    /// headers, and its cause (never sent) in the response's extensions for the log.
+    pub fn into_response(self) -> Response {
+        let parts = self.into_parts();
+        let body = serde_json::json!({
+            "error": { "code": parts.code, "message": parts.message, "details": parts.details }
+        });
+        let mut response = json_response(parts.status, &body);
+        for (name, value) in parts.headers {
+            response.headers_mut().append(name, value);
+        }
+        if let Some(cause) = parts.cause {
+            response.extensions_mut().insert(ErrorCause(cause));
+        }
+        response
     }
 }
 

@@ -5,7 +5,7 @@ use http::{HeaderMap, Method, Request};
 use serde::de::DeserializeOwned;
 
 use super::forwarded_for;
-use crate::{ApiError, config::Config, error::ApiResult};
+use crate::{ApiError, error::ApiResult};
 
 /// The peer address as the adapter saw it; adapters put it in the request's extensions.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +36,11 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    pub fn new(request: Request<Bytes>, config: &Config) -> Self {
+    /// The request as the API reads it; `trusted_proxy_hops` is the setting of that name
+    /// (how many proxies' `X-Forwarded-For` entries to believe, if any).
+    pub fn new(request: Request<Bytes>, trusted_proxy_hops: Option<usize>) -> Self {
         let (parts, body) = request.into_parts();
-        let forwarded = config
-            .trusted_proxy_hops
+        let forwarded = trusted_proxy_hops
             .and_then(|hops| forwarded_for::client_address(&parts.headers, hops))
             .map(|address| address.to_string());
         let peer = parts

@@ -10,7 +10,6 @@ use crate::{
     auth::{
         principal::Principal,
         rbac::{Permission, Scopes},
-        tokens::{random_token, sha256_hex},
     },
     clock::{parse_rfc3339, rfc3339},
     db::{Row, Statement},
@@ -18,6 +17,7 @@ use crate::{
     ids::new_id,
     sql,
     tenancy::plans,
+    tokens::{random_token, sha256_hex},
     webhooks::events,
 };
 

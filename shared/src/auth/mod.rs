@@ -10,4 +10,3 @@ pub mod principal;
 pub mod rbac;
 pub mod recovery;
 pub mod sessions;
-pub mod tokens;

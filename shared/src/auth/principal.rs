@@ -9,14 +9,14 @@ use crate::{
         api_keys,
         jwt::{self, JwtError},
         rbac::{Permission, Role, Scope, Scopes},
-        tokens::sha256_hex,
     },
     db::{Rows, Statement},
     error::ApiResult,
     ids::{TenantId, UserId},
-    quota::rate_limit::{Limit, RateStatus},
+    rate_limit::{Limit, RateStatus},
     sql,
     tenancy::plans,
+    tokens::sha256_hex,
 };
 
 #[derive(Debug, Clone, PartialEq)]

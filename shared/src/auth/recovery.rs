@@ -16,13 +16,13 @@ use crate::{
         password::{self, Password},
         principal::{Credential, Principal},
         sessions,
-        tokens::{random_token, sha256_hex},
     },
     db::Statement,
     error::ApiResult,
     ids::new_id,
     mail, sql,
     tenancy::{Email, tenants::TenantSelector},
+    tokens::{random_token, sha256_hex},
 };
 
 #[derive(Deserialize)]

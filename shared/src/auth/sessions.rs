@@ -18,14 +18,14 @@ use crate::{
         password,
         principal::{self, Credential, Principal, check_tenant_status},
         rbac::Role,
-        tokens::{base64url, hmac_sha256, random_token, sha256_hex},
     },
     db::Statement,
     error::ApiResult,
     ids::new_id,
-    quota::rate_limit::Limit,
+    rate_limit::Limit,
     sql,
     tenancy::{Email, tenants::TenantSelector},
+    tokens::{base64url, hmac_sha256, random_token, sha256_hex},
 };
 
 const REFRESH_PREFIX: &str = "rt_";

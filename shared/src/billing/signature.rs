@@ -4,7 +4,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::auth::tokens::hmac_sha256;
+use crate::tokens::hmac_sha256;
 
 /// How far the signed time may be from now, either way.
 pub const TOLERANCE_SECONDS: i64 = 300;

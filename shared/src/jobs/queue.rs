@@ -156,7 +156,7 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
     let (job_id, reservation_id) = (new_id(), new_id());
     let tenant = job.tenant_id.as_str();
     let key = format!("job:{}", job.idempotency_key);
-    let request_hash = crate::auth::tokens::sha256_hex(
+    let request_hash = crate::tokens::sha256_hex(
         &json!([
             job.workflow,
             job.bot_id,

@@ -13,13 +13,13 @@ use crate::{
     auth::{
         principal::{Principal, presented_secret},
         rbac::Permission,
-        tokens::{random_token, sha256_hex},
     },
     clock::rfc3339,
     error::ApiResult,
     ids::new_id,
     sql,
     tenancy::admin,
+    tokens::{random_token, sha256_hex},
 };
 
 pub const TOKEN_PREFIX: &str = "tgr_";

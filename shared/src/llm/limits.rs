@@ -25,7 +25,7 @@ use crate::{
     ApiError,
     db::{Rows, Statement},
     ids::TenantId,
-    quota::rate_limit::{Limit, RateLimiter},
+    rate_limit::{Limit, RateLimiter},
     sql,
     tenancy::plans::effective_plan_column,
 };

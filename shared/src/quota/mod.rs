@@ -26,5 +26,4 @@ pub mod metrics;
 pub mod periods;
 pub mod plan_limits;
 pub mod projection;
-pub mod rate_limit;
 pub mod report;

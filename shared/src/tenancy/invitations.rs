@@ -13,7 +13,6 @@ use crate::{
         principal::Principal,
         rbac::{Permission, Role},
         sessions::{self, SessionUser},
-        tokens::{random_token, sha256_hex},
     },
     clock::rfc3339,
     db::Row,
@@ -21,6 +20,7 @@ use crate::{
     ids::new_id,
     mail, sql,
     tenancy::{Email, parse_display_name, plans, users},
+    tokens::{random_token, sha256_hex},
     webhooks,
 };
 

@@ -12,7 +12,6 @@ use crate::{
         password::Password,
         principal::Principal,
         rbac::{Permission, Role},
-        tokens::{random_token, sha256_hex},
     },
     clock::rfc3339,
     db::{DbError, Row, Statement},
@@ -20,6 +19,7 @@ use crate::{
     ids::new_id,
     mail, sql,
     tenancy::{Email, parse_display_name, plans},
+    tokens::{random_token, sha256_hex},
 };
 
 /// The statements that issue an email-verification token bound to `email` and mail it

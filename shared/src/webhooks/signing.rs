@@ -8,7 +8,7 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 
-use crate::auth::tokens::hmac_sha256;
+use crate::tokens::hmac_sha256;
 
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes in a new secret; the spec asks for 24 to 64.

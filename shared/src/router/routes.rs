@@ -3,9 +3,10 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use super::openapi;
 use crate::{
     ApiError, Env,
-    api::{ApiRequest, Response, ok, openapi},
+    api::{ApiRequest, Response, ok},
     audit,
     auth::{api_keys, identity, principal, recovery, sessions},
     billing,

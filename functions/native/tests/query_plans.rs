@@ -302,14 +302,14 @@ async fn a_job_s_life_reads_no_table_whole() {
     planning.take();
 
     // Each step, then the plans of every statement it ran.
-    let mut step =
+    let step =
         async |name: &str, method: &str, path: &str, bearer: &str, body: Json, expected: u16| {
             let (status, answer) = call(&env, method, path, bearer, body).await;
             assert_eq!(status, expected, "{name}: {answer}");
             assert_no_full_scan(name, &planning.take());
             answer
         };
-    let mut run = async |job_number: usize| {
+    let run = async |job_number: usize| {
         let job = step("submit", "POST", "jobs", &owner, workflow.clone(), 201).await;
         let claimed = step(
             "claim",

@@ -55,6 +55,12 @@ pub struct Config {
     pub auth_attempts_per_account: i64,
     /// Base of links in emails.
     pub public_url: String,
+    /// The domain the browser session cookie is set for (`TOLLGATE_COOKIE_DOMAIN`), so that
+    /// every host under it behind the proxy shares the sign-in; `None`: Tollgate's host only.
+    pub cookie_domain: Option<String>,
+    /// Whether cookies are `Secure` (`TOLLGATE_COOKIE_SECURE`, true unless `false`): only
+    /// plain-HTTP development turns it off.
+    pub cookie_secure: bool,
     /// The signing secret of the Stripe webhook endpoint (`whsec_...`); without it Stripe
     /// events are not accepted.
     pub stripe_webhook_secret: Option<String>,
@@ -186,6 +192,11 @@ impl Config {
                 .unwrap_or_else(|| "http://127.0.0.1:8787".into())
                 .trim_end_matches('/')
                 .to_owned(),
+            cookie_domain: lookup("TOLLGATE_COOKIE_DOMAIN")
+                .map(|domain| domain.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|domain| !domain.is_empty()),
+            cookie_secure: !lookup("TOLLGATE_COOKIE_SECURE")
+                .is_some_and(|value| matches!(value.trim(), "0" | "false" | "no")),
             stripe_webhook_secret: lookup("TOLLGATE_STRIPE_WEBHOOK_SECRET")
                 .filter(|secret| !secret.is_empty()),
             cron_secret: lookup("TOLLGATE_CRON_SECRET").filter(|secret| !secret.is_empty()),

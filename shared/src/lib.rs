@@ -13,6 +13,7 @@ pub mod auth;
 pub mod billing;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod credits;
 pub mod cron;
 pub mod db;

@@ -1,5 +1,6 @@
 //! The gate: registration, login, tokens, recovery, forward-auth, rate limits.
 
+mod browser;
 mod change_password;
 mod errors;
 mod forward_auth;

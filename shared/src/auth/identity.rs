@@ -9,8 +9,9 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     auth::{
+        browser,
         forwarded::ForwardedPath,
-        principal::{Credential, Principal, authenticate},
+        principal::{Credential, Principal, authenticate_forwarded},
         rbac::{Permission, Scope},
     },
     error::ApiResult,
@@ -63,9 +64,18 @@ pub async fn me(env: &Env, principal: &Principal) -> ApiResult<Response> {
 /// 401 with `WWW-Authenticate` when there is no good credential; 403 when the scopes fall
 /// short, when the URI is one proxies may read differently (`invalid_forwarded_uri`), and
 /// when the two names of a header disagree (`conflicting_forwarded_headers`). Every refusal
-/// is a 401 or 403 because nginx's `auth_request` turns any other status into a 500.
+/// is a 401 or 403 because nginx's `auth_request` turns any other status into a 500; the
+/// one exception is a browser without credentials, which Traefik and Caddy pass a redirect
+/// to the sign-in page ([`browser::sign_in_redirect`]; nginx configurations send their 401
+/// there themselves). A browser's session cookie counts as a credential.
 pub async fn verify(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
-    let principal = authenticate(env, request).await?;
+    let principal = match authenticate_forwarded(env, request).await {
+        Ok(principal) => principal,
+        Err(refused) if refused.status == StatusCode::UNAUTHORIZED => {
+            return browser::sign_in_redirect(&env.config, request).ok_or(refused);
+        }
+        Err(refused) => return Err(refused),
+    };
     let method = forwarded_value(request, ["x-forwarded-method", "x-original-method"])?.map_or(
         Cow::Borrowed(request.method.as_str()),
         String::from_utf8_lossy,

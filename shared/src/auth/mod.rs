@@ -1,7 +1,9 @@
 //! Who is calling and what may they do: passwords, access and refresh tokens, API keys,
-//! roles and scopes, forward-auth for a reverse proxy, password recovery.
+//! roles and scopes, forward-auth for a reverse proxy and browser sessions behind it,
+//! password recovery.
 
 pub mod api_keys;
+pub mod browser;
 pub mod forwarded;
 pub mod identity;
 pub mod jwt;

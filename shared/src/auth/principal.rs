@@ -6,7 +6,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, ClientInfo},
     auth::{
-        api_keys,
+        api_keys, browser,
         jwt::{self, JwtError},
         rbac::{Permission, Role, Scope, Scopes},
     },
@@ -114,15 +114,43 @@ pub fn presented_secret(request: &ApiRequest) -> Option<&str> {
 }
 
 /// Authenticates the request and counts it against the caller's per-minute limit, in one
-/// database round trip.
+/// database round trip. Without a bearer secret, a browser's session cookie counts; a
+/// request that changes state with it must carry the session's CSRF token
+/// ([`browser::check_csrf`]).
 pub async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<Principal> {
-    let secret = presented_secret(request)
-        .ok_or_else(|| ApiError::unauthorized("send an access token or an API key"))?;
-    if api_keys::looks_like_key(secret) {
-        authenticate_key(env, secret, request.client()).await
-    } else {
-        authenticate_session(env, secret, request.client()).await
+    let (principal, from_cookie) = authenticate_any(env, request).await?;
+    if from_cookie
+        && !request.method.is_safe()
+        && let Credential::Session { session_id } = &principal.credential
+    {
+        browser::check_csrf(&env.config, request, session_id)?;
     }
+    Ok(principal)
+}
+
+/// [`authenticate`] for forward-auth, where the request judged is the one the proxy holds:
+/// a session cookie counts whatever its method, because `SameSite=Lax` already keeps the
+/// cookie off the state-changing requests other sites make.
+pub async fn authenticate_forwarded(env: &Env, request: &ApiRequest) -> ApiResult<Principal> {
+    Ok(authenticate_any(env, request).await?.0)
+}
+
+/// The principal, and whether it came from the session cookie.
+async fn authenticate_any(env: &Env, request: &ApiRequest) -> ApiResult<(Principal, bool)> {
+    if let Some(secret) = presented_secret(request) {
+        let principal = if api_keys::looks_like_key(secret) {
+            authenticate_key(env, secret, request.client()).await?
+        } else {
+            authenticate_session(env, secret, request.client()).await?
+        };
+        return Ok((principal, false));
+    }
+    let token = browser::session_cookie(request)
+        .ok_or_else(|| ApiError::unauthorized("send an access token or an API key"))?;
+    Ok((
+        authenticate_session(env, token, request.client()).await?,
+        true,
+    ))
 }
 
 /// A 401 whose one challenge tells the client its token is bad (RFC 6750), so it refreshes

@@ -81,6 +81,26 @@ fn successor(env: &Env, refresh_token: &str) -> String {
     )
 }
 
+/// The row of a new session `session_id` of `user`, opened by `request` at `now`.
+pub(crate) fn session_row(
+    user: &SessionUser<'_>,
+    request: &ApiRequest,
+    session_id: &str,
+    now: i64,
+) -> Statement {
+    sql!(
+        "INSERT INTO sessions (id, tenant_id, user_id, created_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+        session_id,
+        user.tenant_id,
+        user.user_id,
+        now,
+        request.client_ip.clone(),
+        request
+            .header("user-agent")
+            .map(|agent| agent.chars().take(256).collect::<String>())
+    )
+}
+
 /// The statements that open a session for `user`, and the pair to hand out once they commit.
 pub fn open(
     env: &Env,
@@ -91,17 +111,7 @@ pub fn open(
     let session_id = new_id();
     let refresh_token = format!("{REFRESH_PREFIX}{}", random_token(32));
     let statements = vec![
-        sql!(
-            "INSERT INTO sessions (id, tenant_id, user_id, created_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
-            &session_id,
-            user.tenant_id,
-            user.user_id,
-            now,
-            request.client_ip.clone(),
-            request
-                .header("user-agent")
-                .map(|agent| agent.chars().take(256).collect::<String>())
-        ),
+        session_row(user, request, &session_id, now),
         sql!(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
             sha256_hex(&refresh_token),
@@ -171,8 +181,61 @@ pub fn judge_attempts(env: &Env, limits: &[Limit], results: &[crate::db::Rows]) 
 /// `POST /api/v1/auth/login`
 pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let body: Login = request.json()?;
-    let email = Email::parse("email", &body.email)?;
-    let tenant = TenantSelector::from_request(env, request, body.tenant.as_deref())?;
+    let (tenant_id, user_id, role) = check_password(
+        env,
+        request,
+        &body.email,
+        &body.password,
+        body.tenant.as_deref(),
+    )
+    .await?;
+    let user = SessionUser {
+        tenant_id: &tenant_id,
+        user_id: &user_id,
+        role,
+    };
+    let (mut statements, pair) = open(env, &user, request);
+    statements.extend(signed_in(&user, request, env.now()));
+    env.db.batch(statements).await?;
+    audit::try_seal(env, &tenant_id).await;
+    let mut body = pair.json();
+    body["user_id"] = json!(user_id);
+    body["tenant_id"] = json!(tenant_id);
+    Ok(ok(&body))
+}
+
+/// What a sign-in writes beside its session: the user's last login and the audit entry.
+pub(crate) fn signed_in(user: &SessionUser<'_>, request: &ApiRequest, now: i64) -> [Statement; 2] {
+    [
+        sql!(
+            "UPDATE users SET last_login_at = ? WHERE id = ?",
+            now,
+            user.user_id
+        ),
+        audit::entry(
+            user.tenant_id,
+            &Actor::user(user.user_id, request.client()),
+            Action::AuthLogin,
+            Target::new("user", user.user_id),
+            json!({}),
+            now,
+        ),
+    ]
+}
+
+/// The account `email` names in the tenant (`tenant`, or the one the Host header names),
+/// when `password` is its password and the tenant may sign in: `(tenant id, user id,
+/// role)`. Attempts are counted per address and per account; a refusal is audited in the
+/// tenant it named and answers the same whatever was wrong.
+pub(crate) async fn check_password(
+    env: &Env,
+    request: &ApiRequest,
+    email: &str,
+    password: &str,
+    tenant: Option<&str>,
+) -> ApiResult<(String, String, Role)> {
+    let email = Email::parse("email", email)?;
+    let tenant = TenantSelector::from_request(env, request, tenant)?;
     let now = env.now();
     let limits = attempt_limits(
         env,
@@ -208,12 +271,12 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
         reason,
     };
     let Some(row) = results[limits.len()].first() else {
-        password::verify_against_nothing(&body.password);
+        password::verify_against_nothing(password);
         failed(None, "unknown_user").record(env, request).await?;
         return Err(invalid_credentials());
     };
     let (tenant_id, user_id): (String, String) = (row.get("tenant_id")?, row.get("id")?);
-    if !password::verify(&body.password, &row.get::<String>("password_hash")?) {
+    if !password::verify(password, &row.get::<String>("password_hash")?) {
         failed(Some(user_id), "wrong_password")
             .record(env, request)
             .await?;
@@ -225,32 +288,7 @@ pub async fn login(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             .await?;
         return Err(refused);
     }
-    let role = row.get::<Role>("role")?;
-    let user = SessionUser {
-        tenant_id: &tenant_id,
-        user_id: &user_id,
-        role,
-    };
-    let (mut statements, pair) = open(env, &user, request);
-    statements.push(sql!(
-        "UPDATE users SET last_login_at = ? WHERE id = ?",
-        now,
-        &user_id
-    ));
-    statements.push(audit::entry(
-        &tenant_id,
-        &Actor::user(&user_id, request.client()),
-        Action::AuthLogin,
-        Target::new("user", &user_id),
-        json!({}),
-        now,
-    ));
-    env.db.batch(statements).await?;
-    audit::try_seal(env, &tenant_id).await;
-    let mut body = pair.json();
-    body["user_id"] = json!(user_id);
-    body["tenant_id"] = json!(tenant_id);
-    Ok(ok(&body))
+    Ok((tenant_id, user_id, row.get::<Role>("role")?))
 }
 
 /// A refused sign-in, for the audit log of the tenant it named.

@@ -9,7 +9,7 @@ use crate::{
     api::{ApiRequest, Response, ok},
     audit,
     auth::{api_keys, identity, principal, recovery, sessions},
-    billing,
+    billing, console,
     credits::{accounts, alerts, grants, ledger, reservations},
     cron,
     error::ApiResult,
@@ -44,6 +44,11 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
     // OpenAI's API, for the official SDKs (`base_url=<host>/v1`): its own routes and errors.
     if let Some(path) = request.path.strip_prefix("/v1/") {
         return Ok(llm::route(env, request, path).await);
+    }
+    if let Some(path) = request.path.strip_prefix("/console")
+        && (path.is_empty() || path.starts_with('/'))
+    {
+        return Ok(console::route(env, request, path).await);
     }
     let Some(path) = request.path.strip_prefix("/api/v1/") else {
         return Err(no_route(request));

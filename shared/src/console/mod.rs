@@ -1,0 +1,228 @@
+//! The console: the pages people use in a browser, served by Tollgate under `/console` on
+//! every runtime. Pages are plain HTML forms that work without script; the rules they
+//! apply are the capabilities' own (sign-in and sign-out are [`crate::auth::browser`]'s).
+//!
+//! - `GET /console/sign-in?return_to=…`: the sign-in form. `POST` signs in and sends the
+//!   browser back where it was going (a URL forward-auth vouched for, checked again).
+//! - `POST /console/sign-out`: ends the session (the form carries its CSRF token).
+//! - `GET /console`: who is signed in, or the sign-in page.
+
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+
+use crate::{
+    ApiError, Env,
+    api::{ApiRequest, Response},
+    auth::browser,
+    error::ApiResult,
+};
+
+/// Answers `/console` and the paths under it (`path` is what follows `/console`).
+pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
+    let answer = match (request.method.clone(), path.trim_end_matches('/')) {
+        (Method::GET, "") => home(env, request).await,
+        (Method::GET, "/sign-in") => Ok(sign_in_page(
+            StatusCode::OK,
+            &request.query_param("return_to").unwrap_or_default(),
+            request.query_param("tenant").as_deref().unwrap_or_default(),
+            "",
+            None,
+        )),
+        (Method::POST, "/sign-in") => sign_in(env, request).await,
+        (Method::POST, "/sign-out") => sign_out(env, request).await,
+        _ => Ok(page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "<p>There is no such page.</p><p><a href=\"/console\">Back to the console</a></p>",
+        )),
+    };
+    answer.unwrap_or_else(|error| {
+        let status = error.status;
+        page(
+            status,
+            "Something went wrong",
+            &format!("<p role=\"alert\">{}</p>", escape(&error.message)),
+        )
+    })
+}
+
+/// The fields of a form body (`application/x-www-form-urlencoded`).
+fn form(request: &ApiRequest) -> ApiResult<Vec<(String, String)>> {
+    let content_type = request.header("content-type").unwrap_or_default();
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the console's forms are sent as application/x-www-form-urlencoded",
+        ));
+    }
+    Ok(form_urlencoded::parse(&request.body)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect())
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.trim().is_empty())
+}
+
+async fn sign_in(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let fields = form(request)?;
+    let return_to = field(&fields, "return_to").unwrap_or_default();
+    let tenant = field(&fields, "tenant");
+    let email = field(&fields, "email").unwrap_or_default();
+    let password = field(&fields, "password").unwrap_or_default();
+    match browser::sign_in(env, request, email, password, tenant).await {
+        Ok(cookies) => {
+            let target =
+                browser::safe_return(&env.config, return_to).unwrap_or_else(|| "/console".into());
+            Ok(see_other(&target, &cookies))
+        }
+        Err(refused) if refused.status.is_client_error() => Ok(sign_in_page(
+            refused.status,
+            return_to,
+            tenant.unwrap_or_default(),
+            email,
+            Some(&refused.message),
+        )),
+        Err(error) => Err(error),
+    }
+}
+
+async fn sign_out(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let fields = form(request)?;
+    let cookies = browser::sign_out(env, request, field(&fields, "csrf")).await?;
+    Ok(see_other(browser::SIGN_IN_PATH, &cookies))
+}
+
+async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+    let Some(principal) = browser::session_principal(env, request).await? else {
+        return Ok(see_other(browser::SIGN_IN_PATH, &[]));
+    };
+    let crate::auth::principal::Credential::Session { session_id } = &principal.credential else {
+        return Ok(see_other(browser::SIGN_IN_PATH, &[]));
+    };
+    let csrf = browser::csrf_token(&env.config, session_id);
+    let body = format!(
+        "<p>Signed in to <strong>{tenant}</strong> as a {role}.</p>
+<form method=\"post\" action=\"/console/sign-out\">
+  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
+  <button type=\"submit\">Sign out</button>
+</form>",
+        tenant = escape(&principal.tenant_slug),
+        role = escape(principal.role.as_str()),
+        csrf = escape(&csrf),
+    );
+    Ok(page(StatusCode::OK, "Tollgate", &body))
+}
+
+fn sign_in_page(
+    status: StatusCode,
+    return_to: &str,
+    tenant: &str,
+    email: &str,
+    problem: Option<&str>,
+) -> Response {
+    let alert = problem
+        .map(|message| format!("<p role=\"alert\" class=\"alert\">{}</p>", escape(message)))
+        .unwrap_or_default();
+    let body = format!(
+        "{alert}<form method=\"post\" action=\"/console/sign-in\">
+  <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">
+  <label for=\"tenant\">Organisation</label>
+  <input id=\"tenant\" name=\"tenant\" value=\"{tenant}\" autocomplete=\"organization\" placeholder=\"the name in your address, if it has none\">
+  <label for=\"email\">Email</label>
+  <input id=\"email\" name=\"email\" type=\"email\" value=\"{email}\" autocomplete=\"username\" required>
+  <label for=\"password\">Password</label>
+  <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>
+  <button type=\"submit\">Sign in</button>
+</form>",
+        return_to = escape(return_to),
+        tenant = escape(tenant),
+        email = escape(email),
+    );
+    page(status, "Sign in", &body)
+}
+
+/// A whole page: small, readable on a phone, no script, nothing loaded from elsewhere.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>
+<html lang=\"en\"><head><meta charset=\"utf-8\">
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">
+<title>{title} · Tollgate</title>
+<style>
+body{{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#111}}
+main{{max-width:26rem;margin:3rem auto;padding:1.5rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002}}
+h1{{font-size:1.4rem;margin-top:0}}
+label{{display:block;margin-top:1rem;font-weight:600}}
+input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}}
+button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;color:#fff;border:0;border-radius:4px}}
+:focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
+.alert{{background:#fee2e2;color:#7f1d1d;padding:.6rem;border-radius:4px}}
+</style></head>
+<body><main><h1>{title}</h1>
+{body}
+</main></body></html>
+",
+        title = escape(title),
+    );
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "same-origin")
+        .body(Bytes::from(html))
+        .expect("static response parts are valid")
+}
+
+/// 303 to `location`, setting `cookies`.
+fn see_other(location: &str, cookies: &[String]) -> Response {
+    let mut response = http::Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store");
+    for cookie in cookies {
+        response = response.header(header::SET_COOKIE, cookie);
+    }
+    response
+        .body(Bytes::new())
+        .expect("a redirect's parts are valid")
+}
+
+/// Text made safe inside HTML text and attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn markup_in_text_stays_text() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

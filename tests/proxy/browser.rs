@@ -1,0 +1,159 @@
+//! A real browser behind the real Traefik: Debian's Chromium, driven by Playwright for
+//! Python (`tests/proxy/browser/sign_in.py`), opens a service behind the shipped Traefik
+//! configuration without a session, is sent to Tollgate's sign-in page, signs in (a wrong
+//! password first), comes back to the service's page, whose WebSocket passes the same
+//! forward-auth, then signs out in the console and is sent to sign in again. Screenshots
+//! of each page are kept in `target/screenshots/` (or `TOLLGATE_SCREENSHOTS`).
+//!
+//! Needs `TOLLGATE_BROWSER_PYTHON` and `TOLLGATE_CHROMIUM`, which
+//! `scripts/tools/browser.sh` installs and exports; without them this test fails, saying so.
+
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
+};
+use tollgate_tests::spawn_app_with;
+
+use crate::{
+    support::{Upstreams, free_port},
+    traefik::start_traefik_on,
+};
+
+/// How long the browser's whole visit may take.
+const VISIT_BOUND: Duration = Duration::from_secs(120);
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run `source scripts/tools/browser.sh` (scripts/test.sh does)")
+    })
+}
+
+/// The page the service serves: who Tollgate said is calling, and the answer of a
+/// WebSocket opened beside the page (at `ws`, under the same prefix).
+const PAGE: &str = r#"<!doctype html><html><head><title>ComfyUI</title></head><body>
+<h1>ComfyUI</h1><p>user <span id="user">USER</span></p><p>socket <span id="socket">closed</span></p>
+<script>
+const socket = new WebSocket(new URL("ws", location.href).href.replace(/^http/, "ws"));
+socket.onopen = () => socket.send("ping");
+socket.onmessage = (event) => { document.getElementById("socket").textContent = event.data; };
+socket.onerror = () => { document.getElementById("socket").textContent = "refused"; };
+</script></body></html>"#;
+
+/// ComfyUI's stand-in: `PAGE` at every path but `/ws`, a WebSocket answering each message
+/// with `pong:` and the message at `/ws`.
+async fn start_page_and_socket() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    service_fn(|request| async move { Ok::<_, Infallible>(answer(request)) });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+fn answer(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let key = request.headers().get("sec-websocket-key").cloned();
+    if let ("/ws", Some(key)) = (request.uri().path(), key) {
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut socket =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            while let Some(Ok(Message::Text(text))) = socket.next().await {
+                if socket
+                    .send(Message::text(format!("pong:{text}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        return Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", derive_accept_key(key.as_bytes()))
+            .body(Full::default())
+            .unwrap();
+    }
+    let user = request
+        .headers()
+        .get("x-tollgate-user-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("nobody")
+        .to_owned();
+    Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(PAGE.replace("USER", &user))))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_signs_out() {
+    let python = required("TOLLGATE_BROWSER_PYTHON");
+    let chromium = required("TOLLGATE_CHROMIUM");
+    let port = free_port();
+    let app = spawn_app_with(|config| {
+        config.public_url = format!("http://auth.tollgate.test:{port}");
+        config.cookie_domain = Some("tollgate.test".into());
+        config.cookie_secure = false;
+    })
+    .await;
+    let owner = app.register("acme").await;
+    let service = start_page_and_socket().await;
+    let upstreams = Upstreams {
+        tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
+        comfyui: service,
+        llm: service,
+    };
+    let mut proxy = start_traefik_on(&upstreams, port);
+    proxy.wait_until_routing().await;
+
+    let screenshots = std::env::var("TOLLGATE_SCREENSHOTS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots").to_owned()
+    });
+    let visit = json!({
+        "chromium": chromium,
+        "service": format!("http://comfy.tollgate.test:{port}/comfy/"),
+        "console": format!("http://auth.tollgate.test:{port}/console"),
+        "tenant": owner.tenant_slug,
+        "email": owner.email,
+        "password": owner.password,
+        "user_id": owner.user_id,
+        "screenshots": screenshots,
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy/browser/sign_in.py");
+    let run = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(visit.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(VISIT_BOUND, run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser's visit took longer than {VISIT_BOUND:?}"))
+        .expect("the browser script starts");
+    assert!(
+        output.status.success(),
+        "the browser's visit failed:\n{}\n{}\nproxy log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        proxy.log()
+    );
+}

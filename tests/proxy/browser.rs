@@ -2,7 +2,8 @@
 //! Python (`tests/proxy/browser/sign_in.py`), opens a service behind the shipped Traefik
 //! configuration without a session, is sent to Tollgate's sign-in page, signs in (a wrong
 //! password first), comes back to the service's page, whose WebSocket passes the same
-//! forward-auth, then signs out in the console and is sent to sign in again. Screenshots
+//! forward-auth, sees the console's overview and creates and revokes an API key there, then
+//! signs out and is sent to sign in again; a script's API key goes straight through. Screenshots
 //! of each page are kept in `target/screenshots/` (or `TOLLGATE_SCREENSHOTS`).
 //!
 //! Needs `TOLLGATE_BROWSER_PYTHON` and `TOLLGATE_CHROMIUM`, which
@@ -117,6 +118,8 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     })
     .await;
     let owner = app.register("acme").await;
+    let admin = app.platform_admin("ops@tollgate.test").await;
+    app.grant_pool_credits(&admin, &owner, 5_000).await;
     let service = start_page_and_socket().await;
     let upstreams = Upstreams {
         tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
@@ -125,6 +128,17 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     };
     let mut proxy = start_traefik_on(&upstreams, port);
     proxy.wait_until_routing().await;
+
+    // A script with an API key in a header still goes straight through.
+    let key = app.create_api_key(&owner, &["comfy:read"]).await;
+    let scripted = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/comfy/"))
+        .header("x-api-key", key["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scripted.status(), 200);
+    assert!(scripted.text().await.unwrap().contains(&owner.user_id));
 
     let screenshots = std::env::var("TOLLGATE_SCREENSHOTS").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots").to_owned()
@@ -137,6 +151,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         "email": owner.email,
         "password": owner.password,
         "user_id": owner.user_id,
+        "pool_credits": "5,000",
         "screenshots": screenshots,
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy/browser/sign_in.py");

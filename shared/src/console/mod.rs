@@ -5,7 +5,10 @@
 //! - `GET /console/sign-in?return_to=…`: the sign-in form. `POST` signs in and sends the
 //!   browser back where it was going (a URL forward-auth vouched for, checked again).
 //! - `POST /console/sign-out`: ends the session (the form carries its CSRF token).
-//! - `GET /console`: who is signed in, or the sign-in page.
+//! - `GET /console`: the signed-in console (or the sign-in page): a shell whose script
+//!   (`/console/app.js`) fills each panel with one call of the API, made with the session
+//!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day)
+//!   and `#keys` (API keys: create, the secret shown once, revoke).
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
@@ -30,6 +33,7 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
         )),
         (Method::POST, "/sign-in") => sign_in(env, request).await,
         (Method::POST, "/sign-out") => sign_out(env, request).await,
+        (Method::GET, "/app.js") => Ok(script()),
         _ => Ok(page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -107,16 +111,29 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     };
     let csrf = browser::csrf_token(&env.config, session_id);
     let body = format!(
-        "<p>Signed in to <strong>{tenant}</strong> as a {role}.</p>
+        "<header><p>Signed in to <strong>{tenant}</strong> ({role}).</p>
+<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#keys\">API keys</a></nav>
 <form method=\"post\" action=\"/console/sign-out\">
   <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
-  <button type=\"submit\">Sign out</button>
-</form>",
+  <button type=\"submit\" class=\"secondary\">Sign out</button>
+</form></header>
+<div id=\"view\" aria-live=\"polite\"><p>Loading…</p></div>
+<script type=\"module\" src=\"/console/app.js\"></script>",
         tenant = escape(&principal.tenant_slug),
         role = escape(principal.role.as_str()),
         csrf = escape(&csrf),
     );
     Ok(page(StatusCode::OK, "Tollgate", &body))
+}
+
+/// The console's script, the same for everyone.
+fn script() -> Response {
+    http::Response::builder()
+        .header(header::CONTENT_TYPE, "text/javascript; charset=utf-8")
+        .header(header::CACHE_CONTROL, "public, max-age=300")
+        .header("x-content-type-options", "nosniff")
+        .body(Bytes::from_static(include_bytes!("app.js")))
+        .expect("static response parts are valid")
 }
 
 fn sign_in_page(
@@ -156,8 +173,15 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 <title>{title} · Tollgate</title>
 <style>
 body{{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#111}}
-main{{max-width:26rem;margin:3rem auto;padding:1.5rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002}}
-h1{{font-size:1.4rem;margin-top:0}}
+main{{max-width:48rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002}}
+h1{{font-size:1.4rem;margin-top:0}} h2{{font-size:1.1rem}}
+nav a{{margin-right:1rem;color:#1d4ed8}} nav a[aria-current]{{font-weight:700;color:#111}}
+.scroll{{overflow-x:auto}}
+.panel{{border-top:1px solid #ddd;padding-top:.5rem;margin-top:1rem}}
+table{{border-collapse:collapse;width:100%;font-size:.95rem}} th,td{{text-align:left;padding:.3rem .4rem;border-bottom:1px solid #eee}}
+.bar{{fill:#1d4ed8}} figure{{margin:0}} svg{{width:100%;max-width:20rem;height:auto;background:#f6f7f9}}
+.secret{{display:block;font-family:monospace;word-break:break-all;background:#fef3c7;padding:.5rem}}
+button.secondary{{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8;margin-top:.5rem}}
 label{{display:block;margin-top:1rem;font-weight:600}}
 input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}}
 button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;color:#fff;border:0;border-radius:4px}}
@@ -176,7 +200,7 @@ button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;c
         .header(header::CACHE_CONTROL, "no-store")
         .header(
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         )
         .header("x-content-type-options", "nosniff")
         .header("referrer-policy", "same-origin")

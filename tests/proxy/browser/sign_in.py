@@ -1,10 +1,11 @@
 """A person at a browser: opens a service behind Traefik, is sent to Tollgate's sign-in page,
-signs in, lands back on the service's page whose WebSocket answers, sees the console, signs
-out, and is sent to sign in again. Driven by Playwright with Debian's Chromium; every wait is
+signs in, lands back on the service's page whose WebSocket answers, sees the console's
+overview (credits, usage and its chart), creates an API key (shown once) and revokes it,
+signs out, and is sent to sign in again. Driven by Playwright with Debian's Chromium; every wait is
 bounded by Playwright's timeout. Screenshots of each page go to the directory given.
 
 Usage: python sign_in.py '<json>' with keys chromium, service, console, tenant, email,
-password, user_id, screenshots.
+password, user_id, pool_credits (as the page writes them), screenshots.
 """
 
 import json
@@ -49,7 +50,20 @@ with sync_playwright() as playwright:
 
     page.goto(args["console"])
     expect(page.get_by_text("Signed in to")).to_contain_text(args["tenant"])
-    page.screenshot(path=shots / "4-console.png", full_page=True)
+    expect(page.locator("#balances")).to_contain_text(args["pool_credits"])
+    expect(page.locator("#usage-summary")).to_contain_text("Jobs today 0")
+    expect(page.get_by_role("img", name=re.compile("^Jobs per day"))).to_be_visible()
+    page.screenshot(path=shots / "4-overview.png", full_page=True)
+
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name", exact=True).fill("from the browser")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#secret")).to_contain_text("tg_")
+    row = page.locator('tr[data-key="from the browser"]')
+    expect(row.locator(".state")).to_have_text("active")
+    page.screenshot(path=shots / "5-api-keys.png", full_page=True)
+    row.get_by_role("button", name="Revoke from the browser").click()
+    expect(page.locator('tr[data-key="from the browser"] .state')).to_have_text("revoked")
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/console/sign-in$"))
 
@@ -57,4 +71,4 @@ with sync_playwright() as playwright:
     expect(page).to_have_url(sign_in_url)
     browser.close()
 
-print("browser: signed in through the proxy, used the page and its socket, signed out")
+print("browser: signed in through the proxy, used the page and its socket, the overview and the keys, signed out")

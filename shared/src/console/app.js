@@ -1,0 +1,188 @@
+// The console's pages in the browser: each panel is one call of Tollgate's own API, made
+// with the session cookie and, when it changes state, the session's CSRF token.
+
+const view = document.getElementById("view");
+
+function csrfToken() {
+  const pair = document.cookie.split("; ").find((cookie) => cookie.startsWith("tollgate_csrf="));
+  return pair ? decodeURIComponent(pair.slice("tollgate_csrf=".length)) : "";
+}
+
+async function api(method, path, body) {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api/v1/${path}`, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `${response.status}`;
+    throw new Error(message);
+  }
+  return data;
+}
+
+// An element with attributes and children (strings become text, never markup).
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== undefined && child !== null) {
+      node.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return node;
+}
+
+function panel(title, ...children) {
+  return el("section", { class: "panel", "aria-label": title }, el("h2", {}, title), ...children);
+}
+
+// Tables scroll sideways inside their panel on a narrow screen instead of widening the page.
+function scrolling(table, attributes = {}) {
+  return el("div", { class: "scroll", ...attributes }, table);
+}
+
+function failure(error) {
+  return el("p", { role: "alert", class: "alert" }, error.message);
+}
+
+const number = (value) => (value === null || value === undefined ? "no limit" : value.toLocaleString("en"));
+
+// A bar per day, drawn as SVG: no library, nothing loaded.
+function chart(label, history) {
+  const width = 320, height = 120, gap = 2;
+  const max = Math.max(1, ...history.map((day) => day.used));
+  const bar = (width - gap * history.length) / Math.max(1, history.length);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${label} per day: ${history.map((day) => `${day.date} ${day.used}`).join(", ")}`);
+  history.forEach((day, index) => {
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    const h = Math.round((day.used / max) * (height - 4));
+    rect.setAttribute("x", index * (bar + gap));
+    rect.setAttribute("y", height - h);
+    rect.setAttribute("width", bar);
+    rect.setAttribute("height", h);
+    rect.setAttribute("class", "bar");
+    const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    title.textContent = `${day.date}: ${day.used}`;
+    rect.append(title);
+    svg.append(rect);
+  });
+  return el("figure", {}, svg, el("figcaption", {}, `${label} per day this month`));
+}
+
+async function balancePanel() {
+  try {
+    const credits = await api("GET", "credits");
+    const row = (name, account) =>
+      el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, number(account.remaining)),
+        el("td", {}, number(account.used)), el("td", {}, number(account.reserved)),
+        el("td", {}, account.blocked ? "blocked" : "open"));
+    return panel("Credits", scrolling(
+      el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", { scope: "col" }, "Remaining"),
+          el("th", { scope: "col" }, "Used"), el("th", { scope: "col" }, "Held"), el("th", { scope: "col" }, "State"))),
+        el("tbody", { id: "balances" }, row("Organisation", credits.pool), row("You", credits.user)))));
+  } catch (error) {
+    return panel("Credits", failure(error));
+  }
+}
+
+async function usagePanel() {
+  try {
+    const usage = await api("GET", "usage");
+    const jobs = usage.metrics.jobs;
+    const gpu = usage.metrics.gpu_seconds;
+    return panel("Usage",
+      el("p", { id: "usage-summary" },
+        `Jobs today ${jobs.day.used}, this month ${jobs.month.used}; `,
+        `projected by month end ${Math.round(jobs.projected_month_end)}.`),
+      el("p", {}, `GPU seconds this month ${gpu.month.used}, projected ${Math.round(gpu.projected_month_end)}.`),
+      chart("Jobs", jobs.daily_history));
+  } catch (error) {
+    return panel("Usage", failure(error));
+  }
+}
+
+async function overview() {
+  const panels = await Promise.all([balancePanel(), usagePanel()]);
+  view.replaceChildren(el("h1", {}, "Overview"), ...panels);
+}
+
+async function keys() {
+  const heading = el("h1", {}, "API keys");
+  const shown = el("div", { id: "new-key", "aria-live": "polite" });
+  const form = el("form", { id: "create-key" },
+    el("label", { for: "key-name" }, "Name"),
+    el("input", { id: "key-name", name: "name", required: "" }),
+    el("label", { for: "key-scopes" }, "Scopes (space-separated)"),
+    el("input", { id: "key-scopes", name: "scopes", value: "jobs:read" }),
+    el("button", { type: "submit" }, "Create key"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const scopes = form.scopes.value.split(/\s+/).filter(Boolean);
+      const key = await api("POST", "api-keys", { name: form.name.value, scopes });
+      shown.replaceChildren(el("p", {}, "Copy this key now: it is shown once."),
+        el("output", { id: "secret", class: "secret" }, key.key));
+      form.reset();
+      list.replaceChildren(await keyTable());
+    } catch (error) {
+      shown.replaceChildren(failure(error));
+    }
+  });
+  const list = el("div", {}, await keyTable());
+  view.replaceChildren(heading, panel("New key", form, shown), panel("Your keys", list));
+}
+
+async function keyTable() {
+  try {
+    const page = await api("GET", "api-keys");
+    const rows = page.data.map((key) => {
+      const state = key.revoked_at ? "revoked" : "active";
+      const revoke = key.revoked_at ? "" : el("button", {
+        type: "button", class: "secondary", "aria-label": `Revoke ${key.name}`,
+        onclick: async () => {
+          await api("DELETE", `api-keys/${key.id}`);
+          document.querySelector("#keys-table").replaceWith(await keyTable());
+        },
+      }, "Revoke");
+      return el("tr", { "data-key": key.name },
+        el("td", {}, key.name), el("td", {}, el("code", {}, `${key.prefix}…`)),
+        el("td", {}, key.scopes.join(" ")), el("td", {}, key.last_used_at || "never"),
+        el("td", { class: "state" }, state), el("td", {}, revoke));
+    });
+    return scrolling(el("table", {},
+      el("thead", {}, el("tr", {}, ...["Name", "Key", "Scopes", "Last used", "State", ""].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, rows)), { id: "keys-table" });
+  } catch (error) {
+    return failure(error);
+  }
+}
+
+const pages = { overview, keys };
+
+async function show() {
+  const name = location.hash.slice(1) || "overview";
+  const page = pages[name] || overview;
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.getAttribute("href") === `#${name}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  view.setAttribute("aria-busy", "true");
+  await page();
+  view.setAttribute("aria-busy", "false");
+}
+
+window.addEventListener("hashchange", show);
+show();

@@ -2,8 +2,10 @@
 //! Python (`tests/proxy/browser/sign_in.py`), opens a service behind the shipped Traefik
 //! configuration without a session, is sent to Tollgate's sign-in page, signs in (a wrong
 //! password first), comes back to the service's page, whose WebSocket passes the same
-//! forward-auth, sees the console's overview and creates and revokes an API key there, then
-//! signs out and is sent to sign in again; a script's API key goes straight through. Screenshots
+//! forward-auth, and in the console sees the overview, creates and revokes an API key,
+//! invites a person, moves a bot to another worker and watches a job (run by a runner the
+//! script plays) progress to done; then signs out and is sent to sign in again. A member
+//! finds no admin pages. A script's API key goes straight through. Screenshots
 //! of each page are kept in `target/screenshots/` (or `TOLLGATE_SCREENSHOTS`).
 //!
 //! Needs `TOLLGATE_BROWSER_PYTHON` and `TOLLGATE_CHROMIUM`, which
@@ -16,12 +18,13 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
+use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
-use tollgate_tests::spawn_app_with;
+use tollgate_tests::{expect_status, sdxl, spawn_app_with};
 
 use crate::{
     support::{Upstreams, free_port},
@@ -106,6 +109,10 @@ fn answer(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
+async fn created(response: reqwest::Response) -> serde_json::Value {
+    expect_status(response, StatusCode::CREATED).await
+}
+
 #[tokio::test]
 async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_signs_out() {
     let python = required("TOLLGATE_BROWSER_PYTHON");
@@ -119,7 +126,61 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     .await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
+    let raised = json!({ "plan": "FREE", "overrides": { "max_workers": 2, "requests_per_minute": 100_000 } });
+    app.assign_plan(&admin, &owner, &raised).await;
     app.grant_pool_credits(&admin, &owner, 5_000).await;
+    let member = app.add_user(&owner, "member", "member").await;
+    let second = created(
+        app.post(
+            "workers",
+            &owner.access_token,
+            &json!({ "name": "Second pool" }),
+        )
+        .await,
+    )
+    .await;
+    created(
+        app.post(
+            "bots",
+            &owner.access_token,
+            &json!({ "name": "Portraits", "workflow": sdxl(512, 20) }),
+        )
+        .await,
+    )
+    .await;
+    let job = created(
+        app.post(
+            "jobs",
+            &owner.access_token,
+            &json!({ "workflow": sdxl(512, 20) }),
+        )
+        .await,
+    )
+    .await;
+    let workers = expect_status(
+        app.get("workers", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let default_worker = workers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["default"] == true)
+        .unwrap()
+        .clone();
+    let runner = created(
+        app.post(
+            &format!(
+                "workers/{}/runner-tokens",
+                default_worker["id"].as_str().unwrap()
+            ),
+            &owner.access_token,
+            &json!({ "name": "gpu-1" }),
+        )
+        .await,
+    )
+    .await;
     let service = start_page_and_socket().await;
     let upstreams = Upstreams {
         tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
@@ -129,6 +190,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     let mut proxy = start_traefik_on(&upstreams, port);
     proxy.wait_until_routing().await;
 
+    // The queued job holds its estimate (2 credits) of the 5,000.
     // A script with an API key in a header still goes straight through.
     let key = app.create_api_key(&owner, &["comfy:read"]).await;
     let scripted = reqwest::Client::new()
@@ -137,7 +199,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         .send()
         .await
         .unwrap();
-    assert_eq!(scripted.status(), 200);
+    assert_eq!(scripted.status(), StatusCode::OK);
     assert!(scripted.text().await.unwrap().contains(&owner.user_id));
 
     let screenshots = std::env::var("TOLLGATE_SCREENSHOTS").unwrap_or_else(|_| {
@@ -151,7 +213,15 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         "email": owner.email,
         "password": owner.password,
         "user_id": owner.user_id,
-        "pool_credits": "5,000",
+        "pool_credits": "4,998",
+        "member_email": member.email,
+        "member_password": member.password,
+        "bot": "Portraits",
+        "default_worker": default_worker["name"],
+        "other_worker": second["name"],
+        "job_id": job["id"],
+        "api": format!("http://127.0.0.1:{port}/api/v1/"),
+        "runner_token": runner["token"],
         "screenshots": screenshots,
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy/browser/sign_in.py");

@@ -170,9 +170,129 @@ async function keyTable() {
   }
 }
 
-const pages = { overview, keys };
+// Pages for the organisation's owners and admins; the API refuses them to anyone else too.
+const ADMIN_ROLES = ["owner", "admin"];
+const role = view.dataset.role;
+const isAdmin = ADMIN_ROLES.includes(role);
+
+function adminOnly(title) {
+  view.replaceChildren(el("h1", {}, title),
+    el("p", { role: "alert", class: "alert" }, "This page is for the organisation's owners and admins."));
+}
+
+async function users() {
+  if (!isAdmin) return adminOnly("People");
+  const shown = el("div", { "aria-live": "polite" });
+  const form = el("form", { id: "invite" },
+    el("label", { for: "invite-email" }, "Email"),
+    el("input", { id: "invite-email", name: "email", type: "email", required: "" }),
+    el("label", { for: "invite-role" }, "Role"),
+    el("select", { id: "invite-role", name: "role" },
+      ...["member", "viewer", "admin"].map((name) => el("option", { value: name }, name))),
+    el("button", { type: "submit" }, "Invite"));
+  const lists = el("div", {});
+  const refresh = async () => lists.replaceChildren(...(await Promise.all([peopleTable(), invitationTable()])));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "invitations", { email: form.email.value, role: form.role.value });
+      shown.replaceChildren(el("p", {}, `Invitation sent to ${form.email.value}.`));
+      form.reset();
+      await refresh();
+    } catch (error) {
+      shown.replaceChildren(failure(error));
+    }
+  });
+  view.replaceChildren(el("h1", {}, "People"), panel("Invite someone", form, shown), lists);
+  await refresh();
+}
+
+async function peopleTable() {
+  try {
+    const page = await api("GET", "users");
+    return panel("Members", scrolling(el("table", {},
+      el("thead", {}, el("tr", {}, ...["Name", "Email", "Role", "Last sign-in"].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, page.data.map((user) => el("tr", {},
+        el("td", {}, user.name), el("td", {}, user.email), el("td", {}, user.role), el("td", {}, user.last_login_at || "never")))))));
+  } catch (error) {
+    return panel("Members", failure(error));
+  }
+}
+
+async function invitationTable() {
+  try {
+    const page = await api("GET", "invitations");
+    return panel("Invitations", scrolling(el("table", { id: "invitations" },
+      el("thead", {}, el("tr", {}, ...["Email", "Role", "Expires"].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, page.data.map((invitation) => el("tr", { "data-email": invitation.email },
+        el("td", {}, invitation.email), el("td", {}, invitation.role), el("td", {}, invitation.expires_at)))))));
+  } catch (error) {
+    return panel("Invitations", failure(error));
+  }
+}
+
+async function workers() {
+  if (!isAdmin) return adminOnly("Workers");
+  const [pools, bots] = await Promise.all([api("GET", "workers"), api("GET", "bots")]).catch((error) => [null, error]);
+  if (!pools) return view.replaceChildren(el("h1", {}, "Workers"), failure(bots));
+  const names = Object.fromEntries(pools.data.map((worker) => [worker.id, worker.name]));
+  const workerRows = pools.data.map((worker) => el("tr", {},
+    el("td", {}, worker.name), el("td", {}, worker.default ? "default" : worker.shared ? "shared" : "dedicated"),
+    el("td", {}, worker.gpu_type || "any"), el("td", {}, number(worker.max_concurrency))));
+  const botRows = bots.data.map((bot) => {
+    const choose = el("select", { "aria-label": `Worker of ${bot.name}` },
+      ...pools.data.map((worker) => el("option", { value: worker.id, ...(worker.id === bot.worker_id ? { selected: "" } : {}) }, worker.name)));
+    const state = el("span", { class: "state", "aria-live": "polite" }, names[bot.worker_id] || bot.worker_id);
+    choose.addEventListener("change", async () => {
+      try {
+        const moved = await api("PATCH", `bots/${bot.id}`, { worker_id: choose.value });
+        state.textContent = names[moved.worker_id] || moved.worker_id;
+      } catch (error) {
+        state.replaceChildren(failure(error));
+      }
+    });
+    return el("tr", { "data-bot": bot.name }, el("td", {}, bot.name), el("td", {}, state), el("td", {}, choose));
+  });
+  view.replaceChildren(el("h1", {}, "Workers"),
+    panel("Worker pools", scrolling(el("table", {},
+      el("thead", {}, el("tr", {}, ...["Name", "Kind", "GPU", "Concurrency"].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, workerRows)))),
+    panel("Bots", scrolling(el("table", {},
+      el("thead", {}, el("tr", {}, ...["Bot", "Runs on", "Move to"].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, botRows)))));
+}
+
+// Jobs refresh every two seconds while one is queued or running: their progress, live.
+let jobsTimer = null;
+
+async function jobs() {
+  const table = el("div", { id: "jobs" });
+  view.replaceChildren(el("h1", {}, "Jobs"), panel("Recent jobs", table));
+  const refresh = async () => {
+    try {
+      const page = await api("GET", "jobs?limit=20");
+      table.replaceChildren(scrolling(el("table", {},
+        el("thead", {}, el("tr", {}, ...["Job", "Status", "Progress", "Cost", "Outputs"].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((job) => el("tr", { "data-job": job.id },
+          el("td", {}, el("code", {}, job.id.slice(-8))), el("td", { class: "status" }, job.status),
+          el("td", {}, el("progress", { max: "100", value: job.progress, "aria-label": `Progress of ${job.id.slice(-8)}` }), ` ${job.progress}%`),
+          el("td", {}, job.estimated_cost),
+          el("td", {}, job.outputs.map((output) => output.url
+            ? el("a", { href: output.url }, output.filename || "output")
+            : output.filename || ""))))))));
+      const live = page.data.some((job) => job.status === "queued" || job.status === "running");
+      if (live && location.hash === "#jobs") jobsTimer = setTimeout(refresh, 2000);
+    } catch (error) {
+      table.replaceChildren(failure(error));
+    }
+  };
+  await refresh();
+}
+
+const pages = { overview, keys, users, workers, jobs };
 
 async function show() {
+  clearTimeout(jobsTimer);
   const name = location.hash.slice(1) || "overview";
   const page = pages[name] || overview;
   for (const link of document.querySelectorAll("nav a")) {
@@ -184,5 +304,8 @@ async function show() {
   view.setAttribute("aria-busy", "false");
 }
 
+if (!isAdmin) {
+  for (const link of document.querySelectorAll("nav a[data-admin]")) link.remove();
+}
 window.addEventListener("hashchange", show);
 show();

@@ -7,8 +7,10 @@
 //! - `POST /console/sign-out`: ends the session (the form carries its CSRF token).
 //! - `GET /console`: the signed-in console (or the sign-in page): a shell whose script
 //!   (`/console/app.js`) fills each panel with one call of the API, made with the session
-//!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day)
-//!   and `#keys` (API keys: create, the secret shown once, revoke).
+//!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day),
+//!   `#jobs` (recent jobs, refreshed while one runs), `#keys` (API keys: create, the secret
+//!   shown once, revoke), and for owners and admins `#users` (members and invitations) and
+//!   `#workers` (worker pools, and moving a bot to another).
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
@@ -112,12 +114,12 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let csrf = browser::csrf_token(&env.config, session_id);
     let body = format!(
         "<header><p>Signed in to <strong>{tenant}</strong> ({role}).</p>
-<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#keys\">API keys</a></nav>
+<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a></nav>
 <form method=\"post\" action=\"/console/sign-out\">
   <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
   <button type=\"submit\" class=\"secondary\">Sign out</button>
 </form></header>
-<div id=\"view\" aria-live=\"polite\"><p>Loading…</p></div>
+<div id=\"view\" data-role=\"{role}\" aria-live=\"polite\"><p>Loading…</p></div>
 <script type=\"module\" src=\"/console/app.js\"></script>",
         tenant = escape(&principal.tenant_slug),
         role = escape(principal.role.as_str()),

@@ -1,17 +1,22 @@
 """A person at a browser: opens a service behind Traefik, is sent to Tollgate's sign-in page,
 signs in, lands back on the service's page whose WebSocket answers, sees the console's
 overview (credits, usage and its chart), creates an API key (shown once) and revokes it,
-signs out, and is sent to sign in again. Driven by Playwright with Debian's Chromium; every wait is
+invites a person, moves a bot to another worker, watches a job progress to done while it
+plays the job's runner, signs out, and is sent to sign in again. Then a member signs in and
+finds no admin pages. Driven by Playwright with Debian's Chromium; every wait is
 bounded by Playwright's timeout. Screenshots of each page go to the directory given.
 
 Usage: python sign_in.py '<json>' with keys chromium, service, console, tenant, email,
-password, user_id, pool_credits (as the page writes them), screenshots.
+password, user_id, pool_credits (as the page writes them), member_email, member_password,
+bot, default_worker, other_worker, job_id, api (the API's base through the proxy),
+runner_token, screenshots.
 """
 
 import json
 import pathlib
 import re
 import sys
+import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -19,6 +24,18 @@ args = json.loads(sys.argv[1])
 shots = pathlib.Path(args["screenshots"])
 shots.mkdir(parents=True, exist_ok=True)
 sign_in_url = re.compile(r"^http://auth\.tollgate\.test:\d+/console/sign-in\?return_to=")
+
+
+def runner(path, body):
+    """What a gpu-runner sends Tollgate: `path` of the API with the runner's token."""
+    request = urllib.request.Request(
+        args["api"] + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": "Bearer " + args["runner_token"], "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
 
 with sync_playwright() as playwright:
     browser = playwright.chromium.launch(
@@ -51,7 +68,7 @@ with sync_playwright() as playwright:
     page.goto(args["console"])
     expect(page.get_by_text("Signed in to")).to_contain_text(args["tenant"])
     expect(page.locator("#balances")).to_contain_text(args["pool_credits"])
-    expect(page.locator("#usage-summary")).to_contain_text("Jobs today 0")
+    expect(page.locator("#usage-summary")).to_contain_text("Jobs today 1, this month 1")
     expect(page.get_by_role("img", name=re.compile("^Jobs per day"))).to_be_visible()
     page.screenshot(path=shots / "4-overview.png", full_page=True)
 
@@ -64,11 +81,57 @@ with sync_playwright() as playwright:
     page.screenshot(path=shots / "5-api-keys.png", full_page=True)
     row.get_by_role("button", name="Revoke from the browser").click()
     expect(page.locator('tr[data-key="from the browser"] .state')).to_have_text("revoked")
+
+    page.get_by_role("link", name="People").click()
+    page.get_by_label("Email", exact=True).fill("new.person@acme.test")
+    page.get_by_label("Role").select_option("viewer")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator('#invitations tr[data-email="new.person@acme.test"]')).to_contain_text("viewer")
+    page.screenshot(path=shots / "6-people.png", full_page=True)
+
+    page.get_by_role("link", name="Workers").click()
+    bot = page.locator(f'tr[data-bot="{args["bot"]}"]')
+    expect(bot.locator(".state")).to_have_text(args["default_worker"])
+    bot.get_by_label(f'Worker of {args["bot"]}').select_option(label=args["other_worker"])
+    expect(bot.locator(".state")).to_have_text(args["other_worker"])
+    page.screenshot(path=shots / "7-workers.png", full_page=True)
+
+    page.get_by_role("link", name="Jobs").click()
+    job = page.locator(f'tr[data-job="{args["job_id"]}"]')
+    expect(job.locator(".status")).to_have_text("queued")
+    claimed = runner("runner/claim", {"free_vram_mb": 24576})
+    assert claimed["job_id"] == args["job_id"], claimed
+    runner(f"runner/jobs/{claimed['job_id']}/progress",
+           {"lease_id": claimed["lease_id"], "progress": 40, "current_node": "3"})
+    expect(job.locator(".status")).to_have_text("running")
+    expect(job).to_contain_text("40%")
+    page.screenshot(path=shots / "8-job-running.png", full_page=True)
+    runner(f"runner/jobs/{claimed['job_id']}/finish",
+           {"lease_id": claimed["lease_id"], "status": "succeeded", "gpu_seconds": 12,
+            "outputs": [{"filename": "out_00001_.png", "type": "output"}]})
+    expect(job.locator(".status")).to_have_text("succeeded")
+    expect(job).to_contain_text("out_00001_.png")
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/console/sign-in$"))
 
     page.goto(args["service"])
     expect(page).to_have_url(sign_in_url)
+
+    # A member signs in at the console itself, and finds no admin pages.
+    member = browser.new_page(viewport={"width": 390, "height": 844})
+    member.goto(args["console"])
+    expect(member).to_have_url(re.compile(r"/console/sign-in$"))
+    member.get_by_label("Organisation").fill(args["tenant"])
+    member.get_by_label("Email").fill(args["member_email"])
+    member.get_by_label("Password").fill(args["member_password"])
+    member.get_by_role("button", name="Sign in").click()
+    expect(member.get_by_text("Signed in to")).to_contain_text("member")
+    expect(member.get_by_role("link", name="Jobs")).to_be_visible()
+    expect(member.get_by_role("link", name="People")).to_have_count(0)
+    expect(member.get_by_role("link", name="Workers")).to_have_count(0)
+    member.goto(args["console"] + "#users")
+    expect(member.get_by_role("alert")).to_contain_text("owners and admins")
+    member.screenshot(path=shots / "9-member-no-admin.png", full_page=True)
     browser.close()
 
 print("browser: signed in through the proxy, used the page and its socket, the overview and the keys, signed out")

@@ -54,10 +54,10 @@ fn randomness_reaches_the_platform() {
 }
 
 #[test]
-fn ids_are_random_uuids() {
+fn ids_are_time_ordered_uuids() {
     let id = new_id();
     assert_eq!(id.len(), 36);
-    assert_eq!(id.as_bytes()[14], b'4', "a version-4 UUID: {id}");
+    assert_eq!(id.as_bytes()[14], b'7', "a version-7 UUID: {id}");
     assert_ne!(id, new_id());
 }
 

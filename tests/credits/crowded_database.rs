@@ -15,11 +15,18 @@ use tollgate_tests::{
 
 use crate::support::{account_and_ledger, balances, funded_tenant, reserve};
 
-async fn crowded_app(connection_wait: Duration, max_inflight: Option<usize>) -> TestApp {
+/// Two connections, each new stream busy for `busy_for` first, as on a server other
+/// clients share.
+async fn crowded_app(
+    connection_wait: Duration,
+    busy_for: Duration,
+    max_inflight: Option<usize>,
+) -> TestApp {
     let setup = Setup {
         hrana: Some(HranaSettings {
             max_concurrent_connections: 2,
             connection_wait,
+            busy_for,
             ..HranaSettings::default()
         }),
     };
@@ -77,7 +84,7 @@ async fn reserve_two_hundred_and_check_the_money(app: &TestApp, owner: &TestUser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cap_on_requests_in_flight_keeps_the_database_server_from_turning_any_away_unheard() {
-    let app = crowded_app(Duration::from_secs(1), None).await;
+    let app = crowded_app(Duration::from_secs(1), Duration::ZERO, None).await;
     let owner = funded_tenant(&app, "acme", 1_000).await;
 
     let statuses = reserve_two_hundred_and_check_the_money(&app, &owner).await;
@@ -90,8 +97,14 @@ async fn the_cap_on_requests_in_flight_keeps_the_database_server_from_turning_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_the_database_server_turns_away_unheard_are_sent_again_and_none_fails() {
     // Past the server's limits, as when other processes share it, and with a wait short
-    // enough that requests also time out waiting.
-    let app = crowded_app(Duration::from_millis(100), Some(1_000)).await;
+    // enough that requests also time out waiting: 200 requests at 5 ms each on two
+    // connections take half a second, five times the wait.
+    let app = crowded_app(
+        Duration::from_millis(100),
+        Duration::from_millis(5),
+        Some(1_000),
+    )
+    .await;
     let owner = funded_tenant(&app, "acme", 1_000).await;
 
     let statuses = reserve_two_hundred_and_check_the_money(&app, &owner).await;

@@ -54,6 +54,10 @@ pub struct HranaSettings {
     /// How long a request waits for a connection before it is turned away (sqld: 1 s).
     pub connection_wait: Duration,
     pub error_codes: ErrorCodes,
+    /// How long each new stream holds its connection before its first statement, as on a
+    /// server busy with other clients' work (none by default): it lets a test crowd the
+    /// server with a load it can make, however fast the statements themselves run.
+    pub busy_for: Duration,
 }
 
 impl Default for HranaSettings {
@@ -62,6 +66,7 @@ impl Default for HranaSettings {
             max_concurrent_connections: 128,
             connection_wait: Duration::from_secs(1),
             error_codes: ErrorCodes::Primary,
+            busy_for: Duration::ZERO,
         }
     }
 }
@@ -361,6 +366,9 @@ async fn run_pipeline(
         }
         None => {
             let slot = admit(state).await?;
+            if !state.settings.busy_for.is_zero() {
+                tokio::time::sleep(state.settings.busy_for).await;
+            }
             let idle = state.idle.lock().unwrap().pop();
             let (connection, denied_write) = match idle {
                 Some(idle) => idle,

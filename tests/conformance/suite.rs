@@ -128,6 +128,7 @@ pub async fn run(target: &Target) {
     let acme = register_and_log_in(target, "acme").await;
     refresh_rotates_the_pair(target, &acme).await;
     api_keys_pass_forward_auth_within_their_scopes(target, &acme).await;
+    the_console_signs_a_browser_in_and_out(target, &acme).await;
     let globex = register_and_log_in(target, "globex").await;
     tenants_cannot_see_each_other(target, &acme, &globex).await;
     credits_reserve_for_jobs_and_cancel_releases(target, &acme).await;
@@ -224,6 +225,104 @@ async fn register_and_log_in(target: &Target, slug: &str) -> Owner {
     .await;
     assert_eq!(me["user"]["email"], owner.email, "{}: {me}", target.name);
     owner
+}
+
+/// The console's pages and its script are served, its sign-in sets the session cookie,
+/// the cookie passes forward-auth, and sign-out ends the session.
+async fn the_console_signs_a_browser_in_and_out(target: &Target, owner: &Owner) {
+    let console = |path: &str| format!("{}/console{path}", target.base_url);
+    let page = target.client.get(console("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "{}", target.name);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<form method=\"post\" action=\"/console/sign-in\">")
+    );
+    let script = target.client.get(console("/app.js")).send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK, "{}", target.name);
+
+    let signed_in = target
+        .client
+        .post(console("/sign-in"))
+        .form(&[
+            ("tenant", owner.slug.as_str()),
+            ("email", owner.email.as_str()),
+            ("password", PASSWORD),
+            ("return_to", "/console"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER, "{}", target.name);
+    let cookies: Vec<String> = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(cookies.len(), 2, "{}: {cookies:?}", target.name);
+    let cookie = cookies.join("; ");
+    let csrf = cookies
+        .iter()
+        .find_map(|pair| pair.strip_prefix("tollgate_csrf="))
+        .unwrap()
+        .to_owned();
+
+    let verified = target
+        .request(Method::GET, "auth/verify")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), StatusCode::OK, "{}", target.name);
+    let home = target
+        .client
+        .get(console(""))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        home.text().await.unwrap().contains(&csrf),
+        "{}",
+        target.name
+    );
+
+    let signed_out = target
+        .client
+        .post(console("/sign-out"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_out.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        target.name
+    );
+    let refused = target
+        .request(Method::GET, "auth/verify")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        target.name
+    );
 }
 
 async fn refresh_rotates_the_pair(target: &Target, owner: &Owner) {

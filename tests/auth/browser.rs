@@ -289,3 +289,213 @@ async fn signing_out_ends_the_session_and_clears_the_cookies() {
         .unwrap();
     assert_eq!(home.status(), StatusCode::SEE_OTHER);
 }
+
+/// The path and query of a mailed link, which must lead to the console under the public URL.
+fn console_link(link: &str, page: &str) -> String {
+    let path = link
+        .strip_prefix(PUBLIC_URL)
+        .unwrap_or_else(|| panic!("{link} is not under {PUBLIC_URL}"));
+    assert!(
+        path.starts_with(&format!("/console/{page}?token=")),
+        "{link}"
+    );
+    path.trim_start_matches("/console").to_owned()
+}
+
+async fn mailed_link(app: &TestApp, recipient: &str, template: &str) -> String {
+    app.mailbox(recipient)
+        .await
+        .into_iter()
+        .rev()
+        .find(|(kind, _)| kind == template)
+        .unwrap_or_else(|| panic!("no {template} mail to {recipient}"))
+        .1["link"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+    console(app, Method::POST, path)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signing_up_in_the_console_creates_the_organisation_and_signs_the_browser_in() {
+    let app = app().await;
+    let form = |slug: &'static str| {
+        [
+            ("tenant_name", "Initech"),
+            ("tenant_slug", slug),
+            ("name", "Peter"),
+            ("email", "peter@initech.test"),
+            ("password", "correct horse battery staple"),
+        ]
+    };
+
+    let refused = post_form(&app, "/sign-up", &form("Not A Slug!")).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(
+        html.contains("value=\"Initech\""),
+        "the fields are kept: {html}"
+    );
+    let tenants = app
+        .query(
+            "SELECT COUNT(*) FROM tenants WHERE name = 'Initech'",
+            vec![],
+        )
+        .await;
+    assert_eq!(tenants[0][0], 0, "a refused sign-up creates nothing");
+
+    let created = post_form(&app, "/sign-up", &form("initech")).await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header(&created, "location").unwrap(), "/console");
+    let (_, sent) = cookies(&created);
+    let home = console(&app, Method::GET, "")
+        .header("cookie", &sent)
+        .send()
+        .await
+        .unwrap();
+    let html = home.text().await.unwrap();
+    assert!(html.contains("<strong>initech</strong> (owner)"), "{html}");
+}
+
+#[tokio::test]
+async fn a_mailed_invitation_opens_the_console_and_the_invitee_joins_signed_in() {
+    let app = app().await;
+    let owner = app.register("acme").await;
+    let invited = app
+        .post(
+            "invitations",
+            &owner.access_token,
+            &json!({ "email": "new@acme.test", "role": "member" }),
+        )
+        .await;
+    expect_status(invited, StatusCode::CREATED).await;
+    let link = console_link(
+        &mailed_link(&app, "new@acme.test", "invitation").await,
+        "accept-invitation",
+    );
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    let page = console(&app, Method::GET, &link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(&format!("value=\"{token}\""))
+    );
+
+    let short = post_form(
+        &app,
+        "/accept-invitation",
+        &[("token", &token), ("name", "New"), ("password", "short")],
+    )
+    .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let joined = post_form(
+        &app,
+        "/accept-invitation",
+        &[
+            ("token", &token),
+            ("name", "New"),
+            ("password", "a long enough password"),
+        ],
+    )
+    .await;
+    assert_eq!(joined.status(), StatusCode::SEE_OTHER);
+    let (_, sent) = cookies(&joined);
+    let me = app
+        .request(Method::GET, "auth/me")
+        .header("cookie", &sent)
+        .send()
+        .await
+        .unwrap();
+    let me = expect_status(me, StatusCode::OK).await;
+    assert_eq!(me["user"]["email"], "new@acme.test");
+    assert_eq!(me["role"], "member");
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_chosen_again_from_the_mailed_link() {
+    let app = app().await;
+    let owner = app.register("acme").await;
+
+    let asked = post_form(
+        &app,
+        "/forgot-password",
+        &[("tenant", "acme"), ("email", &owner.email)],
+    )
+    .await;
+    assert_eq!(asked.status(), StatusCode::OK);
+    assert!(asked.text().await.unwrap().contains("Check your mail"));
+    let link = console_link(
+        &mailed_link(&app, &owner.email, "password_reset").await,
+        "reset-password",
+    );
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    let changed = post_form(
+        &app,
+        "/reset-password",
+        &[("token", &token), ("password", "an entirely new password")],
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert!(changed.text().await.unwrap().contains("Password changed"));
+
+    let renewed = TestUser {
+        password: "an entirely new password".into(),
+        ..owner
+    };
+    assert_eq!(
+        sign_in(&app, &renewed, "/console").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let reused = post_form(
+        &app,
+        "/reset-password",
+        &[("token", &token), ("password", "yet another new password")],
+    )
+    .await;
+    assert!(reused.status().is_client_error(), "a link works once");
+}
+
+#[tokio::test]
+async fn an_email_address_is_verified_from_the_mailed_link_by_a_button() {
+    let app = app().await;
+    let owner = app.register("acme").await;
+    let link = console_link(
+        &mailed_link(&app, &owner.email, "verify_email").await,
+        "verify-email",
+    );
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    let page = console(&app, Method::GET, &link).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("Verify my address"));
+    let me = expect_status(
+        app.get("auth/me", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        me["user"]["email_verified"], false,
+        "opening the link changes nothing"
+    );
+
+    let verified = post_form(&app, "/verify-email", &[("token", &token)]).await;
+    assert_eq!(verified.status(), StatusCode::OK);
+    let me = expect_status(
+        app.get("auth/me", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(me["user"]["email_verified"], true);
+}

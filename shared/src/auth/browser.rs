@@ -172,6 +172,41 @@ pub async fn sign_in(
     ])
 }
 
+/// The `Set-Cookie` values for the session an access token of the API names (a sign-up or
+/// an accepted invitation opens one): the browser carries the same session, for as long as
+/// a refresh token would.
+pub fn cookies_for_access_token(env: &Env, access_token: &str) -> ApiResult<Vec<String>> {
+    let now = env.now();
+    let claims = jwt::verify(&env.config, access_token, now)
+        .map_err(|_| ApiError::internal().caused_by("a token just issued does not verify"))?;
+    let lifetime = env.config.refresh_token_ttl;
+    let session = Claims::new(
+        &claims.sub,
+        &claims.tid,
+        &claims.role,
+        &claims.sid,
+        claims.scope.clone(),
+        now,
+        lifetime,
+    );
+    Ok(vec![
+        set_cookie(
+            &env.config,
+            SESSION_COOKIE,
+            &jwt::sign(&env.config, &session),
+            lifetime,
+            true,
+        ),
+        set_cookie(
+            &env.config,
+            CSRF_COOKIE,
+            &csrf_token(&env.config, &claims.sid),
+            lifetime,
+            false,
+        ),
+    ])
+}
+
 /// Signs the browser out: ends the cookie's session when `csrf` is its token, and answers
 /// the `Set-Cookie` values that clear the cookies either way.
 pub async fn sign_out(

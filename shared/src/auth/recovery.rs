@@ -72,7 +72,7 @@ pub async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Respo
     );
     let payload = json!({
         "token": token,
-        "link": format!("{}/reset-password?token={token}", env.config.public_url),
+        "link": format!("{}/console/reset-password?token={token}", env.config.public_url),
     });
     statements.push(
         tenant

@@ -5,6 +5,9 @@
 //! - `GET /console/sign-in?return_to=…`: the sign-in form. `POST` signs in and sends the
 //!   browser back where it was going (a URL forward-auth vouched for, checked again).
 //! - `POST /console/sign-out`: ends the session (the form carries its CSRF token).
+//! - `/console/sign-up`, `/console/accept-invitation?token=…`, `/console/forgot-password`,
+//!   `/console/reset-password?token=…`, `/console/verify-email?token=…` ([`account`]): the
+//!   pages the emails link to, each posting to the API's own handler.
 //! - `GET /console`: the signed-in console (or the sign-in page): a shell whose script
 //!   (`/console/app.js`) fills each panel with one call of the API, made with the session
 //!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day),
@@ -14,6 +17,8 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
+
+mod account;
 
 use crate::{
     ApiError, Env,
@@ -35,6 +40,29 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
         )),
         (Method::POST, "/sign-in") => sign_in(env, request).await,
         (Method::POST, "/sign-out") => sign_out(env, request).await,
+        (Method::GET, "/sign-up") => Ok(account::sign_up_page(StatusCode::OK, &[], None)),
+        (Method::POST, "/sign-up") => account::sign_up(env, request).await,
+        (Method::GET, "/accept-invitation") => Ok(account::invitation_page(
+            StatusCode::OK,
+            &request.query_param("token").unwrap_or_default(),
+            "",
+            None,
+        )),
+        (Method::POST, "/accept-invitation") => account::accept_invitation(env, request).await,
+        (Method::GET, "/forgot-password") => Ok(account::forgot_page(StatusCode::OK, "", "", None)),
+        (Method::POST, "/forgot-password") => account::forgot_password(env, request).await,
+        (Method::GET, "/reset-password") => Ok(account::reset_page(
+            StatusCode::OK,
+            &request.query_param("token").unwrap_or_default(),
+            None,
+        )),
+        (Method::POST, "/reset-password") => account::reset_password(env, request).await,
+        (Method::GET, "/verify-email") => Ok(account::verify_page(
+            StatusCode::OK,
+            &request.query_param("token").unwrap_or_default(),
+            None,
+        )),
+        (Method::POST, "/verify-email") => account::verify_email(env, request).await,
         (Method::GET, "/app.js") => Ok(script()),
         _ => Ok(page(
             StatusCode::NOT_FOUND,
@@ -53,7 +81,7 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
 }
 
 /// The fields of a form body (`application/x-www-form-urlencoded`).
-fn form(request: &ApiRequest) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn form(request: &ApiRequest) -> ApiResult<Vec<(String, String)>> {
     let content_type = request.header("content-type").unwrap_or_default();
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::new(
@@ -67,7 +95,7 @@ fn form(request: &ApiRequest) -> ApiResult<Vec<(String, String)>> {
         .collect())
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(key, _)| key == name)
@@ -145,29 +173,121 @@ fn sign_in_page(
     email: &str,
     problem: Option<&str>,
 ) -> Response {
+    let inputs = [
+        Input::text("tenant", "Organisation", tenant, "organization").optional(),
+        Input::text("email", "Email", email, "username").typed("email"),
+        Input::password("password", "Password", "current-password"),
+    ];
+    form_page(
+        status,
+        "Sign in",
+        "/console/sign-in",
+        &inputs,
+        &[("return_to", return_to)],
+        "Sign in",
+        problem,
+        "<p><a href=\"/console/forgot-password\">Forgot your password?</a> · \
+         <a href=\"/console/sign-up\">Create an organisation</a></p>",
+    )
+}
+
+/// One field of a form.
+pub(crate) struct Input<'a> {
+    name: &'a str,
+    label: &'a str,
+    kind: &'a str,
+    value: &'a str,
+    autocomplete: &'a str,
+    required: bool,
+}
+
+impl<'a> Input<'a> {
+    pub(crate) fn text(
+        name: &'a str,
+        label: &'a str,
+        value: &'a str,
+        autocomplete: &'a str,
+    ) -> Self {
+        Input {
+            name,
+            label,
+            kind: "text",
+            value,
+            autocomplete,
+            required: true,
+        }
+    }
+
+    /// A password field, never filled back in.
+    pub(crate) fn password(name: &'a str, label: &'a str, autocomplete: &'a str) -> Self {
+        Input {
+            kind: "password",
+            ..Input::text(name, label, "", autocomplete)
+        }
+    }
+
+    pub(crate) fn typed(self, kind: &'a str) -> Self {
+        Input { kind, ..self }
+    }
+
+    pub(crate) fn optional(self) -> Self {
+        Input {
+            required: false,
+            ..self
+        }
+    }
+
+    fn html(&self) -> String {
+        format!(
+            "<label for=\"{name}\">{label}</label>\n<input id=\"{name}\" name=\"{name}\" type=\"{kind}\" value=\"{value}\" autocomplete=\"{autocomplete}\"{required}>",
+            name = escape(self.name),
+            label = escape(self.label),
+            kind = escape(self.kind),
+            value = escape(self.value),
+            autocomplete = escape(self.autocomplete),
+            required = if self.required { " required" } else { "" },
+        )
+    }
+}
+
+/// A page with one form posting to `action`: its problem first (an API error's message),
+/// then the fields, the hidden values, the button, and `after` (links, as HTML).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn form_page(
+    status: StatusCode,
+    title: &str,
+    action: &str,
+    inputs: &[Input<'_>],
+    hidden: &[(&str, &str)],
+    submit: &str,
+    problem: Option<&str>,
+    after: &str,
+) -> Response {
     let alert = problem
         .map(|message| format!("<p role=\"alert\" class=\"alert\">{}</p>", escape(message)))
         .unwrap_or_default();
+    let hidden: String = hidden
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let inputs: Vec<String> = inputs.iter().map(Input::html).collect();
     let body = format!(
-        "{alert}<form method=\"post\" action=\"/console/sign-in\">
-  <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">
-  <label for=\"tenant\">Organisation</label>
-  <input id=\"tenant\" name=\"tenant\" value=\"{tenant}\" autocomplete=\"organization\" placeholder=\"the name in your address, if it has none\">
-  <label for=\"email\">Email</label>
-  <input id=\"email\" name=\"email\" type=\"email\" value=\"{email}\" autocomplete=\"username\" required>
-  <label for=\"password\">Password</label>
-  <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>
-  <button type=\"submit\">Sign in</button>
-</form>",
-        return_to = escape(return_to),
-        tenant = escape(tenant),
-        email = escape(email),
+        "{alert}<form method=\"post\" action=\"{action}\">\n{hidden}{inputs}\n<button type=\"submit\">{submit}</button>\n</form>\n{after}",
+        action = escape(action),
+        inputs = inputs.join("\n"),
+        submit = escape(submit),
     );
-    page(status, "Sign in", &body)
+    page(status, title, &body)
 }
 
 /// A whole page: small, readable on a phone, no script, nothing loaded from elsewhere.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\">
@@ -211,7 +331,7 @@ button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;c
 }
 
 /// 303 to `location`, setting `cookies`.
-fn see_other(location: &str, cookies: &[String]) -> Response {
+pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
     let mut response = http::Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
@@ -225,7 +345,7 @@ fn see_other(location: &str, cookies: &[String]) -> Response {
 }
 
 /// Text made safe inside HTML text and attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {

@@ -108,7 +108,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
                     "token": token,
                     "tenant": principal.tenant_slug,
                     "role": role,
-                    "link": format!("{}/accept-invitation?token={token}", env.config.public_url),
+                    "link": format!("{}/console/accept-invitation?token={token}", env.config.public_url),
                 }),
                 now,
             )

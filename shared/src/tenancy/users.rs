@@ -54,7 +54,7 @@ pub fn verification_mail(
             mail::TEMPLATE_VERIFY_EMAIL,
             &json!({
                 "token": token,
-                "link": format!("{}/verify-email?token={token}", env.config.public_url),
+                "link": format!("{}/console/verify-email?token={token}", env.config.public_url),
             }),
             now,
         )

@@ -289,7 +289,108 @@ async function jobs() {
   await refresh();
 }
 
-const pages = { overview, keys, users, workers, jobs };
+async function credits() {
+  const account = isAdmin ? "pool" : "user";
+  const ledger = el("div", {});
+  const load = async () => {
+    try {
+      const page = await api("GET", `credits/ledger?account=${account}&limit=50`);
+      ledger.replaceChildren(scrolling(el("table", { id: "ledger" },
+        el("thead", {}, el("tr", {}, ...["When", "Movement", "Credits", "Reason"].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((entry) => el("tr", { "data-kind": entry.kind },
+          el("td", {}, entry.created_at), el("td", {}, entry.kind),
+          el("td", { class: "amount" }, entry.amount > 0 ? `+${entry.amount}` : entry.amount),
+          el("td", {}, entry.reason || entry.model || "")))))));
+    } catch (error) {
+      ledger.replaceChildren(failure(error));
+    }
+  };
+  const panels = [panel(isAdmin ? "The organisation's ledger" : "Your ledger", ledger)];
+  if (isAdmin) panels.unshift(await settingsPanel());
+  view.replaceChildren(el("h1", {}, "Credits"), ...panels);
+  await load();
+}
+
+async function settingsPanel() {
+  let pool;
+  try {
+    pool = (await api("GET", "credits")).pool;
+  } catch (error) {
+    return panel("Alerts and top-up", failure(error));
+  }
+  const saved = el("div", { "aria-live": "polite" });
+  const topup = pool.auto_topup;
+  const form = el("form", { id: "credit-settings" },
+    el("label", { for: "thresholds" }, "Alert at these percentages used"),
+    el("input", { id: "thresholds", name: "thresholds", value: pool.alert_thresholds.join(" ") }),
+    el("label", { for: "topup-enabled" }, el("input", { id: "topup-enabled", name: "enabled", type: "checkbox", ...(topup.enabled ? { checked: "" } : {}) }), " Top up automatically"),
+    el("label", { for: "topup-threshold" }, "When credits remaining fall to"),
+    el("input", { id: "topup-threshold", name: "threshold", type: "number", min: "0", value: topup.threshold }),
+    el("label", { for: "topup-amount" }, "Buy this many credits"),
+    el("input", { id: "topup-amount", name: "amount", type: "number", min: "0", value: topup.amount }),
+    el("label", { for: "topup-max" }, "At most this many times a month"),
+    el("input", { id: "topup-max", name: "max", type: "number", min: "0", value: topup.max_per_month }),
+    el("button", { type: "submit" }, "Save"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("PUT", "credits/settings", {
+        alert_thresholds: form.thresholds.value.split(/[\s,]+/).filter(Boolean).map(Number),
+        auto_topup: {
+          enabled: form.enabled.checked,
+          threshold: Number(form.threshold.value),
+          amount: Number(form.amount.value),
+          max_per_month: Number(form.max.value),
+        },
+      });
+      saved.replaceChildren(el("p", { role: "status" }, "Saved."));
+    } catch (error) {
+      saved.replaceChildren(failure(error));
+    }
+  });
+  return panel("Alerts and top-up", form, saved);
+}
+
+async function audit() {
+  if (!isAdmin) return adminOnly("Audit log");
+  const entries = el("div", {});
+  const verdict = el("div", { "aria-live": "polite" });
+  const filters = el("form", { id: "audit-filters" },
+    el("label", { for: "audit-action" }, "Action (or category.*)"),
+    el("input", { id: "audit-action", name: "action", placeholder: "auth.*" }),
+    el("button", { type: "submit" }, "Filter"));
+  const load = async () => {
+    const action = filters.action.value.trim();
+    const query = action ? `&action=${encodeURIComponent(action)}` : "";
+    try {
+      const page = await api("GET", `audit-logs?limit=50${query}`);
+      entries.replaceChildren(scrolling(el("table", { id: "audit" },
+        el("thead", {}, el("tr", {}, ...["When", "Action", "Actor", "Target", "Address"].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((entry) => el("tr", { "data-action": entry.action },
+          el("td", {}, entry.created_at), el("td", {}, entry.action),
+          el("td", {}, `${entry.actor.type}${entry.actor.id ? " " + entry.actor.id.slice(-8) : ""}`),
+          el("td", {}, entry.target ? `${entry.target.type} ${String(entry.target.id || "").slice(-8)}` : ""),
+          el("td", {}, entry.ip || "")))))));
+    } catch (error) {
+      entries.replaceChildren(failure(error));
+    }
+  };
+  filters.addEventListener("submit", (event) => { event.preventDefault(); load(); });
+  const check = el("button", { type: "button", onclick: async () => {
+    try {
+      const result = await api("GET", "audit-logs/verify");
+      verdict.replaceChildren(el("p", { role: "status", id: "audit-verdict" }, result.valid
+        ? `The log is intact: ${result.entries_checked} entries checked.`
+        : `The log is broken at entry ${result.first_broken.sequence} (${result.first_broken.reason}).`));
+    } catch (error) {
+      verdict.replaceChildren(failure(error));
+    }
+  } }, "Verify the log");
+  view.replaceChildren(el("h1", {}, "Audit log"), panel("Entries", filters, entries), panel("Tamper check", check, verdict));
+  await load();
+}
+
+const pages = { overview, jobs, credits, keys, users, workers, audit };
 
 async function show() {
   clearTimeout(jobsTimer);

@@ -1,6 +1,7 @@
 """A person at a browser: opens a service behind Traefik, is sent to Tollgate's sign-in page,
 signs in, lands back on the service's page whose WebSocket answers, sees the console's
 overview (credits, usage and its chart), creates an API key (shown once) and revokes it,
+reads the ledger and sets the alert thresholds, filters and verifies the audit log,
 invites a person, moves a bot to another worker, watches a job progress to done while it
 plays the job's runner, signs out, and is sent to sign in again. Then a member signs in and
 finds no admin pages. Driven by Playwright with Debian's Chromium; every wait is
@@ -82,19 +83,34 @@ with sync_playwright() as playwright:
     row.get_by_role("button", name="Revoke from the browser").click()
     expect(page.locator('tr[data-key="from the browser"] .state')).to_have_text("revoked")
 
+    page.get_by_role("link", name="Credits").click()
+    expect(page.locator('#ledger tr[data-kind="grant"]')).to_contain_text("+5000")
+    page.get_by_label("Alert at these percentages used").fill("50 90 100")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    page.screenshot(path=shots / "6-credits.png", full_page=True)
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action (or category.*)").fill("auth.*")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator('#audit tr[data-action="auth.login"]').first).to_be_visible()
+    page.get_by_role("button", name="Verify the log").click()
+    expect(page.locator("#audit-verdict")).to_contain_text("The log is intact")
+    page.screenshot(path=shots / "7-audit.png", full_page=True)
+
     page.get_by_role("link", name="People").click()
     page.get_by_label("Email", exact=True).fill("new.person@acme.test")
     page.get_by_label("Role").select_option("viewer")
     page.get_by_role("button", name="Invite").click()
     expect(page.locator('#invitations tr[data-email="new.person@acme.test"]')).to_contain_text("viewer")
-    page.screenshot(path=shots / "6-people.png", full_page=True)
+    page.screenshot(path=shots / "8-people.png", full_page=True)
 
     page.get_by_role("link", name="Workers").click()
     bot = page.locator(f'tr[data-bot="{args["bot"]}"]')
     expect(bot.locator(".state")).to_have_text(args["default_worker"])
     bot.get_by_label(f'Worker of {args["bot"]}').select_option(label=args["other_worker"])
     expect(bot.locator(".state")).to_have_text(args["other_worker"])
-    page.screenshot(path=shots / "7-workers.png", full_page=True)
+    page.screenshot(path=shots / "9-workers.png", full_page=True)
 
     page.get_by_role("link", name="Jobs").click()
     job = page.locator(f'tr[data-job="{args["job_id"]}"]')
@@ -105,7 +121,7 @@ with sync_playwright() as playwright:
            {"lease_id": claimed["lease_id"], "progress": 40, "current_node": "3"})
     expect(job.locator(".status")).to_have_text("running")
     expect(job).to_contain_text("40%")
-    page.screenshot(path=shots / "8-job-running.png", full_page=True)
+    page.screenshot(path=shots / "10-job-running.png", full_page=True)
     runner(f"runner/jobs/{claimed['job_id']}/finish",
            {"lease_id": claimed["lease_id"], "status": "succeeded", "gpu_seconds": 12,
             "outputs": [{"filename": "out_00001_.png", "type": "output"}]})
@@ -129,9 +145,10 @@ with sync_playwright() as playwright:
     expect(member.get_by_role("link", name="Jobs")).to_be_visible()
     expect(member.get_by_role("link", name="People")).to_have_count(0)
     expect(member.get_by_role("link", name="Workers")).to_have_count(0)
+    expect(member.get_by_role("link", name="Audit log")).to_have_count(0)
     member.goto(args["console"] + "#users")
     expect(member.get_by_role("alert")).to_contain_text("owners and admins")
-    member.screenshot(path=shots / "9-member-no-admin.png", full_page=True)
+    member.screenshot(path=shots / "11-member-no-admin.png", full_page=True)
     browser.close()
 
 print("browser: signed in through the proxy, used the page and its socket, the overview and the keys, signed out")

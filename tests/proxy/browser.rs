@@ -3,6 +3,8 @@
 //! configuration without a session, is sent to Tollgate's sign-in page, signs in (a wrong
 //! password first), comes back to the service's page, whose WebSocket passes the same
 //! forward-auth, and in the console sees the overview, creates and revokes an API key,
+//! reads the ledger and sets alert thresholds, adds a webhook endpoint (the service answers
+//! its deliveries) and sends it a test, filters and verifies the audit log,
 //! invites a person, moves a bot to another worker and watches a job (run by a runner the
 //! script plays) progress to done; then signs out and is sent to sign in again. A member
 //! finds no admin pages. A script's API key goes straight through. Screenshots
@@ -222,6 +224,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         "job_id": job["id"],
         "api": format!("http://127.0.0.1:{port}/api/v1/"),
         "runner_token": runner["token"],
+        "webhook_url": format!("http://{service}/hooks"),
         "screenshots": screenshots,
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy/browser/sign_in.py");

@@ -390,7 +390,77 @@ async function audit() {
   await load();
 }
 
-const pages = { overview, jobs, credits, keys, users, workers, audit };
+async function webhooks() {
+  if (!isAdmin) return adminOnly("Webhooks");
+  const shown = el("div", { "aria-live": "polite" });
+  const endpoints = el("div", {});
+  const deliveries = el("div", { id: "deliveries", "aria-live": "polite" });
+  const form = el("form", { id: "new-endpoint" },
+    el("label", { for: "endpoint-url" }, "URL"),
+    el("input", { id: "endpoint-url", name: "url", type: "url", required: "", placeholder: "https://example.com/hooks/tollgate" }),
+    el("label", { for: "endpoint-events" }, "Events (space-separated; group.* or *)"),
+    el("input", { id: "endpoint-events", name: "events", value: "*" }),
+    el("button", { type: "submit" }, "Add endpoint"));
+  const showDeliveries = async (endpoint) => {
+    try {
+      const page = await api("GET", `webhooks/endpoints/${endpoint.id}/deliveries?limit=20`);
+      deliveries.replaceChildren(el("h3", {}, `Deliveries to ${endpoint.url}`), scrolling(el("table", {},
+        el("thead", {}, el("tr", {}, ...["Event", "Status", "Attempts", "Last answer", ""].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((delivery) => el("tr", { "data-event": delivery.event_type },
+          el("td", {}, delivery.event_type), el("td", { class: "status" }, delivery.status),
+          el("td", {}, delivery.attempt_count),
+          el("td", {}, delivery.last_status_code || delivery.last_error || ""),
+          el("td", {}, el("button", { type: "button", class: "secondary", onclick: async () => {
+            await api("POST", `webhooks/deliveries/${delivery.id}/redeliver`);
+            await showDeliveries(endpoint);
+          } }, "Redeliver"))))))));
+    } catch (error) {
+      deliveries.replaceChildren(failure(error));
+    }
+  };
+  const load = async () => {
+    try {
+      const page = await api("GET", "webhooks/endpoints");
+      endpoints.replaceChildren(scrolling(el("table", { id: "endpoints" },
+        el("thead", {}, el("tr", {}, ...["URL", "Events", "State", ""].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((endpoint) => el("tr", { "data-url": endpoint.url },
+          el("td", {}, endpoint.url), el("td", {}, endpoint.event_types.join(" ")),
+          el("td", {}, endpoint.enabled ? "enabled" : `disabled${endpoint.disabled_reason ? ": " + endpoint.disabled_reason : ""}`),
+          el("td", {},
+            el("button", { type: "button", class: "secondary", onclick: async () => {
+              try {
+                await api("POST", `webhooks/endpoints/${endpoint.id}/test`);
+              } catch (error) {
+                deliveries.replaceChildren(failure(error));
+              }
+              await showDeliveries(endpoint);
+            } }, "Send a test"), " ",
+            el("button", { type: "button", class: "secondary", onclick: () => showDeliveries(endpoint) }, "Deliveries"))))))));
+    } catch (error) {
+      endpoints.replaceChildren(failure(error));
+    }
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const created = await api("POST", "webhooks/endpoints", {
+        url: form.url.value,
+        event_types: form.events.value.split(/\s+/).filter(Boolean),
+      });
+      shown.replaceChildren(el("p", {}, "The signing secret, shown once:"),
+        el("output", { class: "secret", id: "endpoint-secret" }, created.secret));
+      form.reset();
+      await load();
+    } catch (error) {
+      shown.replaceChildren(failure(error));
+    }
+  });
+  view.replaceChildren(el("h1", {}, "Webhooks"), panel("New endpoint", form, shown),
+    panel("Endpoints", endpoints, deliveries));
+  await load();
+}
+
+const pages = { overview, jobs, credits, keys, users, workers, webhooks, audit };
 
 async function show() {
   clearTimeout(jobsTimer);

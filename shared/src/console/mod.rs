@@ -14,8 +14,9 @@
 //!   `#jobs` (recent jobs, refreshed while one runs), `#credits` (the ledger, and for owners
 //!   and admins the alert thresholds and auto top-up), `#keys` (API keys: create, the
 //!   secret shown once, revoke), and for owners and admins `#users` (members and
-//!   invitations), `#workers` (worker pools, and moving a bot to another) and `#audit` (the
-//!   log with a filter, and its tamper check).
+//!   invitations), `#workers` (worker pools, and moving a bot to another), `#webhooks`
+//!   (endpoints, the secret shown once, a test message, the delivery log and redelivery)
+//!   and `#audit` (the log with a filter, and its tamper check).
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
@@ -144,7 +145,7 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let csrf = browser::csrf_token(&env.config, session_id);
     let body = format!(
         "<header><p>Signed in to <strong>{tenant}</strong> ({role}).</p>
-<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#audit\" data-admin>Audit log</a></nav>
+<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#webhooks\" data-admin>Webhooks</a> <a href=\"#audit\" data-admin>Audit log</a></nav>
 <form method=\"post\" action=\"/console/sign-out\">
   <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
   <button type=\"submit\" class=\"secondary\">Sign out</button>

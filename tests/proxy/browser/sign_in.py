@@ -1,7 +1,8 @@
 """A person at a browser: opens a service behind Traefik, is sent to Tollgate's sign-in page,
 signs in, lands back on the service's page whose WebSocket answers, sees the console's
 overview (credits, usage and its chart), creates an API key (shown once) and revokes it,
-reads the ledger and sets the alert thresholds, filters and verifies the audit log,
+reads the ledger and sets the alert thresholds, adds a webhook endpoint and sends it a test
+(and again), filters and verifies the audit log,
 invites a person, moves a bot to another worker, watches a job progress to done while it
 plays the job's runner, signs out, and is sent to sign in again. Then a member signs in and
 finds no admin pages. Driven by Playwright with Debian's Chromium; every wait is
@@ -10,6 +11,7 @@ bounded by Playwright's timeout. Screenshots of each page go to the directory gi
 Usage: python sign_in.py '<json>' with keys chromium, service, console, tenant, email,
 password, user_id, pool_credits (as the page writes them), member_email, member_password,
 bot, default_worker, other_worker, job_id, api (the API's base through the proxy),
+webhook_url (a receiver that answers 200),
 runner_token, screenshots.
 """
 
@@ -90,6 +92,18 @@ with sync_playwright() as playwright:
     expect(page.get_by_role("status")).to_have_text("Saved.")
     page.screenshot(path=shots / "6-credits.png", full_page=True)
 
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL").fill(args["webhook_url"])
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.locator("#endpoint-secret")).to_contain_text("whsec_")
+    endpoint = page.locator(f'#endpoints tr[data-url="{args["webhook_url"]}"]')
+    endpoint.get_by_role("button", name="Send a test").click()
+    delivery = page.locator('#deliveries tr[data-event="webhook.test"]')
+    expect(delivery.locator(".status")).to_have_text("succeeded")
+    delivery.get_by_role("button", name="Redeliver").click()
+    expect(page.locator('#deliveries tr[data-event="webhook.test"]')).to_contain_text("200")
+    page.screenshot(path=shots / "8-webhooks.png", full_page=True)
+
     page.get_by_role("link", name="Audit log").click()
     page.get_by_label("Action (or category.*)").fill("auth.*")
     page.get_by_role("button", name="Filter").click()
@@ -103,14 +117,14 @@ with sync_playwright() as playwright:
     page.get_by_label("Role").select_option("viewer")
     page.get_by_role("button", name="Invite").click()
     expect(page.locator('#invitations tr[data-email="new.person@acme.test"]')).to_contain_text("viewer")
-    page.screenshot(path=shots / "8-people.png", full_page=True)
+    page.screenshot(path=shots / "9-people.png", full_page=True)
 
     page.get_by_role("link", name="Workers").click()
     bot = page.locator(f'tr[data-bot="{args["bot"]}"]')
     expect(bot.locator(".state")).to_have_text(args["default_worker"])
     bot.get_by_label(f'Worker of {args["bot"]}').select_option(label=args["other_worker"])
     expect(bot.locator(".state")).to_have_text(args["other_worker"])
-    page.screenshot(path=shots / "9-workers.png", full_page=True)
+    page.screenshot(path=shots / "10-workers.png", full_page=True)
 
     page.get_by_role("link", name="Jobs").click()
     job = page.locator(f'tr[data-job="{args["job_id"]}"]')
@@ -121,7 +135,7 @@ with sync_playwright() as playwright:
            {"lease_id": claimed["lease_id"], "progress": 40, "current_node": "3"})
     expect(job.locator(".status")).to_have_text("running")
     expect(job).to_contain_text("40%")
-    page.screenshot(path=shots / "10-job-running.png", full_page=True)
+    page.screenshot(path=shots / "11-job-running.png", full_page=True)
     runner(f"runner/jobs/{claimed['job_id']}/finish",
            {"lease_id": claimed["lease_id"], "status": "succeeded", "gpu_seconds": 12,
             "outputs": [{"filename": "out_00001_.png", "type": "output"}]})
@@ -146,9 +160,10 @@ with sync_playwright() as playwright:
     expect(member.get_by_role("link", name="People")).to_have_count(0)
     expect(member.get_by_role("link", name="Workers")).to_have_count(0)
     expect(member.get_by_role("link", name="Audit log")).to_have_count(0)
+    expect(member.get_by_role("link", name="Webhooks")).to_have_count(0)
     member.goto(args["console"] + "#users")
     expect(member.get_by_role("alert")).to_contain_text("owners and admins")
-    member.screenshot(path=shots / "11-member-no-admin.png", full_page=True)
+    member.screenshot(path=shots / "12-member-no-admin.png", full_page=True)
     browser.close()
 
 print("browser: signed in through the proxy, used the page and its socket, the overview and the keys, signed out")

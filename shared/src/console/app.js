@@ -11,14 +11,21 @@ function csrfToken() {
 async function api(method, path, body) {
   const headers = { "X-CSRF-Token": csrfToken() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api/v1/${path}`, {
+  // Tollgate's own API, or the OpenAI-shaped gateway under /v1/.
+  const url = path.startsWith("/") ? path : `/api/v1/${path}`;
+  const response = await fetch(url, {
     method,
     headers,
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    throw new Error(`unexpected answer from ${url}: ${response.status}`);
+  }
   if (!response.ok) {
     const message = data && data.error ? data.error.message : `${response.status}`;
     throw new Error(message);
@@ -460,7 +467,28 @@ async function webhooks() {
   await load();
 }
 
-const pages = { overview, jobs, credits, keys, users, workers, webhooks, audit };
+async function llm() {
+  const [models, calls] = await Promise.all([
+    api("GET", "/v1/models").then((list) => panel("Models you can call", scrolling(el("table", { id: "models" },
+      el("thead", {}, el("tr", {}, ...["Model", "Served by"].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, list.data.map((model) => el("tr", { "data-model": model.id },
+        el("td", {}, el("code", {}, model.id)), el("td", {}, model.owned_by))))))),
+      (error) => panel("Models you can call", failure(error))),
+    api("GET", "llm/interactions?limit=20").then((page) => panel(isAdmin ? "Recent calls" : "Your recent calls",
+      page.data.length === 0 ? el("p", { id: "calls" }, "No calls yet.") : scrolling(el("table", { id: "calls" },
+        el("thead", {}, el("tr", {}, ...["When", "Model", "Tokens in / out", "Credits", "Status", "Latency"].map((name) => el("th", { scope: "col" }, name)))),
+        el("tbody", {}, page.data.map((call) => el("tr", {},
+          el("td", {}, call.created_at), el("td", {}, call.model),
+          el("td", {}, `${call.prompt_tokens} / ${call.completion_tokens}`), el("td", {}, call.cost),
+          el("td", {}, call.status), el("td", {}, `${call.latency_ms} ms`))))))),
+      (error) => panel("Recent calls", failure(error))),
+  ]);
+  view.replaceChildren(el("h1", {}, "LLM gateway"),
+    el("p", {}, "Call these models with an API key and the OpenAI client, base URL ", el("code", {}, `${location.origin}/v1`), "."),
+    models, calls);
+}
+
+const pages = { overview, jobs, llm, credits, keys, users, workers, webhooks, audit };
 
 async function show() {
   clearTimeout(jobsTimer);

@@ -11,7 +11,8 @@
 //! - `GET /console`: the signed-in console (or the sign-in page): a shell whose script
 //!   (`/console/app.js`) fills each panel with one call of the API, made with the session
 //!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day),
-//!   `#jobs` (recent jobs, refreshed while one runs), `#credits` (the ledger, and for owners
+//!   `#jobs` (recent jobs, refreshed while one runs), `#llm` (the models the caller may call
+//!   through the gateway, and recent calls with tokens, cost and latency), `#credits` (the ledger, and for owners
 //!   and admins the alert thresholds and auto top-up), `#keys` (API keys: create, the
 //!   secret shown once, revoke), and for owners and admins `#users` (members and
 //!   invitations), `#workers` (worker pools, and moving a bot to another), `#webhooks`
@@ -145,7 +146,7 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let csrf = browser::csrf_token(&env.config, session_id);
     let body = format!(
         "<header><p>Signed in to <strong>{tenant}</strong> ({role}).</p>
-<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#webhooks\" data-admin>Webhooks</a> <a href=\"#audit\" data-admin>Audit log</a></nav>
+<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#llm\">LLM</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#webhooks\" data-admin>Webhooks</a> <a href=\"#audit\" data-admin>Audit log</a></nav>
 <form method=\"post\" action=\"/console/sign-out\">
   <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
   <button type=\"submit\" class=\"secondary\">Sign out</button>

@@ -1,7 +1,8 @@
 """A person at a browser: opens a service behind Traefik, is sent to Tollgate's sign-in page,
 signs in, lands back on the service's page whose WebSocket answers, sees the console's
 overview (credits, usage and its chart), creates an API key (shown once) and revokes it,
-reads the ledger and sets the alert thresholds, adds a webhook endpoint and sends it a test
+opens the LLM page (the models it may call, no calls yet), reads the ledger and sets the
+alert thresholds, adds a webhook endpoint and sends it a test
 (and again), filters and verifies the audit log,
 invites a person, moves a bot to another worker, watches a job progress to done while it
 plays the job's runner, signs out, and is sent to sign in again. Then a member signs in and
@@ -84,6 +85,12 @@ with sync_playwright() as playwright:
     page.screenshot(path=shots / "5-api-keys.png", full_page=True)
     row.get_by_role("button", name="Revoke from the browser").click()
     expect(page.locator('tr[data-key="from the browser"] .state')).to_have_text("revoked")
+
+    page.get_by_role("link", name="LLM").click()
+    expect(page.get_by_role("heading", name="LLM gateway")).to_be_visible()
+    expect(page.locator("#calls")).to_have_text("No calls yet.")
+    expect(page.locator("#models")).to_be_visible()
+    page.screenshot(path=shots / "5b-llm.png", full_page=True)
 
     page.get_by_role("link", name="Credits").click()
     expect(page.locator('#ledger tr[data-kind="grant"]')).to_contain_text("+5000")

@@ -5,8 +5,8 @@
 //! forward-auth, and in the console sees the overview, creates and revokes an API key,
 //! reads the ledger and sets alert thresholds, adds a webhook endpoint (the service answers
 //! its deliveries) and sends it a test, filters and verifies the audit log,
-//! invites a person, moves a bot to another worker and watches a job (run by a runner the
-//! script plays) progress to done; then signs out and is sent to sign in again. A member
+//! invites a person, moves a bot to another worker, creates a runner token and watches a
+//! job (run by a runner the script plays with that token) progress to done; then signs out and is sent to sign in again. A member
 //! finds no admin pages. A script's API key goes straight through. Screenshots
 //! of each page are kept in `target/screenshots/` (or `TOLLGATE_SCREENSHOTS`).
 //!
@@ -171,18 +171,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         .find(|worker| worker["default"] == true)
         .unwrap()
         .clone();
-    let runner = created(
-        app.post(
-            &format!(
-                "workers/{}/runner-tokens",
-                default_worker["id"].as_str().unwrap()
-            ),
-            &owner.access_token,
-            &json!({ "name": "gpu-1" }),
-        )
-        .await,
-    )
-    .await;
+
     let service = start_page_and_socket().await;
     let upstreams = Upstreams {
         tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
@@ -223,7 +212,6 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         "other_worker": second["name"],
         "job_id": job["id"],
         "api": format!("http://127.0.0.1:{port}/api/v1/"),
-        "runner_token": runner["token"],
         "webhook_url": format!("http://{service}/hooks"),
         "screenshots": screenshots,
     });

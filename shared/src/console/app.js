@@ -260,10 +260,45 @@ async function workers() {
     });
     return el("tr", { "data-bot": bot.name }, el("td", {}, bot.name), el("td", {}, state), el("td", {}, choose));
   });
+  // A GPU host joins a pool of the organisation's own with a runner token, shown once.
+  const own = pools.data.filter((worker) => !worker.shared);
+  const issued = el("div", { "aria-live": "polite" });
+  const tokenForm = el("form", { id: "new-runner-token" },
+    el("label", { for: "token-worker" }, "Pool"),
+    el("select", { id: "token-worker", name: "worker" },
+      ...own.map((worker) => el("option", { value: worker.id }, worker.name))),
+    el("label", { for: "token-name" }, "GPU host"),
+    el("input", { id: "token-name", name: "host", required: "", placeholder: "gpu-1" }),
+    el("button", { type: "submit" }, "Create runner token"));
+  tokenForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const token = await api("POST", `workers/${tokenForm.worker.value}/runner-tokens`, { name: tokenForm.host.value });
+      issued.replaceChildren(el("p", {}, "Give this token to the gpu-runner (GPU_RUNNER_TOKEN); it is shown once:"),
+        el("output", { class: "secret", id: "runner-token" }, token.token));
+      tokenForm.reset();
+    } catch (error) {
+      issued.replaceChildren(failure(error));
+    }
+  });
+  const poolForm = el("form", { id: "new-pool" },
+    el("label", { for: "pool-name" }, "New pool"),
+    el("input", { id: "pool-name", name: "name", required: "" }),
+    el("button", { type: "submit" }, "Create pool"));
+  poolForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "workers", { name: poolForm.name.value });
+      await workers();
+    } catch (error) {
+      poolForm.append(failure(error));
+    }
+  });
   view.replaceChildren(el("h1", {}, "Workers"),
     panel("Worker pools", scrolling(el("table", {},
       el("thead", {}, el("tr", {}, ...["Name", "Kind", "GPU", "Concurrency"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, workerRows)))),
+      el("tbody", {}, workerRows))), poolForm),
+    panel("Runner tokens", tokenForm, issued),
     panel("Bots", scrolling(el("table", {},
       el("thead", {}, el("tr", {}, ...["Bot", "Runs on", "Move to"].map((name) => el("th", { scope: "col" }, name)))),
       el("tbody", {}, botRows)))));

@@ -15,7 +15,8 @@
 //!   through the gateway, and recent calls with tokens, cost and latency), `#credits` (the ledger, and for owners
 //!   and admins the alert thresholds and auto top-up), `#keys` (API keys: create, the
 //!   secret shown once, revoke), and for owners and admins `#users` (members and
-//!   invitations), `#workers` (worker pools, and moving a bot to another), `#webhooks`
+//!   invitations), `#workers` (worker pools, runner tokens shown once, and moving a bot
+//!   to another), `#webhooks`
 //!   (endpoints, the secret shown once, a test message, the delivery log and redelivery)
 //!   and `#audit` (the log with a filter, and its tamper check).
 
@@ -310,6 +311,7 @@ table{{border-collapse:collapse;width:100%;font-size:.95rem}} th,td{{text-align:
 button.secondary{{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8;margin-top:.5rem}}
 label{{display:block;margin-top:1rem;font-weight:600}}
 input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}}
+select{{font:inherit;padding:.4rem;border:1px solid #888;border-radius:4px}}
 button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;color:#fff;border:0;border-radius:4px}}
 :focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
 .alert{{background:#fee2e2;color:#7f1d1d;padding:.6rem;border-radius:4px}}

@@ -4,16 +4,15 @@ overview (credits, usage and its chart), creates an API key (shown once) and rev
 opens the LLM page (the models it may call, no calls yet), reads the ledger and sets the
 alert thresholds, adds a webhook endpoint and sends it a test
 (and again), filters and verifies the audit log,
-invites a person, moves a bot to another worker, watches a job progress to done while it
-plays the job's runner, signs out, and is sent to sign in again. Then a member signs in and
+invites a person, moves a bot to another worker, creates a runner token (shown once) and
+with it plays the job's runner while it watches the job progress to done, signs out, and is sent to sign in again. Then a member signs in and
 finds no admin pages. Driven by Playwright with Debian's Chromium; every wait is
 bounded by Playwright's timeout. Screenshots of each page go to the directory given.
 
 Usage: python sign_in.py '<json>' with keys chromium, service, console, tenant, email,
 password, user_id, pool_credits (as the page writes them), member_email, member_password,
 bot, default_worker, other_worker, job_id, api (the API's base through the proxy),
-webhook_url (a receiver that answers 200),
-runner_token, screenshots.
+webhook_url (a receiver that answers 200), screenshots.
 """
 
 import json
@@ -30,13 +29,17 @@ shots.mkdir(parents=True, exist_ok=True)
 sign_in_url = re.compile(r"^http://auth\.tollgate\.test:\d+/console/sign-in\?return_to=")
 
 
+runner_token = None
+
+
 def runner(path, body):
-    """What a gpu-runner sends Tollgate: `path` of the API with the runner's token."""
+    """What a gpu-runner sends Tollgate: `path` of the API with the runner token the
+    console issued."""
     request = urllib.request.Request(
         args["api"] + path,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Authorization": "Bearer " + args["runner_token"], "Content-Type": "application/json"},
+        headers={"Authorization": "Bearer " + runner_token, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
@@ -131,6 +134,11 @@ with sync_playwright() as playwright:
     expect(bot.locator(".state")).to_have_text(args["default_worker"])
     bot.get_by_label(f'Worker of {args["bot"]}').select_option(label=args["other_worker"])
     expect(bot.locator(".state")).to_have_text(args["other_worker"])
+    page.get_by_label("Pool", exact=True).select_option(label=args["default_worker"])
+    page.get_by_label("GPU host").fill("gpu-1")
+    page.get_by_role("button", name="Create runner token").click()
+    expect(page.locator("#runner-token")).to_contain_text("tgr_")
+    runner_token = page.locator("#runner-token").inner_text()
     page.screenshot(path=shots / "10-workers.png", full_page=True)
 
     page.get_by_role("link", name="Jobs").click()

@@ -327,7 +327,14 @@ impl Db for LibsqlDb {
             .expect("queue lock")
             .push(Queued { statements, reply });
         {
-            let mut writer = self.inner.writer.lock().await;
+            // Whoever holds the writer commits this batch with its own group: wait for the
+            // answer or for the writer, whichever comes first, so that a batch another
+            // thread committed returns at once instead of waiting for that thread to let go.
+            let mut writer = tokio::select! {
+                biased;
+                answered = &mut answer => return answered.unwrap_or_else(|_| Err(dropped())),
+                writer = self.inner.writer.lock() => writer,
+            };
             // The writer before us may have committed this batch with its own.
             if let Ok(result) = answer.try_recv() {
                 return result;
@@ -340,12 +347,12 @@ impl Db for LibsqlDb {
                 self.commit_group(&mut writer, group).await;
             }
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(DbError::Other(
-                "the batch was dropped before it was committed".into(),
-            ))
-        })
+        answer.await.unwrap_or_else(|_| Err(dropped()))
     }
+}
+
+fn dropped() -> DbError {
+    DbError::Other("the batch was dropped before it was committed".into())
 }
 
 impl LibsqlDb {

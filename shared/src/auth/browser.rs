@@ -31,7 +31,6 @@ use crate::{
     config::Config,
     error::ApiResult,
     ids::new_id,
-    sql,
     tokens::{base64url, hmac_sha256},
 };
 
@@ -149,7 +148,6 @@ pub async fn sign_in(
     statements.extend(sessions::signed_in(&user, request, now));
     env.db.batch(statements).await?;
     crate::audit::try_seal(env, &tenant_id).await;
-    let lifetime = env.config.refresh_token_ttl;
     let claims = Claims::new(
         &user_id,
         &tenant_id,
@@ -157,39 +155,20 @@ pub async fn sign_in(
         &session_id,
         role.scopes().to_string(),
         now,
-        lifetime,
+        0,
     );
-    let token = jwt::sign(&env.config, &claims);
-    Ok(vec![
-        set_cookie(&env.config, SESSION_COOKIE, &token, lifetime, true),
-        set_cookie(
-            &env.config,
-            CSRF_COOKIE,
-            &csrf_token(&env.config, &session_id),
-            lifetime,
-            false,
-        ),
-    ])
+    Ok(session_cookies(env, claims))
 }
 
-/// The `Set-Cookie` values for the session an access token of the API names (a sign-up or
-/// an accepted invitation opens one): the browser carries the same session, for as long as
-/// a refresh token would.
-pub fn cookies_for_access_token(env: &Env, access_token: &str) -> ApiResult<Vec<String>> {
-    let now = env.now();
-    let claims = jwt::verify(&env.config, access_token, now)
-        .map_err(|_| ApiError::internal().caused_by("a token just issued does not verify"))?;
+/// The `Set-Cookie` values that carry the session `claims` name, for as long as a refresh
+/// token would live: its token, and its CSRF token for the page.
+fn session_cookies(env: &Env, claims: Claims) -> Vec<String> {
     let lifetime = env.config.refresh_token_ttl;
-    let session = Claims::new(
-        &claims.sub,
-        &claims.tid,
-        &claims.role,
-        &claims.sid,
-        claims.scope.clone(),
-        now,
-        lifetime,
-    );
-    Ok(vec![
+    let session = Claims {
+        exp: claims.iat + lifetime,
+        ..claims
+    };
+    vec![
         set_cookie(
             &env.config,
             SESSION_COOKIE,
@@ -200,11 +179,21 @@ pub fn cookies_for_access_token(env: &Env, access_token: &str) -> ApiResult<Vec<
         set_cookie(
             &env.config,
             CSRF_COOKIE,
-            &csrf_token(&env.config, &claims.sid),
+            &csrf_token(&env.config, &session.sid),
             lifetime,
             false,
         ),
-    ])
+    ]
+}
+
+/// The `Set-Cookie` values for the session an access token of the API names (a sign-up or
+/// an accepted invitation opens one): the browser carries the same session, for as long as
+/// a refresh token would.
+pub fn cookies_for_access_token(env: &Env, access_token: &str) -> ApiResult<Vec<String>> {
+    let now = env.now();
+    let claims = jwt::verify(&env.config, access_token, now)
+        .map_err(|_| ApiError::internal().caused_by("a token just issued does not verify"))?;
+    Ok(session_cookies(env, Claims { iat: now, ..claims }))
 }
 
 /// Signs the browser out: ends the cookie's session when `csrf` is its token, and answers
@@ -224,13 +213,7 @@ pub async fn sign_out(
         return Err(csrf_refused());
     }
     env.db
-        .execute(sql!(
-            "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?), revoked_reason = COALESCE(revoked_reason, 'logout')
-             WHERE id = ? AND user_id = ?",
-            env.now(),
-            &claims.sid,
-            &claims.sub
-        ))
+        .execute(sessions::end(&claims.sid, env.now()))
         .await?;
     Ok(cleared_cookies(&env.config))
 }

@@ -468,12 +468,11 @@ pub async fn logout(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
         request.json()?
     };
     let now = env.now();
-    let revoke = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?), revoked_reason = COALESCE(revoked_reason, 'logout')";
     if let Some(token) = body.refresh_token {
         let rows = env
             .db
             .execute(sql!(
-                format!("{revoke} WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)"),
+                format!("{END_BY_LOGOUT} WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)"),
                 now,
                 sha256_hex(token.trim())
             ))
@@ -490,8 +489,15 @@ pub async fn logout(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             "an API key has no session to end; revoke the key instead",
         ));
     };
-    env.db
-        .execute(sql!(format!("{revoke} WHERE id = ?"), now, session_id))
-        .await?;
+    env.db.execute(end(session_id, now)).await?;
     Ok(no_content())
+}
+
+/// How a logout ends a session: once, keeping the first end's time and reason.
+const END_BY_LOGOUT: &str = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?), revoked_reason = COALESCE(revoked_reason, 'logout')";
+
+/// The statement that ends session `session_id` at `now`, as a logout does (the API's, or
+/// a browser's sign-out).
+pub(crate) fn end(session_id: &str, now: i64) -> Statement {
+    sql!(format!("{END_BY_LOGOUT} WHERE id = ?"), now, session_id)
 }

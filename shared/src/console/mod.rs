@@ -25,6 +25,7 @@ use http::{Method, StatusCode, header};
 
 mod account;
 
+pub(crate) use crate::api::escape_html as escape;
 use crate::{
     ApiError, Env,
     api::{ApiRequest, Response},
@@ -348,33 +349,4 @@ pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
     response
         .body(Bytes::new())
         .expect("a redirect's parts are valid")
-}
-
-/// Text made safe inside HTML text and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape;
-
-    #[test]
-    fn markup_in_text_stays_text() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-    }
 }

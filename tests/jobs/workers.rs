@@ -720,3 +720,49 @@ async fn tenants_from_before_the_jobs_migration_get_one_default_worker_each() {
         .unwrap();
     assert_eq!(defaults.first().unwrap().get::<i64>("n").unwrap(), 2);
 }
+
+#[tokio::test]
+async fn the_workers_list_shows_each_pools_queue_runners_and_usage_this_month() {
+    let app = spawn_app().await;
+    let owner = free_tenant(&app, "acme").await;
+    let neighbour = free_tenant(&app, "globex").await;
+    let worker = default_worker(&app, &owner).await;
+    let runner = Runner::on(&app, &owner, &worker, "gpu-1").await;
+    for _ in 0..3 {
+        queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+    }
+    // A neighbour's job on its own pool is none of acme's business.
+    queued(&app, &neighbour, json!({ "workflow": sdxl(512, 20) })).await;
+    let claimed = runner.claim(&app, 24576).await.expect("a job");
+    let finished = runner.finish(&app, &claimed, "succeeded", 12).await;
+    expect_status(finished, StatusCode::OK).await;
+    runner.claim(&app, 24576).await.expect("a second job");
+
+    let body = expect_status(
+        app.get("workers", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+
+    let default = &body["data"][0];
+    assert_eq!(default["id"], worker.as_str());
+    assert_eq!(
+        default["activity"],
+        json!({
+            "queued": 1,
+            "running": 1,
+            "runners_online": 1,
+            "jobs_this_month": 3,
+            "gpu_seconds_this_month": 12,
+        })
+    );
+    assert_eq!(body["data"][1]["activity"]["queued"], 0);
+    // A runner silent past the health window is no longer online.
+    app.advance_clock(tollgate::jobs::workers::STALE_AFTER_SECONDS + 1);
+    let later = expect_status(
+        app.get("workers", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(later["data"][0]["activity"]["runners_online"], 0);
+}

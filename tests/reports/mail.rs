@@ -208,3 +208,39 @@ async fn the_outbox_listing_is_for_platform_admins_and_refuses_bad_filters() {
     .await;
     assert_eq!(listed["data"][0]["template"], "verify_email");
 }
+
+#[tokio::test]
+async fn a_branded_tenants_mail_goes_out_under_its_name_and_links_to_its_own_domain() {
+    let provider = Provider::start().await;
+    let app = spawn_report_app(Some(&provider)).await;
+    let owner = app.register("acme").await;
+    let response = app
+        .put(
+            "tenant",
+            &owner.access_token,
+            &json!({
+                "custom_domain": "studio.forge.example",
+                "branding": { "display_name": "Pixel Forge" },
+            }),
+        )
+        .await;
+    expect_status(response, StatusCode::OK).await;
+    forgot_password(&app, &owner).await;
+    let token = app.mailed_token(&owner.email, "password_reset").await;
+
+    app.run_cron().await;
+
+    let sent = provider.sent_to(&owner.email, RESET_SUBJECT);
+    assert_eq!(sent.len(), 1, "{:?}", provider.sent());
+    assert_eq!(
+        sent[0].body["from"],
+        json!({ "email": FROM, "name": "Pixel Forge" })
+    );
+    assert!(
+        sent[0].text().contains(&format!(
+            "://studio.forge.example/console/reset-password?token={token}"
+        )),
+        "{}",
+        sent[0].text()
+    );
+}

@@ -2,6 +2,7 @@
 //! between tenants.
 
 mod api_keys;
+mod branding;
 mod helpers;
 mod invitations;
 mod isolation;

@@ -315,3 +315,46 @@ async fn a_deleted_tenant_stays_deleted() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_platform_admin_finds_tenants_by_slug_name_or_domain() {
+    let app = spawn_app().await;
+    let acme = app.register("acme").await;
+    app.register("globex").await;
+    let response = app
+        .put(
+            "tenant",
+            &acme.access_token,
+            &json!({ "name": "Pixel Forge", "custom_domain": "studio.forge.example" }),
+        )
+        .await;
+    expect_status(response, StatusCode::OK).await;
+    let admin = app.platform_admin("ops@tollgate.test").await;
+
+    for query in ["acm", "PIXEL", "forge.example"] {
+        let found = expect_status(
+            app.get(&format!("admin/tenants?q={query}"), &admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        let slugs: Vec<&str> = found["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tenant| tenant["slug"].as_str().unwrap())
+            .collect();
+        assert_eq!(slugs, ["acme"], "searching {query:?}");
+    }
+    let none = expect_status(
+        app.get("admin/tenants?q=initech", &admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(none["data"], json!([]));
+    expect_error(
+        app.get("admin/tenants?search=acme", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+}

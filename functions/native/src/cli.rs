@@ -285,7 +285,7 @@ async fn admin(env: &Env, command: AdminCommand) -> CliResult {
                 limit: limit.clamp(1, 100),
                 offset: 0,
             };
-            let listing = admin::tenants(env, page).await?;
+            let listing = admin::tenants(env, page, None).await?;
             println!(
                 "{:<40} {:<10} {:<11} {:>5}  ID",
                 "SLUG", "STATUS", "PLAN", "USERS"

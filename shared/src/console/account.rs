@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use serde_json::{Value as Json, json};
 
-use super::{Input, escape, field, form, form_page, page, see_other};
+use super::{Input, Look, escape, field, form, form_page, page, see_other};
 use crate::{
     Env,
     api::{ApiRequest, Response},
@@ -63,8 +63,9 @@ fn new_password_label() -> String {
     )
 }
 
-fn message_page(title: &str, message: &str) -> Response {
+fn message_page(look: &Look, title: &str, message: &str) -> Response {
     page(
+        look,
         StatusCode::OK,
         title,
         &format!(
@@ -75,6 +76,7 @@ fn message_page(title: &str, message: &str) -> Response {
 }
 
 pub(super) fn sign_up_page(
+    look: &Look,
     status: StatusCode,
     fields: &[(String, String)],
     problem: Option<&str>,
@@ -98,6 +100,7 @@ pub(super) fn sign_up_page(
         Input::password("password", &password_label, "new-password"),
     ];
     form_page(
+        look,
         status,
         "Create an organisation",
         "/console/sign-up",
@@ -110,7 +113,7 @@ pub(super) fn sign_up_page(
 }
 
 /// `POST /console/sign-up`: `POST auth/register`, then the browser is signed in.
-pub(super) async fn sign_up(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+pub(super) async fn sign_up(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Response> {
     let fields = form(request)?;
     let body = json!({
         "tenant_name": posted(&fields, "tenant_name"),
@@ -122,6 +125,7 @@ pub(super) async fn sign_up(env: &Env, request: &ApiRequest) -> ApiResult<Respon
     match tenants::register(env, &as_api_request(request, body)).await {
         Ok(response) => signed_in_from(env, &response),
         Err(refused) if refused.status.is_client_error() => Ok(sign_up_page(
+            look,
             refused.status,
             &fields,
             Some(&refused.message),
@@ -131,6 +135,7 @@ pub(super) async fn sign_up(env: &Env, request: &ApiRequest) -> ApiResult<Respon
 }
 
 pub(super) fn invitation_page(
+    look: &Look,
     status: StatusCode,
     token: &str,
     name: &str,
@@ -142,6 +147,7 @@ pub(super) fn invitation_page(
         Input::password("password", &password_label, "new-password"),
     ];
     form_page(
+        look,
         status,
         "Join your organisation",
         "/console/accept-invitation",
@@ -155,13 +161,18 @@ pub(super) fn invitation_page(
 
 /// `POST /console/accept-invitation`: `POST invitations/accept`, then the browser is
 /// signed in as the new member.
-pub(super) async fn accept_invitation(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+pub(super) async fn accept_invitation(
+    env: &Env,
+    request: &ApiRequest,
+    look: &Look,
+) -> ApiResult<Response> {
     let fields = form(request)?;
     let (token, name) = (posted(&fields, "token"), posted(&fields, "name"));
     let body = json!({ "token": token, "name": name, "password": posted(&fields, "password") });
     match invitations::accept(env, &as_api_request(request, body)).await {
         Ok(response) => signed_in_from(env, &response),
         Err(refused) if refused.status.is_client_error() => Ok(invitation_page(
+            look,
             refused.status,
             token,
             name,
@@ -172,6 +183,7 @@ pub(super) async fn accept_invitation(env: &Env, request: &ApiRequest) -> ApiRes
 }
 
 pub(super) fn forgot_page(
+    look: &Look,
     status: StatusCode,
     tenant: &str,
     email: &str,
@@ -182,6 +194,7 @@ pub(super) fn forgot_page(
         Input::text("email", "Email", email, "username").typed("email"),
     ];
     form_page(
+        look,
         status,
         "Forgot your password?",
         "/console/forgot-password",
@@ -195,16 +208,22 @@ pub(super) fn forgot_page(
 
 /// `POST /console/forgot-password`: `POST auth/forgot-password`, which answers alike
 /// whether or not the account exists.
-pub(super) async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+pub(super) async fn forgot_password(
+    env: &Env,
+    request: &ApiRequest,
+    look: &Look,
+) -> ApiResult<Response> {
     let fields = form(request)?;
     let (tenant, email) = (field(&fields, "tenant"), posted(&fields, "email"));
     let body = json!({ "tenant": tenant, "email": email });
     match recovery::forgot_password(env, &as_api_request(request, body)).await {
         Ok(_) => Ok(message_page(
+            look,
             "Check your mail",
             "If this address has an account, a mail with a link to choose a new password is on its way.",
         )),
         Err(refused) if refused.status.is_client_error() => Ok(forgot_page(
+            look,
             refused.status,
             tenant.unwrap_or_default(),
             email,
@@ -214,10 +233,16 @@ pub(super) async fn forgot_password(env: &Env, request: &ApiRequest) -> ApiResul
     }
 }
 
-pub(super) fn reset_page(status: StatusCode, token: &str, problem: Option<&str>) -> Response {
+pub(super) fn reset_page(
+    look: &Look,
+    status: StatusCode,
+    token: &str,
+    problem: Option<&str>,
+) -> Response {
     let password_label = new_password_label();
     let inputs = [Input::password("password", &password_label, "new-password")];
     form_page(
+        look,
         status,
         "Choose a new password",
         "/console/reset-password",
@@ -230,25 +255,39 @@ pub(super) fn reset_page(status: StatusCode, token: &str, problem: Option<&str>)
 }
 
 /// `POST /console/reset-password`: `POST auth/reset-password`, which ends every session.
-pub(super) async fn reset_password(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+pub(super) async fn reset_password(
+    env: &Env,
+    request: &ApiRequest,
+    look: &Look,
+) -> ApiResult<Response> {
     let fields = form(request)?;
     let token = posted(&fields, "token");
     let body = json!({ "token": token, "password": posted(&fields, "password") });
     match recovery::reset_password(env, &as_api_request(request, body)).await {
         Ok(_) => Ok(message_page(
+            look,
             "Password changed",
             "Your password is changed, and every session you had is ended.",
         )),
-        Err(refused) if refused.status.is_client_error() => {
-            Ok(reset_page(refused.status, token, Some(&refused.message)))
-        }
+        Err(refused) if refused.status.is_client_error() => Ok(reset_page(
+            look,
+            refused.status,
+            token,
+            Some(&refused.message),
+        )),
         Err(error) => Err(error),
     }
 }
 
 /// A button, not a link that acts: mail scanners open links, and a GET changes nothing.
-pub(super) fn verify_page(status: StatusCode, token: &str, problem: Option<&str>) -> Response {
+pub(super) fn verify_page(
+    look: &Look,
+    status: StatusCode,
+    token: &str,
+    problem: Option<&str>,
+) -> Response {
     form_page(
+        look,
         status,
         "Verify your email address",
         "/console/verify-email",
@@ -261,17 +300,25 @@ pub(super) fn verify_page(status: StatusCode, token: &str, problem: Option<&str>
 }
 
 /// `POST /console/verify-email`: `POST auth/verify-email`.
-pub(super) async fn verify_email(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+pub(super) async fn verify_email(
+    env: &Env,
+    request: &ApiRequest,
+    look: &Look,
+) -> ApiResult<Response> {
     let fields = form(request)?;
     let token = posted(&fields, "token");
     match recovery::verify_email(env, &as_api_request(request, json!({ "token": token }))).await {
         Ok(_) => Ok(message_page(
+            look,
             "Address verified",
             "Your email address is verified.",
         )),
-        Err(refused) if refused.status.is_client_error() => {
-            Ok(verify_page(refused.status, token, Some(&refused.message)))
-        }
+        Err(refused) if refused.status.is_client_error() => Ok(verify_page(
+            look,
+            refused.status,
+            token,
+            Some(&refused.message),
+        )),
         Err(error) => Err(error),
     }
 }

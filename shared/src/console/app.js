@@ -1,6 +1,8 @@
 // The console's pages in the browser: each panel is one call of Tollgate's own API, made
 // with the session cookie and, when it changes state, the session's CSRF token.
 
+import { call, el, failure, number, panel, scrolling, table, labelled } from "./ui.js";
+
 const view = document.getElementById("view");
 
 function csrfToken() {
@@ -8,60 +10,9 @@ function csrfToken() {
   return pair ? decodeURIComponent(pair.slice("tollgate_csrf=".length)) : "";
 }
 
-async function api(method, path, body) {
-  const headers = { "X-CSRF-Token": csrfToken() };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  // Tollgate's own API, or the OpenAI-shaped gateway under /v1/.
-  const url = path.startsWith("/") ? path : `/api/v1/${path}`;
-  const response = await fetch(url, {
-    method,
-    headers,
-    credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    throw new Error(`unexpected answer from ${url}: ${response.status}`);
-  }
-  if (!response.ok) {
-    const message = data && data.error ? data.error.message : `${response.status}`;
-    throw new Error(message);
-  }
-  return data;
-}
-
-// An element with attributes and children (strings become text, never markup).
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (value !== undefined && value !== null) node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null) {
-      node.append(child instanceof Node ? child : String(child));
-    }
-  }
-  return node;
-}
-
-function panel(title, ...children) {
-  return el("section", { class: "panel", "aria-label": title }, el("h2", {}, title), ...children);
-}
-
-// Tables scroll sideways inside their panel on a narrow screen instead of widening the page.
-function scrolling(table, attributes = {}) {
-  return el("div", { class: "scroll", ...attributes }, table);
-}
-
-function failure(error) {
-  return el("p", { role: "alert", class: "alert" }, error.message);
-}
-
-const number = (value) => (value === null || value === undefined ? "no limit" : value.toLocaleString("en"));
+// Tollgate's own API, or the OpenAI-shaped gateway under /v1/, with the session cookie
+// and the session's CSRF token.
+const api = (method, path, body) => call(method, path, body, { "X-CSRF-Token": csrfToken() });
 
 // A bar per day, drawn as SVG: no library, nothing loaded.
 function chart(label, history) {
@@ -243,9 +194,12 @@ async function workers() {
   const [pools, bots] = await Promise.all([api("GET", "workers"), api("GET", "bots")]).catch((error) => [null, error]);
   if (!pools) return view.replaceChildren(el("h1", {}, "Workers"), failure(bots));
   const names = Object.fromEntries(pools.data.map((worker) => [worker.id, worker.name]));
-  const workerRows = pools.data.map((worker) => el("tr", {},
+  const workerRows = pools.data.map((worker) => el("tr", { "data-worker": worker.name },
     el("td", {}, worker.name), el("td", {}, worker.default ? "default" : worker.shared ? "shared" : "dedicated"),
-    el("td", {}, worker.gpu_type || "any"), el("td", {}, number(worker.max_concurrency))));
+    el("td", {}, worker.gpu_type || "any"), el("td", {}, number(worker.max_concurrency)),
+    el("td", { class: "online" }, worker.activity.runners_online),
+    el("td", { class: "queue" }, `${worker.activity.queued} / ${worker.activity.running}`),
+    el("td", {}, `${worker.activity.jobs_this_month} jobs, ${number(worker.activity.gpu_seconds_this_month)} GPU s`)));
   const botRows = bots.data.map((bot) => {
     const choose = el("select", { "aria-label": `Worker of ${bot.name}` },
       ...pools.data.map((worker) => el("option", { value: worker.id, ...(worker.id === bot.worker_id ? { selected: "" } : {}) }, worker.name)));
@@ -296,7 +250,7 @@ async function workers() {
   });
   view.replaceChildren(el("h1", {}, "Workers"),
     panel("Worker pools", scrolling(el("table", {},
-      el("thead", {}, el("tr", {}, ...["Name", "Kind", "GPU", "Concurrency"].map((name) => el("th", { scope: "col" }, name)))),
+      el("thead", {}, el("tr", {}, ...["Name", "Kind", "GPU", "Concurrency", "Runners online", "Queued / running", "This month"].map((name) => el("th", { scope: "col" }, name)))),
       el("tbody", {}, workerRows))), poolForm),
     panel("Runner tokens", tokenForm, issued),
     panel("Bots", scrolling(el("table", {},
@@ -520,10 +474,193 @@ async function llm() {
   ]);
   view.replaceChildren(el("h1", {}, "LLM gateway"),
     el("p", {}, "Call these models with an API key and the OpenAI client, base URL ", el("code", {}, `${location.origin}/v1`), "."),
-    models, calls);
+    models, calls, ...(isAdmin ? await llmManagement() : []));
 }
 
-const pages = { overview, jobs, llm, credits, keys, users, workers, webhooks, audit };
+// Owners and admins run the gateway for their organisation: the provider accounts its
+// calls are made with, the models of its own, and who sees what.
+async function llmManagement() {
+  const [keys, own, policy] = await Promise.all([
+    api("GET", "llm/provider-keys"), api("GET", "llm/models"), api("GET", "llm/settings"),
+  ]).catch((error) => [error]);
+  if (!own) return [panel("Providers and models", failure(keys))];
+  const ownKeys = keys.data.filter((key) => key.owner === "tenant");
+  const ownModels = own.data.filter((model) => model.owner === "tenant");
+  const keyShown = el("div", { "aria-live": "polite" });
+  const keyForm = el("form", { id: "new-provider-key" },
+    ...labelled("provider-name", "Name", el("input", { id: "provider-name", name: "name", required: "" })),
+    ...labelled("provider-kind", "Kind", el("select", { id: "provider-kind", name: "kind" },
+      el("option", { value: "openai" }, "OpenAI-compatible"), el("option", { value: "anthropic" }, "Anthropic"))),
+    ...labelled("provider-url", "API base (empty: the provider's own)", el("input", { id: "provider-url", name: "base_url", type: "url" })),
+    ...labelled("provider-secret", "API key (stored sealed, never shown again)", el("input", { id: "provider-secret", name: "api_key", type: "password", autocomplete: "off", required: "" })),
+    el("button", { type: "submit" }, "Add provider key"));
+  keyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "llm/provider-keys", {
+        name: keyForm.name.value, kind: keyForm.kind.value,
+        base_url: keyForm.base_url.value || undefined, api_key: keyForm.api_key.value,
+      });
+      await llm();
+    } catch (error) {
+      keyShown.replaceChildren(failure(error));
+    }
+  });
+  const remove = (path, label) => el("button", { type: "button", class: "secondary", "aria-label": label, onclick: async () => {
+    try {
+      await api("DELETE", path);
+      await llm();
+    } catch (error) {
+      keyShown.replaceChildren(failure(error));
+    }
+  } }, "Delete");
+  const modelShown = el("div", { "aria-live": "polite" });
+  const modelForm = el("form", { id: "new-model" },
+    ...labelled("model-name", "Model name (what callers ask for)", el("input", { id: "model-name", name: "name", required: "" })),
+    ...labelled("model-key", "Served with", el("select", { id: "model-key", name: "key" },
+      ...ownKeys.map((key) => el("option", { value: key.id }, key.name)))),
+    ...labelled("model-upstream", "The provider's name of the model", el("input", { id: "model-upstream", name: "upstream", required: "" })),
+    ...labelled("model-context", "Context window (tokens)", el("input", { id: "model-context", name: "context", type: "number", min: "1", value: "128000" })),
+    ...labelled("model-output", "Longest answer (tokens)", el("input", { id: "model-output", name: "output", type: "number", min: "1", value: "4096" })),
+    ...labelled("model-input-price", "Credits per million prompt tokens", el("input", { id: "model-input-price", name: "input_price", type: "number", min: "0", value: "0" })),
+    ...labelled("model-output-price", "Credits per million completion tokens", el("input", { id: "model-output-price", name: "output_price", type: "number", min: "0", value: "0" })),
+    el("button", { type: "submit" }, "Add model"));
+  modelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "llm/models", {
+        name: modelForm.name.value,
+        deployments: [{ provider_key_id: modelForm.key.value, model: modelForm.upstream.value }],
+        context_window: Number(modelForm.context.value), max_output_tokens: Number(modelForm.output.value),
+        input_price: Number(modelForm.input_price.value), output_price: Number(modelForm.output_price.value),
+      });
+      await llm();
+    } catch (error) {
+      modelShown.replaceChildren(failure(error));
+    }
+  });
+  const saved = el("div", { "aria-live": "polite" });
+  const policyForm = el("form", { id: "llm-policy" },
+    ...labelled("visible-models", "Models your people see (space-separated; empty: all)",
+      el("input", { id: "visible-models", name: "visible", value: (policy.visible_models || []).join(" ") })),
+    el("label", { for: "content-logging" }, el("input", { id: "content-logging", name: "logging", type: "checkbox", ...(policy.content_logging ? { checked: "" } : {}) }), " Keep the text of each call"),
+    ...labelled("retention", "For this many days", el("input", { id: "retention", name: "retention", type: "number", min: "1", value: policy.content_retention_days })),
+    el("button", { type: "submit" }, "Save policy"));
+  policyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const visible = policyForm.visible.value.split(/\s+/).filter(Boolean);
+    try {
+      await api("PUT", "llm/settings", {
+        ...policy,
+        visible_models: visible.length ? visible : null,
+        content_logging: policyForm.logging.checked,
+        content_retention_days: Number(policyForm.retention.value),
+      });
+      saved.replaceChildren(el("p", { role: "status" }, "Saved."));
+    } catch (error) {
+      saved.replaceChildren(failure(error));
+    }
+  });
+  return [
+    panel("Provider keys", ownKeys.length === 0 ? el("p", {}, "No keys of your own: calls use the platform's.") : table(
+      ["Name", "Kind", "API base", "Key", ""],
+      ownKeys.map((key) => el("tr", { "data-provider-key": key.name },
+        el("td", {}, key.name), el("td", {}, key.kind), el("td", {}, key.base_url),
+        el("td", {}, `…${key.api_key_last4}`), el("td", {}, remove(`llm/provider-keys/${key.id}`, `Delete key ${key.name}`))))),
+    keyForm, keyShown),
+    panel("Your models", ownModels.length === 0 ? el("p", {}, "No models of your own yet.") : table(
+      ["Model", "Served by", "Prompt / completion price", ""],
+      ownModels.map((model) => el("tr", { "data-own-model": model.name },
+        el("td", {}, el("code", {}, model.name)),
+        el("td", {}, model.deployments.map((deployment) => deployment.model).join(", ")),
+        el("td", {}, `${model.input_price} / ${model.output_price}`),
+        el("td", {}, remove(`llm/models/${model.id}`, `Delete model ${model.name}`))))),
+    ownKeys.length ? modelForm : el("p", {}, "Add a provider key to add models of your own."), modelShown),
+    panel("Policy", policyForm, saved),
+  ];
+}
+
+async function billing() {
+  if (!isAdmin) return adminOnly("Billing");
+  const said = el("div", { "aria-live": "polite" });
+  const back = `${location.origin}/console#billing`;
+  const go = (body) => async (event) => {
+    event.preventDefault();
+    try {
+      const session = await api("POST", "billing/checkout", { ...body(), success_url: back, cancel_url: back });
+      location.assign(session.url);
+    } catch (error) {
+      said.replaceChildren(failure(error));
+    }
+  };
+  const [tenant, plans] = await Promise.all([api("GET", "tenant"), api("GET", "plans")]).catch((error) => [error]);
+  if (!plans) return view.replaceChildren(el("h1", {}, "Billing"), failure(tenant));
+  const upgrade = el("form", { id: "subscribe" },
+    ...labelled("subscribe-plan", "Plan", el("select", { id: "subscribe-plan", name: "plan" },
+      ...plans.data.filter((plan) => plan.code !== tenant.plan).map((plan) => el("option", { value: plan.code }, plan.name)))),
+    el("button", { type: "submit" }, "Subscribe"));
+  upgrade.addEventListener("submit", go(() => ({ kind: "subscription", plan: upgrade.plan.value })));
+  const buy = el("form", { id: "buy-credits" },
+    ...labelled("buy-amount", "Credits", el("input", { id: "buy-amount", name: "credits", type: "number", min: "1", value: "1000" })),
+    el("button", { type: "submit" }, "Buy credits"));
+  buy.addEventListener("submit", go(() => ({ kind: "credits", credits: Number(buy.credits.value) })));
+  const portal = el("button", { type: "button", class: "secondary", onclick: async () => {
+    try {
+      location.assign((await api("POST", "billing/portal", { return_url: back })).url);
+    } catch (error) {
+      said.replaceChildren(failure(error));
+    }
+  } }, "Payment methods and subscription");
+  const invoices = await api("GET", "billing/invoices?limit=12").then((page) => page.data.length === 0
+    ? el("p", { id: "invoices" }, "No invoices yet.")
+    : table(["Date", "Status", "Amount", ""], page.data.map((invoice) => el("tr", {},
+      el("td", {}, new Date(invoice.created * 1000).toISOString().slice(0, 10)), el("td", {}, invoice.status),
+      el("td", {}, `${(invoice.amount_due / 100).toFixed(2)} ${String(invoice.currency).toUpperCase()}`),
+      el("td", {}, invoice.hosted_invoice_url ? el("a", { href: invoice.hosted_invoice_url }, "View") : ""))), { id: "invoices" }),
+  (error) => el("p", { id: "invoices" }, error.message));
+  const limits = tenant.plan_limits;
+  view.replaceChildren(el("h1", {}, "Billing"),
+    panel("Your plan", el("p", { id: "plan" }, `${tenant.plan}: ${number(limits.monthly_credits)} credits a month, `,
+      `${number(limits.max_users)} people, ${number(limits.requests_per_minute)} requests a minute.`), upgrade),
+    panel("Credits", buy), panel("Invoices", portal, said, invoices));
+}
+
+// The organisation's name, domain and brand: the brand shows on the console and the
+// mails when people reach the console at the organisation's own domain.
+async function settings() {
+  if (!isAdmin) return adminOnly("Organisation");
+  let tenant;
+  try {
+    tenant = await api("GET", "tenant");
+  } catch (error) {
+    return view.replaceChildren(el("h1", {}, "Organisation"), failure(error));
+  }
+  const said = el("div", { "aria-live": "polite" });
+  const brand = tenant.branding;
+  const form = el("form", { id: "organisation" },
+    ...labelled("org-name", "Name", el("input", { id: "org-name", name: "name", value: tenant.name, required: "" })),
+    ...labelled("org-domain", "Custom domain (empty: none)", el("input", { id: "org-domain", name: "domain", value: tenant.custom_domain || "", placeholder: "studio.example.com" })),
+    ...labelled("brand-name", "Brand name shown to your people (empty: the name)", el("input", { id: "brand-name", name: "brand", value: brand.display_name || "" })),
+    ...labelled("brand-logo", "Logo (https URL or data: image)", el("input", { id: "brand-logo", name: "logo", value: brand.logo_url || "" })),
+    ...labelled("brand-accent", "Accent colour", el("input", { id: "brand-accent", name: "accent", type: "color", value: brand.accent_color || "#1d4ed8" })),
+    el("button", { type: "submit" }, "Save"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("PUT", "tenant", {
+        name: form.name.value,
+        custom_domain: form.domain.value.trim() || null,
+        branding: { display_name: form.brand.value || null, logo_url: form.logo.value || null, accent_color: form.accent.value },
+      });
+      said.replaceChildren(el("p", { role: "status" }, "Saved. Reload to see the new look."));
+    } catch (error) {
+      said.replaceChildren(failure(error));
+    }
+  });
+  view.replaceChildren(el("h1", {}, "Organisation"), panel("Name, domain and brand", form, said));
+}
+
+const pages = { overview, jobs, llm, credits, keys, users, workers, webhooks, audit, billing, settings };
 
 async function show() {
   clearTimeout(jobsTimer);

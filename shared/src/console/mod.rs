@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 
 mod account;
+mod operator;
 
 pub(crate) use crate::api::escape_html as escape;
 use crate::{
@@ -31,46 +32,71 @@ use crate::{
     api::{ApiRequest, Response},
     auth::browser,
     error::ApiResult,
+    tenancy::branding::Branding,
 };
 
 /// Answers `/console` and the paths under it (`path` is what follows `/console`).
 pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
-    let answer = match (request.method.clone(), path.trim_end_matches('/')) {
-        (Method::GET, "") => home(env, request).await,
+    let path = path.trim_end_matches('/');
+    if request.method == Method::GET {
+        match path {
+            "/app.js" => return static_script(Bytes::from_static(include_bytes!("app.js"))),
+            "/ui.js" => return static_script(Bytes::from_static(include_bytes!("ui.js"))),
+            "/operator.js" => return operator::script(),
+            _ => {}
+        }
+    }
+    // The pages before sign-in wear the brand of the tenant whose domain they are reached at.
+    let look = match Branding::for_host(env, request).await {
+        Ok(brand) => Look(brand),
+        Err(_) => Look::default(),
+    };
+    let look = &look;
+    let answer = match (request.method.clone(), path) {
+        (Method::GET, "") => home(env, request, look).await,
         (Method::GET, "/sign-in") => Ok(sign_in_page(
+            look,
             StatusCode::OK,
             &request.query_param("return_to").unwrap_or_default(),
             request.query_param("tenant").as_deref().unwrap_or_default(),
             "",
             None,
         )),
-        (Method::POST, "/sign-in") => sign_in(env, request).await,
+        (Method::POST, "/sign-in") => sign_in(env, request, look).await,
         (Method::POST, "/sign-out") => sign_out(env, request).await,
-        (Method::GET, "/sign-up") => Ok(account::sign_up_page(StatusCode::OK, &[], None)),
-        (Method::POST, "/sign-up") => account::sign_up(env, request).await,
+        (Method::GET, "/sign-up") => Ok(account::sign_up_page(look, StatusCode::OK, &[], None)),
+        (Method::POST, "/sign-up") => account::sign_up(env, request, look).await,
         (Method::GET, "/accept-invitation") => Ok(account::invitation_page(
+            look,
             StatusCode::OK,
             &request.query_param("token").unwrap_or_default(),
             "",
             None,
         )),
-        (Method::POST, "/accept-invitation") => account::accept_invitation(env, request).await,
-        (Method::GET, "/forgot-password") => Ok(account::forgot_page(StatusCode::OK, "", "", None)),
-        (Method::POST, "/forgot-password") => account::forgot_password(env, request).await,
+        (Method::POST, "/accept-invitation") => {
+            account::accept_invitation(env, request, look).await
+        }
+        (Method::GET, "/forgot-password") => {
+            Ok(account::forgot_page(look, StatusCode::OK, "", "", None))
+        }
+        (Method::POST, "/forgot-password") => account::forgot_password(env, request, look).await,
         (Method::GET, "/reset-password") => Ok(account::reset_page(
+            look,
             StatusCode::OK,
             &request.query_param("token").unwrap_or_default(),
             None,
         )),
-        (Method::POST, "/reset-password") => account::reset_password(env, request).await,
+        (Method::POST, "/reset-password") => account::reset_password(env, request, look).await,
         (Method::GET, "/verify-email") => Ok(account::verify_page(
+            look,
             StatusCode::OK,
             &request.query_param("token").unwrap_or_default(),
             None,
         )),
-        (Method::POST, "/verify-email") => account::verify_email(env, request).await,
-        (Method::GET, "/app.js") => Ok(script()),
+        (Method::POST, "/verify-email") => account::verify_email(env, request, look).await,
+        (Method::GET, "/admin") => Ok(operator::shell(look)),
         _ => Ok(page(
+            look,
             StatusCode::NOT_FOUND,
             "Not found",
             "<p>There is no such page.</p><p><a href=\"/console\">Back to the console</a></p>",
@@ -79,12 +105,56 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
     answer.unwrap_or_else(|error| {
         let status = error.status;
         page(
+            look,
             status,
             "Something went wrong",
             &format!("<p role=\"alert\">{}</p>", escape(&error.message)),
         )
     })
 }
+
+/// How a page looks: Tollgate's own, or a tenant's brand.
+#[derive(Default)]
+pub(crate) struct Look(Option<Branding>);
+
+impl Look {
+    /// Whether the page is reached at a tenant's own domain (which then names the tenant).
+    fn names_tenant(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn name(&self) -> &str {
+        self.0
+            .as_ref()
+            .map_or("Tollgate", |brand| brand.name.as_str())
+    }
+
+    fn accent(&self) -> &str {
+        self.0
+            .as_ref()
+            .and_then(|brand| brand.accent.as_deref())
+            .unwrap_or(DEFAULT_ACCENT)
+    }
+
+    /// The logo and name above every page of a branded console.
+    fn banner(&self) -> String {
+        let Some(brand) = &self.0 else {
+            return String::new();
+        };
+        let logo = brand
+            .logo_url
+            .as_deref()
+            .map(|url| format!("<img class=\"logo\" src=\"{}\" alt=\"\">", escape(url)))
+            .unwrap_or_default();
+        format!(
+            "<p class=\"brand\">{logo}<span id=\"brand-name\">{}</span></p>\n",
+            escape(&brand.name)
+        )
+    }
+}
+
+/// Tollgate's own accent: a blue with 6.7:1 contrast against white.
+const DEFAULT_ACCENT: &str = "#1d4ed8";
 
 /// The fields of a form body (`application/x-www-form-urlencoded`).
 pub(crate) fn form(request: &ApiRequest) -> ApiResult<Vec<(String, String)>> {
@@ -109,7 +179,7 @@ pub(crate) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'
         .filter(|value| !value.trim().is_empty())
 }
 
-async fn sign_in(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+async fn sign_in(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Response> {
     let fields = form(request)?;
     let return_to = field(&fields, "return_to").unwrap_or_default();
     let tenant = field(&fields, "tenant");
@@ -122,6 +192,7 @@ async fn sign_in(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
             Ok(see_other(&target, &cookies))
         }
         Err(refused) if refused.status.is_client_error() => Ok(sign_in_page(
+            look,
             refused.status,
             return_to,
             tenant.unwrap_or_default(),
@@ -138,7 +209,7 @@ async fn sign_out(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     Ok(see_other(browser::SIGN_IN_PATH, &cookies))
 }
 
-async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
+async fn home(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Response> {
     let Some(principal) = browser::session_principal(env, request).await? else {
         return Ok(see_other(browser::SIGN_IN_PATH, &[]));
     };
@@ -148,7 +219,7 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let csrf = browser::csrf_token(&env.config, session_id);
     let body = format!(
         "<header><p>Signed in to <strong>{tenant}</strong> ({role}).</p>
-<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#llm\">LLM</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#webhooks\" data-admin>Webhooks</a> <a href=\"#audit\" data-admin>Audit log</a></nav>
+<nav aria-label=\"Console\"><a href=\"#overview\">Overview</a> <a href=\"#jobs\">Jobs</a> <a href=\"#llm\">LLM</a> <a href=\"#credits\">Credits</a> <a href=\"#keys\">API keys</a> <a href=\"#users\" data-admin>People</a> <a href=\"#workers\" data-admin>Workers</a> <a href=\"#webhooks\" data-admin>Webhooks</a> <a href=\"#audit\" data-admin>Audit log</a> <a href=\"#billing\" data-admin>Billing</a> <a href=\"#settings\" data-admin>Organisation</a></nav>
 <form method=\"post\" action=\"/console/sign-out\">
   <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">
   <button type=\"submit\" class=\"secondary\">Sign out</button>
@@ -159,32 +230,46 @@ async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
         role = escape(principal.role.as_str()),
         csrf = escape(&csrf),
     );
-    Ok(page(StatusCode::OK, "Tollgate", &body))
+    // Signed in, the console wears the brand of the caller's own tenant, wherever reached.
+    let own = Branding::of_tenant(env, &principal.tenant_id).await?;
+    let look = match &look.0 {
+        Some(brand) if *brand == own => look,
+        _ => &Look(Some(own)),
+    };
+    Ok(page(look, StatusCode::OK, "Console", &body))
 }
 
-/// The console's script, the same for everyone.
-fn script() -> Response {
+/// One of the console's scripts, the same for everyone.
+fn static_script(script: Bytes) -> Response {
     http::Response::builder()
         .header(header::CONTENT_TYPE, "text/javascript; charset=utf-8")
         .header(header::CACHE_CONTROL, "public, max-age=300")
         .header("x-content-type-options", "nosniff")
-        .body(Bytes::from_static(include_bytes!("app.js")))
+        .body(script)
         .expect("static response parts are valid")
 }
 
 fn sign_in_page(
+    look: &Look,
     status: StatusCode,
     return_to: &str,
     tenant: &str,
     email: &str,
     problem: Option<&str>,
 ) -> Response {
-    let inputs = [
-        Input::text("tenant", "Organisation", tenant, "organization").optional(),
+    // At a tenant's own domain the domain names the organisation.
+    let organisation = Input::text("tenant", "Organisation", tenant, "organization").optional();
+    let credentials = [
         Input::text("email", "Email", email, "username").typed("email"),
         Input::password("password", "Password", "current-password"),
     ];
+    let inputs: Vec<Input> = if look.names_tenant() {
+        credentials.into_iter().collect()
+    } else {
+        std::iter::once(organisation).chain(credentials).collect()
+    };
     form_page(
+        look,
         status,
         "Sign in",
         "/console/sign-in",
@@ -260,6 +345,7 @@ impl<'a> Input<'a> {
 /// then the fields, the hidden values, the button, and `after` (links, as HTML).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn form_page(
+    look: &Look,
     status: StatusCode,
     title: &str,
     action: &str,
@@ -289,39 +375,44 @@ pub(crate) fn form_page(
         inputs = inputs.join("\n"),
         submit = escape(submit),
     );
-    page(status, title, &body)
+    page(look, status, title, &body)
 }
 
 /// A whole page: small, readable on a phone, no script, nothing loaded from elsewhere.
-pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(look: &Look, status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\">
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">
-<title>{title} · Tollgate</title>
+<title>{title} · {name}</title>
 <style>
+:root{{--accent:{accent}}}
 body{{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#111}}
 main{{max-width:48rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002}}
 h1{{font-size:1.4rem;margin-top:0}} h2{{font-size:1.1rem}}
-nav a{{margin-right:1rem;color:#1d4ed8}} nav a[aria-current]{{font-weight:700;color:#111}}
+nav a,main a{{color:var(--accent)}} nav a{{margin-right:1rem}} nav a[aria-current]{{font-weight:700;color:#111}}
 .scroll{{overflow-x:auto}}
 .panel{{border-top:1px solid #ddd;padding-top:.5rem;margin-top:1rem}}
 table{{border-collapse:collapse;width:100%;font-size:.95rem}} th,td{{text-align:left;padding:.3rem .4rem;border-bottom:1px solid #eee}}
-.bar{{fill:#1d4ed8}} figure{{margin:0}} svg{{width:100%;max-width:20rem;height:auto;background:#f6f7f9}}
+.bar{{fill:var(--accent)}} figure{{margin:0}} svg{{width:100%;max-width:20rem;height:auto;background:#f6f7f9}}
 .secret{{display:block;font-family:monospace;word-break:break-all;background:#fef3c7;padding:.5rem}}
-button.secondary{{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8;margin-top:.5rem}}
+button.secondary{{background:#fff;color:var(--accent);border:1px solid var(--accent);margin-top:.5rem}}
 label{{display:block;margin-top:1rem;font-weight:600}}
 input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}}
 select{{font:inherit;padding:.4rem;border:1px solid #888;border-radius:4px}}
-button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;color:#fff;border:0;border-radius:4px}}
+button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:var(--accent);color:#fff;border:0;border-radius:4px}}
+.brand{{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.1rem;margin:0 0 1rem}} .logo{{max-height:2.5rem;max-width:10rem}}
 :focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
 .alert{{background:#fee2e2;color:#7f1d1d;padding:.6rem;border-radius:4px}}
 </style></head>
-<body><main><h1>{title}</h1>
+<body><main>{banner}<h1>{title}</h1>
 {body}
 </main></body></html>
 ",
         title = escape(title),
+        name = escape(look.name()),
+        accent = look.accent(),
+        banner = look.banner(),
     );
     http::Response::builder()
         .status(status)
@@ -329,7 +420,7 @@ button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:#1d4ed8;c
         .header(header::CACHE_CONTROL, "no-store")
         .header(
             "content-security-policy",
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' https: data:; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         )
         .header("x-content-type-options", "nosniff")
         .header("referrer-policy", "same-origin")

@@ -3,6 +3,8 @@
 //! (`tenant_id` NULL) are usable by every tenant and managed by no tenant. A tenant sees
 //! its own workers and the shared ones, and changes only its own: anything else is 404.
 
+use std::collections::HashMap;
+
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -16,6 +18,7 @@ use crate::{
     db::{Row, Statement},
     error::ApiResult,
     ids::new_id,
+    quota::{metrics::Period, periods::Window},
     sql,
     tenancy::plans,
 };
@@ -83,22 +86,75 @@ pub async fn default_of(env: &Env, tenant_id: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::internal().caused_by("tenant without a default worker"))
 }
 
-/// `GET /api/v1/workers`: the tenant's workers, then the shared ones.
+/// `GET /api/v1/workers`: the tenant's workers, then the shared ones, each with the
+/// tenant's own activity on it: jobs waiting and running, runners online, and this
+/// month's jobs and GPU seconds. One round trip for the console's workers page.
 pub async fn list(env: &Env, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::JobsRead)?;
-    let rows = env
+    let now = env.now();
+    let month_start = Window::containing(Period::Month, now).start;
+    let tenant = &principal.tenant_id;
+    let results = env
         .db
-        .execute(sql!(
-            format!(
-                "SELECT {COLUMNS} FROM workers WHERE tenant_id = ? OR tenant_id IS NULL
-                 ORDER BY tenant_id IS NULL, is_default DESC, created_at, id"
+        .batch(vec![
+            sql!(
+                format!(
+                    "SELECT {COLUMNS} FROM workers WHERE tenant_id = ? OR tenant_id IS NULL
+                     ORDER BY tenant_id IS NULL, is_default DESC, created_at, id"
+                ),
+                tenant
             ),
-            &principal.tenant_id
-        ))
+            // The tenant's own jobs and runners only, on shared pools too.
+            sql!(
+                "SELECT worker_id, SUM(status = 'queued') AS queued, SUM(status = 'running') AS running,
+                        SUM(created_at >= ?) AS jobs_this_month,
+                        SUM(CASE WHEN created_at >= ? THEN COALESCE(gpu_seconds, 0) ELSE 0 END)
+                            AS gpu_seconds_this_month
+                 FROM jobs WHERE tenant_id = ? AND (status IN ('queued', 'running') OR created_at >= ?)
+                 GROUP BY worker_id",
+                month_start,
+                month_start,
+                tenant,
+                month_start
+            ),
+            sql!(
+                "SELECT r.worker_id, COUNT(*) AS online FROM runners r
+                 JOIN runner_tokens t ON t.id = r.token_id
+                 WHERE t.tenant_id = ? AND t.revoked_at IS NULL AND r.last_seen_at >= ?
+                 GROUP BY r.worker_id",
+                tenant,
+                now - STALE_AFTER_SECONDS
+            ),
+        ])
         .await?;
-    let data = rows
+    let mut activity: HashMap<String, Json> = HashMap::new();
+    for row in results[1].iter() {
+        activity.insert(
+            row.get("worker_id")?,
+            json!({
+                "queued": row.get::<i64>("queued")?,
+                "running": row.get::<i64>("running")?,
+                "jobs_this_month": row.get::<i64>("jobs_this_month")?,
+                "gpu_seconds_this_month": row.get::<i64>("gpu_seconds_this_month")?,
+            }),
+        );
+    }
+    let mut online: HashMap<String, i64> = HashMap::new();
+    for row in results[2].iter() {
+        online.insert(row.get("worker_id")?, row.get("online")?);
+    }
+    let data = results[0]
         .iter()
-        .map(|row| worker_json(&row))
+        .map(|row| {
+            let mut worker = worker_json(&row)?;
+            let id: String = row.get("id")?;
+            let mut usage = activity.remove(&id).unwrap_or_else(|| {
+                json!({ "queued": 0, "running": 0, "jobs_this_month": 0, "gpu_seconds_this_month": 0 })
+            });
+            usage["runners_online"] = json!(online.get(&id).copied().unwrap_or(0));
+            worker["activity"] = usage;
+            Ok(worker)
+        })
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(ok(&json!({ "data": data })))
 }

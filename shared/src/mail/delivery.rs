@@ -20,12 +20,13 @@ use http::header;
 use serde_json::Value as Json;
 
 use super::{
-    EmailProvider,
+    EmailProvider, links,
     provider::message_id,
     templates::{self, Rendered},
 };
 use crate::{
     Env,
+    config::Config,
     db::{DbError, Row},
     ids::new_id,
     sql,
@@ -111,6 +112,10 @@ struct Claimed {
     payload: String,
     attempts: i64,
     lease_id: String,
+    /// The tenant's slug, custom domain and brand name (none for a tenant since deleted).
+    slug: Option<String>,
+    custom_domain: Option<String>,
+    brand_name: Option<String>,
 }
 
 impl Claimed {
@@ -122,6 +127,9 @@ impl Claimed {
             payload: row.get("payload")?,
             attempts: row.get("attempts")?,
             lease_id: row.get("lease_id")?,
+            slug: row.get("slug")?,
+            custom_domain: row.get("custom_domain")?,
+            brand_name: row.get("brand_name")?,
         })
     }
 }
@@ -147,8 +155,10 @@ async fn claim_due(env: &Env) -> Result<Vec<Claimed>, DbError> {
                 CLAIM_BATCH
             ),
             sql!(
-                "SELECT id, recipient, template, payload, attempts, lease_id
-                 FROM email_outbox WHERE lease_id = ?",
+                "SELECT o.id, o.recipient, o.template, o.payload, o.attempts, o.lease_id,
+                        t.slug, t.custom_domain, t.brand_name
+                 FROM email_outbox o LEFT JOIN tenants t ON t.id = o.tenant_id
+                 WHERE o.lease_id = ?",
                 &lease_id
             ),
         ])
@@ -221,7 +231,7 @@ async fn attempt(
     mail: &Claimed,
 ) -> Result<Option<Outcome>, DbError> {
     let sent_at = env.now();
-    let (answer, outcome) = match rendered(mail) {
+    let (answer, outcome) = match rendered(&env.config, mail) {
         Err(error) => (Answer::failed(error), Outcome::GiveUp),
         Ok(rendered) => {
             let answer = send(env, provider, &mail.recipient, &rendered, sent_at).await;
@@ -238,10 +248,19 @@ async fn attempt(
     record(env, mail, &answer, outcome, sent_at).await
 }
 
-fn rendered(mail: &Claimed) -> Result<Rendered, templates::RenderError> {
-    let payload: Json = serde_json::from_str(&mail.payload)
+/// The mail in the tenant's colours: sent under its brand's name, its link on the tenant's
+/// own domain. Both are decided now, not when queued, so a domain or brand set meanwhile
+/// is honoured.
+fn rendered(config: &Config, mail: &Claimed) -> Result<Rendered, templates::RenderError> {
+    let mut payload: Json = serde_json::from_str(&mail.payload)
         .map_err(|error| templates::RenderError(format!("the payload is not JSON: {error}")))?;
-    templates::render(&mail.template, &payload)
+    if let (Some(slug), Some(link)) = (&mail.slug, payload["link"].as_str()) {
+        let moved = links::on_tenant_domain(config, link, slug, mail.custom_domain.as_deref());
+        payload["link"] = Json::String(moved);
+    }
+    let mut rendered = templates::render(&mail.template, &payload)?;
+    rendered.from_name = mail.brand_name.clone();
+    Ok(rendered)
 }
 
 async fn send(

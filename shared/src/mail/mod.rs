@@ -6,13 +6,15 @@
 //! - `templates`: the subject and plain-text body of each template, from its payload;
 //! - `provider`: the HTTP email provider (a SendGrid-compatible v3 Mail Send API);
 //! - `delivery`: cron's sender: claims with leases, retries with backoff, retention;
-//! - `http`: the operator's view of the outbox (`GET admin/emails`).
+//! - `http`: the operator's view of the outbox (`GET admin/emails`);
+//! - `links`: a mail's link moved to the tenant's own domain.
 //!
 //! Without a provider configured nothing is sent: mails wait in the outbox, listed to
 //! platform admins, and go out once one is configured.
 
 pub mod delivery;
 pub mod http;
+pub mod links;
 pub mod provider;
 pub mod templates;
 

@@ -104,9 +104,13 @@ impl EmailProvider {
 
 /// The v3 Mail Send body of one plain-text mail to one recipient.
 pub fn body(from: &str, recipient: &str, mail: &Rendered) -> Json {
+    let from = match &mail.from_name {
+        Some(name) => json!({ "email": from, "name": name }),
+        None => json!({ "email": from }),
+    };
     json!({
         "personalizations": [{ "to": [{ "email": recipient }] }],
-        "from": { "email": from },
+        "from": from,
         "subject": mail.subject,
         "content": [{ "type": "text/plain", "value": mail.text }],
     })
@@ -160,9 +164,10 @@ mod tests {
         let provider = settings("https://mail.test", "SG.secret", "noreply@acme.test")
             .unwrap()
             .unwrap();
-        let mail = Rendered {
+        let mut mail = Rendered {
             subject: "Hello".into(),
             text: "Body".into(),
+            from_name: None,
         };
         let request = provider.request("ada@acme.test", &mail).unwrap();
         assert_eq!(request.method(), Method::POST);
@@ -178,6 +183,13 @@ mod tests {
                 "subject": "Hello",
                 "content": [{ "type": "text/plain", "value": "Body" }],
             })
+        );
+        // A branded tenant's mail goes out under its brand's name.
+        mail.from_name = Some("Pixel Forge".into());
+        let sent = body("noreply@acme.test", "ada@acme.test", &mail);
+        assert_eq!(
+            sent["from"],
+            json!({ "email": "noreply@acme.test", "name": "Pixel Forge" })
         );
     }
 }

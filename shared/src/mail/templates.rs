@@ -18,6 +18,8 @@ use super::{
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    /// The name the mail is sent under: the tenant's brand, when it has one.
+    pub from_name: Option<String>,
 }
 
 /// Why a queued mail cannot be rendered.
@@ -84,7 +86,11 @@ pub fn render(template: &str, payload: &Json) -> Result<Rendered, RenderError> {
         TEMPLATE_USAGE_REPORT => usage_report(payload, &field)?,
         other => return Err(RenderError(format!("unknown mail template {other:?}"))),
     };
-    Ok(Rendered { subject, text })
+    Ok(Rendered {
+        subject,
+        text,
+        from_name: None,
+    })
 }
 
 /// The monthly report: the tenant's totals and its pool's credits over the month.

@@ -124,16 +124,27 @@ pub(crate) async fn authenticate(env: &Env, request: &ApiRequest) -> ApiResult<S
     Ok(claims.sub)
 }
 
-/// Tenants, newest first.
-pub async fn tenants(env: &Env, page: Page) -> ApiResult<Json> {
+/// Tenants, newest first; with `search`, those whose slug, name or custom domain
+/// contains it (ignoring case).
+pub async fn tenants(env: &Env, page: Page, search: Option<&str>) -> ApiResult<Json> {
+    let search = search
+        .map(|text| text.trim().to_lowercase())
+        .filter(|text| !text.is_empty());
     let rows = env
         .db
         .execute(sql!(
             format!(
                 "SELECT {}, (SELECT COUNT(*) FROM users u WHERE u.tenant_id = tenants.id AND u.status = 'active') AS users
-                 FROM tenants ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                 FROM tenants
+                 WHERE ? IS NULL OR instr(slug, ?) > 0 OR instr(lower(name), ?) > 0
+                    OR instr(COALESCE(custom_domain, ''), ?) > 0
+                 ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
                 tenants::TENANT_COLUMNS
             ),
+            search.clone(),
+            search.clone(),
+            search.clone(),
+            search,
             page.fetch_limit(),
             page.offset
         ))
@@ -206,10 +217,12 @@ pub async fn set_status_as(env: &Env, actor: &Actor, tenant: &str, status: &str)
     Ok(())
 }
 
-/// `GET /api/v1/admin/tenants`
+/// `GET /api/v1/admin/tenants?q=…`
 pub async fn list_tenants(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     authenticate(env, request).await?;
-    Ok(ok(&tenants(env, request.page()?).await?))
+    let page = request.filtered_page(&["q"])?;
+    let search = request.query_param("q");
+    Ok(ok(&tenants(env, page, search.as_deref()).await?))
 }
 
 /// `POST /api/v1/admin/tenants/{id}/suspend` and `.../reactivate`

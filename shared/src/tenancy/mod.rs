@@ -1,6 +1,7 @@
 //! Tenants, their plans, users and invitations, and how a request names its tenant.
 
 pub mod admin;
+pub mod branding;
 pub mod invitations;
 pub mod plans;
 pub mod tenants;

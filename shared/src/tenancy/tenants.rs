@@ -19,7 +19,11 @@ use crate::{
     error::ApiResult,
     ids::{TenantId, new_id},
     sql,
-    tenancy::{Email, Slug, parse_display_name, plans, users},
+    tenancy::{
+        Email, Slug,
+        branding::{self, BrandingUpdate, StoredBranding},
+        parse_display_name, plans, users,
+    },
 };
 
 /// How a login names its tenant: a slug (in the body or as a subdomain of the base domain)
@@ -226,8 +230,7 @@ pub async fn register(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     Ok(created(&body))
 }
 
-pub(crate) const TENANT_COLUMNS: &str =
-    "id, slug, name, plan_code, custom_domain, status, created_at, updated_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, plan_code, custom_domain, status, created_at, updated_at, brand_name, brand_logo_url, brand_accent";
 
 pub(crate) fn tenant_json(row: &Row<'_>) -> ApiResult<Json> {
     Ok(json!({
@@ -237,6 +240,7 @@ pub(crate) fn tenant_json(row: &Row<'_>) -> ApiResult<Json> {
         "plan": row.get::<String>("plan_code")?,
         "custom_domain": row.get::<Option<String>>("custom_domain")?,
         "status": row.get::<String>("status")?,
+        "branding": branding::branding_json(row)?,
         "created_at": rfc3339(row.get("created_at")?),
         "updated_at": rfc3339(row.get("updated_at")?),
     }))
@@ -272,6 +276,9 @@ pub(crate) struct UpdateTenant {
     /// `null` removes the custom domain.
     #[serde(default, deserialize_with = "crate::api::present")]
     custom_domain: Option<Option<String>>,
+    /// Replaces the brand (display name, logo, accent colour); `null` removes it.
+    #[serde(default, deserialize_with = "crate::api::present")]
+    branding: Option<Option<BrandingUpdate>>,
 }
 
 fn parse_domain(text: &str) -> ApiResult<String> {
@@ -293,7 +300,7 @@ fn parse_domain(text: &str) -> ApiResult<String> {
     Ok(domain)
 }
 
-/// `PUT /api/v1/tenant`: name and custom domain.
+/// `PUT /api/v1/tenant`: name, custom domain and branding.
 pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::TenantUpdate)?;
     let body: UpdateTenant = request.json()?;
@@ -315,18 +322,42 @@ pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> A
             "must lie outside the platform's own domain",
         ));
     }
+    let brand = match &body.branding {
+        Some(Some(update)) => Some(update.check()?),
+        Some(None) => Some(BrandingUpdate::default().check()?),
+        None => None,
+    };
     let now = env.now();
-    let metadata = json!({ "name": name, "custom_domain": domain });
+    let metadata = json!({
+        "name": name,
+        "custom_domain": domain,
+        "branding_changed": brand.is_some(),
+    });
+    let brand_changed = brand.is_some();
+    let brand = brand.unwrap_or(StoredBranding {
+        name: None,
+        logo_url: None,
+        accent: None,
+    });
     env.db
         .batch(vec![
             sql!(
                 "UPDATE tenants SET name = COALESCE(?, name),
                      custom_domain = CASE WHEN ? THEN ? ELSE custom_domain END,
+                     brand_name = CASE WHEN ? THEN ? ELSE brand_name END,
+                     brand_logo_url = CASE WHEN ? THEN ? ELSE brand_logo_url END,
+                     brand_accent = CASE WHEN ? THEN ? ELSE brand_accent END,
                      updated_at = ?
                  WHERE id = ?",
                 name,
                 domain.is_some(),
                 domain.flatten(),
+                brand_changed,
+                brand.name,
+                brand_changed,
+                brand.logo_url,
+                brand_changed,
+                brand.accent,
                 now,
                 &principal.tenant_id
             ),

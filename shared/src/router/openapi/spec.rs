@@ -533,6 +533,14 @@ fn response_schemas() -> Map<String, Json> {
             ("plan", string()),
             ("custom_domain", optional_string()),
             ("status", enumeration(&["active", "suspended", "deleted"])),
+            (
+                "branding",
+                object(&[
+                    ("display_name", optional_string()),
+                    ("logo_url", optional_string()),
+                    ("accent_color", optional_string()),
+                ]),
+            ),
             ("created_at", time()),
             ("updated_at", time()),
         ]),
@@ -910,6 +918,22 @@ fn response_schemas() -> Map<String, Json> {
             ("created_at", time()),
             ("updated_at", time()),
         ]),
+    );
+    add(
+        "WorkerWithActivity",
+        extend(
+            "Worker",
+            &[(
+                "activity",
+                object(&[
+                    ("queued", integer()),
+                    ("running", integer()),
+                    ("runners_online", integer()),
+                    ("jobs_this_month", integer()),
+                    ("gpu_seconds_this_month", integer()),
+                ]),
+            )],
+        ),
     );
     add(
         "WorkerWithRunners",
@@ -1662,8 +1686,13 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
         op("post", "/jobs/{id}/cancel", "jobs", "Cancel a job (no body)")
             .ok(reference("Job"))
             .errors(&[409]),
-        op("get", "/workers", "jobs", "The tenant's worker pools and the shared ones")
-            .ok(list_of("Worker")),
+        op(
+            "get",
+            "/workers",
+            "jobs",
+            "The tenant's worker pools and the shared ones, each with the tenant's activity on it"
+        )
+        .ok(list_of("WorkerWithActivity")),
         op("post", "/workers", "jobs", "A dedicated worker pool, within the plan")
             .body(schemas.of::<workers::NewWorker>())
             .created(reference("Worker"))
@@ -1736,6 +1765,11 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
         op("get", "/admin/tenants", "platform admin", "Every tenant, newest first")
             .access(PlatformAdmin)
             .paged()
+            .query(
+                "q",
+                string(),
+                "only tenants whose slug, name or custom domain contains this (any case)",
+            )
             .ok(page_of("AdminTenant")),
         op("post", "/admin/tenants/{id}/suspend", "platform admin", "Suspend a tenant")
             .access(PlatformAdmin)

@@ -236,11 +236,16 @@ async fn a_branded_tenants_mail_goes_out_under_its_name_and_links_to_its_own_dom
         sent[0].body["from"],
         json!({ "email": FROM, "name": "Pixel Forge" })
     );
+    // On the public URL's scheme and port: a proxy in front serves every host alike.
+    let link = sent[0]
+        .text()
+        .lines()
+        .find(|line| line.contains("/console/reset-password"))
+        .unwrap()
+        .to_owned();
     assert!(
-        sent[0].text().contains(&format!(
-            "://studio.forge.example/console/reset-password?token={token}"
-        )),
-        "{}",
-        sent[0].text()
+        link.starts_with("http://studio.forge.example:")
+            && link.ends_with(&format!("/console/reset-password?token={token}")),
+        "{link}"
     );
 }

@@ -26,10 +26,11 @@ use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
-use tollgate_tests::{expect_status, sdxl, spawn_app_with};
+use tollgate::secrets::Keyring;
+use tollgate_tests::{PASSWORD, expect_status, sdxl, spawn_app_with};
 
 use crate::{
-    support::{Upstreams, free_port},
+    support::{RunningProxy, Upstreams, free_port},
     traefik::start_traefik_on,
 };
 
@@ -109,6 +110,35 @@ fn answer(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
         .header("content-type", "text/html; charset=utf-8")
         .body(Full::new(Bytes::from(PAGE.replace("USER", &user))))
         .unwrap()
+}
+
+/// Where the browser's screenshots go.
+fn screenshots() -> String {
+    std::env::var("TOLLGATE_SCREENSHOTS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots").to_owned()
+    })
+}
+
+/// Runs the Playwright script `script` (in `proxy/browser/`) with `visit`, within
+/// [`VISIT_BOUND`]; a failure shows what the script and the proxy said.
+async fn run_visit(python: &str, script: &str, visit: &serde_json::Value, proxy: &RunningProxy) {
+    let script = format!("{}/proxy/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(visit.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(VISIT_BOUND, run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser's visit took longer than {VISIT_BOUND:?}"))
+        .expect("the browser script starts");
+    assert!(
+        output.status.success(),
+        "the browser's visit ({script}) failed:\n{}\n{}\nproxy log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        proxy.log()
+    );
 }
 
 async fn created(response: reqwest::Response) -> serde_json::Value {
@@ -193,9 +223,6 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     assert_eq!(scripted.status(), StatusCode::OK);
     assert!(scripted.text().await.unwrap().contains(&owner.user_id));
 
-    let screenshots = std::env::var("TOLLGATE_SCREENSHOTS").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots").to_owned()
-    });
     let visit = json!({
         "chromium": chromium,
         "service": format!("http://comfy.tollgate.test:{port}/comfy/"),
@@ -213,23 +240,44 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         "job_id": job["id"],
         "api": format!("http://127.0.0.1:{port}/api/v1/"),
         "webhook_url": format!("http://{service}/hooks"),
-        "screenshots": screenshots,
+        "screenshots": screenshots(),
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy/browser/sign_in.py");
-    let run = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(visit.to_string())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(VISIT_BOUND, run)
-        .await
-        .unwrap_or_else(|_| panic!("the browser's visit took longer than {VISIT_BOUND:?}"))
-        .expect("the browser script starts");
-    assert!(
-        output.status.success(),
-        "the browser's visit failed:\n{}\n{}\nproxy log:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        proxy.log()
-    );
+    run_visit(&python, "sign_in.py", &visit, &proxy).await;
+}
+
+#[tokio::test]
+async fn a_reseller_signs_up_and_brands_its_console_and_the_operator_manages_it() {
+    let python = required("TOLLGATE_BROWSER_PYTHON");
+    let chromium = required("TOLLGATE_CHROMIUM");
+    let port = free_port();
+    let app = spawn_app_with(|config| {
+        config.public_url = format!("http://auth.tollgate.test:{port}");
+        config.cookie_domain = Some("tollgate.test".into());
+        config.cookie_secure = false;
+        // Provider keys are sealed with the operator's master key.
+        config.secrets = Keyring::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    })
+    .await;
+    let operator_email = "ops@tollgate.test";
+    app.platform_admin(operator_email).await;
+    let service = start_page_and_socket().await;
+    let upstreams = Upstreams {
+        tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
+        comfyui: service,
+        llm: service,
+    };
+    let mut proxy = start_traefik_on(&upstreams, port);
+    proxy.wait_until_routing().await;
+
+    let visit = json!({
+        "chromium": chromium,
+        "console": format!("http://auth.tollgate.test:{port}/console"),
+        "tenant_console": format!("http://pixel.tollgate.test:{port}/console"),
+        "email": "pia@pixelforge.test",
+        "password": PASSWORD,
+        "operator_email": operator_email,
+        "operator_password": PASSWORD,
+        "screenshots": screenshots(),
+    });
+    run_visit(&python, "brand_and_operate.py", &visit, &proxy).await;
 }

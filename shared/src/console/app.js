@@ -640,9 +640,9 @@ async function settings() {
   const form = el("form", { id: "organisation" },
     ...labelled("org-name", "Name", el("input", { id: "org-name", name: "name", value: tenant.name, required: "" })),
     ...labelled("org-domain", "Custom domain (empty: none)", el("input", { id: "org-domain", name: "domain", value: tenant.custom_domain || "", placeholder: "studio.example.com" })),
-    ...labelled("brand-name", "Brand name shown to your people (empty: the name)", el("input", { id: "brand-name", name: "brand", value: brand.display_name || "" })),
-    ...labelled("brand-logo", "Logo (https URL or data: image)", el("input", { id: "brand-logo", name: "logo", value: brand.logo_url || "" })),
-    ...labelled("brand-accent", "Accent colour", el("input", { id: "brand-accent", name: "accent", type: "color", value: brand.accent_color || "#1d4ed8" })),
+    ...labelled("org-brand", "Brand name shown to your people (empty: the name)", el("input", { id: "org-brand", name: "brand", value: brand.display_name || "" })),
+    ...labelled("org-logo", "Logo (https URL or data: image)", el("input", { id: "org-logo", name: "logo", value: brand.logo_url || "" })),
+    ...labelled("org-accent", "Accent colour", el("input", { id: "org-accent", name: "accent", type: "color", value: brand.accent_color || "#1d4ed8" })),
     el("button", { type: "submit" }, "Save"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

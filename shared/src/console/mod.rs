@@ -398,7 +398,7 @@ table{{border-collapse:collapse;width:100%;font-size:.95rem}} th,td{{text-align:
 .secret{{display:block;font-family:monospace;word-break:break-all;background:#fef3c7;padding:.5rem}}
 button.secondary{{background:#fff;color:var(--accent);border:1px solid var(--accent);margin-top:.5rem}}
 label{{display:block;margin-top:1rem;font-weight:600}}
-input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}}
+input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;border:1px solid #888;border-radius:4px}} input[type=color]{{height:2.8rem;padding:.2rem}} input[type=checkbox]{{width:auto}}
 select{{font:inherit;padding:.4rem;border:1px solid #888;border-radius:4px}}
 button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:var(--accent);color:#fff;border:0;border-radius:4px}}
 .brand{{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.1rem;margin:0 0 1rem}} .logo{{max-height:2.5rem;max-width:10rem}}

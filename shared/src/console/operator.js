@@ -64,6 +64,9 @@ function tenantActions(tenant, reload, place, notice) {
       said.replaceChildren(failure(error));
     }
   };
+  // One key per drawn form: a second click of the same grant is one grant. (Not
+  // crypto.randomUUID, which needs a secure context: development runs on plain HTTP.)
+  const grantKey = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
   const suspended = tenant.status === "suspended";
   const status = el("button", { type: "button", class: "secondary",
     onclick: act(() => api("POST", `admin/tenants/${tenant.id}/${suspended ? "reactivate" : "suspend"}`),
@@ -93,7 +96,7 @@ function tenantActions(tenant, reload, place, notice) {
     await api("POST", `admin/tenants/${tenant.id}/credits/grants`, {
       amount: Number(grant.amount.value),
       reason: grant.reason.value || undefined,
-      idempotency_key: crypto.randomUUID(),
+      idempotency_key: grantKey,
     });
   }, () => `Granted ${Number(grant.amount.value).toLocaleString("en")} credits to ${tenant.slug}.`));
   return panel(`Manage ${tenant.slug}`, status, plan, grant, said);

@@ -9,16 +9,23 @@
 //!   `/console/reset-password?token=…`, `/console/verify-email?token=…` ([`account`]): the
 //!   pages the emails link to, each posting to the API's own handler.
 //! - `GET /console`: the signed-in console (or the sign-in page): a shell whose script
-//!   (`/console/app.js`) fills each panel with one call of the API, made with the session
-//!   cookie and the CSRF token. Pages: `#overview` (credits and usage with a chart per day),
-//!   `#jobs` (recent jobs, refreshed while one runs), `#llm` (the models the caller may call
-//!   through the gateway, and recent calls with tokens, cost and latency), `#credits` (the ledger, and for owners
-//!   and admins the alert thresholds and auto top-up), `#keys` (API keys: create, the
-//!   secret shown once, revoke), and for owners and admins `#users` (members and
-//!   invitations), `#workers` (worker pools, runner tokens shown once, and moving a bot
-//!   to another), `#webhooks`
-//!   (endpoints, the secret shown once, a test message, the delivery log and redelivery)
-//!   and `#audit` (the log with a filter, and its tamper check).
+//!   (`/console/app.js`, with the helpers it shares with the operator's in `/console/ui.js`)
+//!   fills each panel with one call of the API, made with the session cookie and the CSRF
+//!   token. Pages: `#overview` (credits and usage with a chart per day), `#jobs` (recent
+//!   jobs, refreshed while one runs), `#llm` (the models the caller may call and recent
+//!   calls; for owners and admins also the provider keys, the tenant's own models and its
+//!   policy), `#credits` (the ledger, and for owners and admins the alert thresholds and
+//!   auto top-up), `#keys` (API keys: create, the secret shown once, revoke), and for
+//!   owners and admins `#users` (members and invitations), `#workers` (worker pools with
+//!   their queue, runners online and the month's usage, runner tokens shown once, and
+//!   moving a bot to another), `#webhooks` (endpoints, the secret shown once, a test
+//!   message, the delivery log and redelivery), `#audit` (the log with a filter, and its
+//!   tamper check), `#billing` (the plan, checkout, the Stripe portal and invoices) and
+//!   `#settings` (name, custom domain and brand).
+//! - `GET /console/admin` ([`operator`]): the platform operator's console.
+//!
+//! Every page wears a [`Look`]: a tenant's brand when reached at its subdomain or custom
+//! domain (and, signed in, the brand of the caller's own tenant), else Tollgate's own.
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};

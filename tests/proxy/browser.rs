@@ -27,7 +27,7 @@ use tokio_tungstenite::{
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
 use tollgate::secrets::Keyring;
-use tollgate_tests::{PASSWORD, expect_status, sdxl, spawn_app_with};
+use tollgate_tests::{PASSWORD, TestApp, expect_status, sdxl, spawn_app_with};
 
 use crate::{
     support::{RunningProxy, Upstreams, free_port},
@@ -141,6 +141,32 @@ async fn run_visit(python: &str, script: &str, visit: &serde_json::Value, proxy:
     );
 }
 
+/// Tollgate as the proxy at `port` fronts it: its public URL on `auth.tollgate.test`, the
+/// session cookie shared by every subdomain, plain HTTP, and a master key for provider keys.
+async fn app_behind_the_proxy(port: u16) -> TestApp {
+    spawn_app_with(|config| {
+        config.public_url = format!("http://auth.tollgate.test:{port}");
+        config.cookie_domain = Some("tollgate.test".into());
+        config.cookie_secure = false;
+        config.secrets = Keyring::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    })
+    .await
+}
+
+/// The shipped Traefik configuration on `port`, in front of `app` and of the service
+/// (page, socket and webhook receiver) it starts, routing.
+async fn traefik_in_front_of(app: &TestApp, port: u16) -> (RunningProxy, SocketAddr) {
+    let service = start_page_and_socket().await;
+    let upstreams = Upstreams {
+        tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
+        comfyui: service,
+        llm: service,
+    };
+    let mut proxy = start_traefik_on(&upstreams, port);
+    proxy.wait_until_routing().await;
+    (proxy, service)
+}
+
 async fn created(response: reqwest::Response) -> serde_json::Value {
     expect_status(response, StatusCode::CREATED).await
 }
@@ -150,12 +176,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
     let python = required("TOLLGATE_BROWSER_PYTHON");
     let chromium = required("TOLLGATE_CHROMIUM");
     let port = free_port();
-    let app = spawn_app_with(|config| {
-        config.public_url = format!("http://auth.tollgate.test:{port}");
-        config.cookie_domain = Some("tollgate.test".into());
-        config.cookie_secure = false;
-    })
-    .await;
+    let app = app_behind_the_proxy(port).await;
     let owner = app.register("acme").await;
     let admin = app.platform_admin("ops@tollgate.test").await;
     let raised = json!({ "plan": "FREE", "overrides": { "max_workers": 2, "requests_per_minute": 100_000 } });
@@ -202,14 +223,7 @@ async fn a_browser_signs_in_through_traefik_uses_the_service_and_its_socket_and_
         .unwrap()
         .clone();
 
-    let service = start_page_and_socket().await;
-    let upstreams = Upstreams {
-        tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
-        comfyui: service,
-        llm: service,
-    };
-    let mut proxy = start_traefik_on(&upstreams, port);
-    proxy.wait_until_routing().await;
+    let (proxy, service) = traefik_in_front_of(&app, port).await;
 
     // The queued job holds its estimate (2 credits) of the 5,000.
     // A script with an API key in a header still goes straight through.
@@ -250,24 +264,10 @@ async fn a_reseller_signs_up_and_brands_its_console_and_the_operator_manages_it(
     let python = required("TOLLGATE_BROWSER_PYTHON");
     let chromium = required("TOLLGATE_CHROMIUM");
     let port = free_port();
-    let app = spawn_app_with(|config| {
-        config.public_url = format!("http://auth.tollgate.test:{port}");
-        config.cookie_domain = Some("tollgate.test".into());
-        config.cookie_secure = false;
-        // Provider keys are sealed with the operator's master key.
-        config.secrets = Keyring::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
-    })
-    .await;
+    let app = app_behind_the_proxy(port).await;
     let operator_email = "ops@tollgate.test";
     app.platform_admin(operator_email).await;
-    let service = start_page_and_socket().await;
-    let upstreams = Upstreams {
-        tollgate: app.base_url.trim_start_matches("http://").parse().unwrap(),
-        comfyui: service,
-        llm: service,
-    };
-    let mut proxy = start_traefik_on(&upstreams, port);
-    proxy.wait_until_routing().await;
+    let (proxy, _) = traefik_in_front_of(&app, port).await;
 
     let visit = json!({
         "chromium": chromium,

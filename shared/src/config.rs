@@ -84,6 +84,10 @@ pub struct Config {
     /// for deployments whose receivers live on a private network. Off by default, since
     /// otherwise any tenant could make Tollgate probe the network it runs in.
     pub webhooks_allow_private: bool,
+    /// A DNS-over-HTTPS resolver answering the JSON API (`application/dns-json`), with
+    /// which a tenant proves it owns an email domain by a TXT record; `None`: only an
+    /// operator's approval proves it.
+    pub doh_url: Option<String>,
     /// How long after a secret rotation deliveries are still signed with the old secret too,
     /// so receivers can switch over without dropping a message.
     pub webhook_secret_overlap_seconds: i64,
@@ -212,6 +216,7 @@ impl Config {
                 .map(|currency| currency.trim().to_ascii_lowercase())
                 .unwrap_or_else(|| "usd".into()),
             webhooks_allow_private: flag("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE"),
+            doh_url: lookup("TOLLGATE_DOH_URL").filter(|url| !url.trim().is_empty()),
             webhook_secret_overlap_seconds: number(
                 "TOLLGATE_WEBHOOK_SECRET_OVERLAP_SECONDS",
                 24 * 3600,

@@ -247,7 +247,7 @@ pub(crate) async fn check_password(
     statements.push(
         tenant
             .bind(sql!(
-                "SELECT u.id, u.tenant_id, u.password_hash, u.role, t.status AS tenant_status
+                "SELECT u.id, u.tenant_id, u.password_hash, u.role, t.status AS tenant_status, t.sso_required
          FROM users u JOIN tenants t ON t.id = u.tenant_id
          WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status != 'deleted'
            AND u.email = ? AND u.status = 'active'"
@@ -288,7 +288,19 @@ pub(crate) async fn check_password(
             .await?;
         return Err(refused);
     }
-    Ok((tenant_id, user_id, row.get::<Role>("role")?))
+    let role: Role = row.get("role")?;
+    // A tenant that requires SSO lets only its owners in by password: their way back in.
+    if row.get::<i64>("sso_required")? == 1 && role != Role::Owner {
+        failed(Some(user_id), "sso_required")
+            .record(env, request)
+            .await?;
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "sso_required",
+            "this organisation signs its members in with single sign-on, not a password",
+        ));
+    }
+    Ok((tenant_id, user_id, role))
 }
 
 /// A refused sign-in, for the audit log of the tenant it named.

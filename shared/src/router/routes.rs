@@ -8,7 +8,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     audit,
-    auth::{api_keys, identity, principal, recovery, sessions},
+    auth::{api_keys, identity, principal, recovery, sessions, sso},
     billing, console,
     credits::{accounts, alerts, grants, ledger, reservations},
     cron,
@@ -65,6 +65,31 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["cron", "run"] => on!(method, { POST => cron::run_on_request(env, request).await }),
 
         ["auth", "register"] => on!(method, { POST => tenants::register(env, request).await }),
+        ["auth", "sso", "callback"] => on!(method, { GET => sso::flow::callback(env, request).await }),
+        ["auth", "sso", tenant, "start"] => on!(method, {
+            GET => sso::flow::start(env, request, tenant).await,
+        }),
+        ["sso", "providers"] => on!(method, {
+            GET => signed_in!(env, request, |p| sso::providers::list(env, p)),
+            POST => signed_in!(env, request, |p| sso::providers::create(env, request, p)),
+        }),
+        ["sso", "providers", id] => on!(method, {
+            DELETE => signed_in!(env, request, |p| sso::providers::delete(env, p, id)),
+        }),
+        ["sso", "settings"] => on!(method, {
+            GET => signed_in!(env, request, |p| sso::providers::settings(env, p)),
+            PUT => signed_in!(env, request, |p| sso::providers::set_settings(env, request, p)),
+        }),
+        ["sso", "domains"] => on!(method, {
+            GET => signed_in!(env, request, |p| sso::domains::list(env, p)),
+            POST => signed_in!(env, request, |p| sso::domains::add(env, request, p)),
+        }),
+        ["sso", "domains", domain] => on!(method, {
+            DELETE => signed_in!(env, request, |p| sso::domains::delete(env, p, domain)),
+        }),
+        ["sso", "domains", domain, "verify"] => on!(method, {
+            POST => signed_in!(env, request, |p| sso::domains::verify(env, p, domain)),
+        }),
         ["auth", "login"] => on!(method, { POST => sessions::login(env, request).await }),
         ["auth", "refresh"] => on!(method, { POST => sessions::refresh(env, request).await }),
         ["auth", "logout"] => on!(method, { POST => sessions::logout(env, request).await }),
@@ -373,6 +398,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         }),
         ["admin", "plans", code, "stripe-price"] => on!(method, {
             PUT => admin::set_plan_price(env, request, code).await,
+        }),
+        ["admin", "tenants", id, "sso", "domains", domain, "approve"] => on!(method, {
+            POST => admin::approve_sso_domain(env, request, id, domain).await,
         }),
         ["admin", "tenants", id, "plan"] => {
             on!(method, { PUT => admin::assign_plan(env, request, id).await })

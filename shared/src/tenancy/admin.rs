@@ -278,6 +278,18 @@ pub async fn grant_credits(
     crate::credits::grants::grant_to_pool(env, request, &admin_id, tenant_id).await
 }
 
+/// `POST /api/v1/admin/tenants/{id}/sso/domains/{domain}/approve`: the operator vouches
+/// that the tenant owns the email domain.
+pub async fn approve_sso_domain(
+    env: &Env,
+    request: &ApiRequest,
+    tenant_id: &str,
+    domain: &str,
+) -> ApiResult<Response> {
+    let admin_id = authenticate(env, request).await?;
+    crate::auth::sso::domains::approve(env, &admin_id, request, tenant_id, domain).await
+}
+
 /// `PUT /api/v1/admin/plans/{code}/stripe-price`
 pub async fn set_plan_price(env: &Env, request: &ApiRequest, code: &str) -> ApiResult<Response> {
     authenticate(env, request).await?;

@@ -8,4 +8,4 @@ pub mod tenants;
 pub mod users;
 mod values;
 
-pub use values::{Email, Slug, parse_display_name};
+pub use values::{Email, Slug, parse_display_name, parse_domain_name};

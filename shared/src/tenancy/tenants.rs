@@ -22,7 +22,7 @@ use crate::{
     tenancy::{
         Email, Slug,
         branding::{self, BrandingUpdate, StoredBranding},
-        parse_display_name, plans, users,
+        parse_display_name, parse_domain_name, plans, users,
     },
 };
 
@@ -281,25 +281,6 @@ pub(crate) struct UpdateTenant {
     branding: Option<Option<BrandingUpdate>>,
 }
 
-fn parse_domain(text: &str) -> ApiResult<String> {
-    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = domain.len() <= 253
-        && domain.contains('.')
-        && domain.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
-        return Err(ApiError::invalid_field(
-            "custom_domain",
-            "must be a domain name like app.example.com",
-        ));
-    }
-    Ok(domain)
-}
-
 /// `PUT /api/v1/tenant`: name, custom domain and branding.
 pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::TenantUpdate)?;
@@ -310,7 +291,7 @@ pub async fn update(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         .map(|name| parse_display_name("name", name))
         .transpose()?;
     let domain = match &body.custom_domain {
-        Some(Some(text)) => Some(Some(parse_domain(text)?)),
+        Some(Some(text)) => Some(Some(parse_domain_name("custom_domain", text)?)),
         Some(None) => Some(None),
         None => None,
     };

@@ -102,6 +102,27 @@ pub fn parse_display_name(field: &str, text: &str) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
+/// A domain name, lower-cased and without its final dot: labels of letters, digits and
+/// dashes, at least two of them.
+pub fn parse_domain_name(field: &str, text: &str) -> ApiResult<String> {
+    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !valid {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be a domain name like app.example.com",
+        ));
+    }
+    Ok(domain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +168,16 @@ mod tests {
         assert_eq!(parse_display_name("n", "  Ada  ").unwrap(), "Ada");
         assert!(parse_display_name("n", "   ").is_err());
         assert!(parse_display_name("n", &"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn domains_are_checked_and_lower_cased() {
+        assert_eq!(
+            parse_domain_name("d", " Forge.Example. ").unwrap(),
+            "forge.example"
+        );
+        for bad in ["localhost", "-a.example", "a..example", "a b.example", ""] {
+            assert!(parse_domain_name("d", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -49,6 +49,9 @@ source scripts/tools/traefik.sh
 say "a real browser for the console's end-to-end test (Debian's chromium, Playwright from PyPI)"
 source scripts/tools/browser.sh
 
+say "a real OpenID Connect provider for the single sign-on tests (Authlib and Flask, from PyPI)"
+source scripts/tools/oidc.sh
+
 say "schemathesis, the property-based tests of the API against its OpenAPI document (PyPI)"
 source scripts/tools/schemathesis.sh
 

@@ -11,6 +11,7 @@ mod password_reset;
 mod rate_limits;
 mod refresh;
 mod register;
+mod sso;
 mod support;
 mod verify_email;
 mod verify_limits;

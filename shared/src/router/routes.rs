@@ -65,7 +65,9 @@ pub(super) async fn route(env: &Env, request: &ApiRequest) -> ApiResult<Response
         ["cron", "run"] => on!(method, { POST => cron::run_on_request(env, request).await }),
 
         ["auth", "register"] => on!(method, { POST => tenants::register(env, request).await }),
-        ["auth", "sso", "callback"] => on!(method, { GET => sso::flow::callback(env, request).await }),
+        ["auth", "sso", "callback"] => {
+            on!(method, { GET => sso::flow::callback(env, request).await })
+        }
         ["auth", "sso", tenant, "start"] => on!(method, {
             GET => sso::flow::start(env, request, tenant).await,
         }),

@@ -52,7 +52,10 @@ const SELECT: &str =
     "SELECT domain, proof, verified_at, verified_by FROM sso_domains WHERE tenant_id = ?";
 
 fn domain_taken() -> ApiError {
-    ApiError::conflict("domain_taken", "another organisation has proven it owns that domain")
+    ApiError::conflict(
+        "domain_taken",
+        "another organisation has proven it owns that domain",
+    )
 }
 
 /// `POST /api/v1/sso/domains`: the domain, with the TXT record that proves it.
@@ -113,7 +116,10 @@ pub async fn list(env: &Env, principal: &Principal) -> ApiResult<Response> {
     principal.require(Permission::TenantUpdate)?;
     let rows = env
         .db
-        .execute(sql!(format!("{SELECT} ORDER BY domain"), &principal.tenant_id))
+        .execute(sql!(
+            format!("{SELECT} ORDER BY domain"),
+            &principal.tenant_id
+        ))
         .await?;
     let data = rows
         .iter()

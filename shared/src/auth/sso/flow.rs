@@ -206,7 +206,10 @@ pub async fn callback(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     env.db.batch(statements).await?;
     audit::try_seal(env, &provider.tenant_id).await;
     let cookies = browser::cookies_for_access_token(env, &pair.access_token)?;
-    Ok(redirect(return_to.as_deref().unwrap_or("/console"), &cookies))
+    Ok(redirect(
+        return_to.as_deref().unwrap_or("/console"),
+        &cookies,
+    ))
 }
 
 /// The tenant's user `identity` is: linked, found by email and linked, or joined.
@@ -250,10 +253,10 @@ async fn person(
         return Ok((row.get("id")?, row.get("role")?));
     }
     let now = env.now();
+    // A link left by a user since deleted gives way to the new one.
     let link = |user_id: &str| {
         sql!(
-            "INSERT INTO sso_identities (provider_id, subject, user_id, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (provider_id, subject) DO NOTHING",
+            "INSERT OR REPLACE INTO sso_identities (provider_id, subject, user_id, created_at) VALUES (?, ?, ?, ?)",
             &provider.id,
             &identity.subject,
             user_id,

@@ -261,8 +261,8 @@ pub async fn verify_id_token(
 async fn signing_keys(env: &Env, jwks_uri: &str, kid: Option<&str>) -> ApiResult<Vec<DecodingKey>> {
     for fresh in [false, true] {
         let body = document(env, jwks_uri, fresh).await?;
-        let set: JwkSet = serde_json::from_value(body)
-            .map_err(|error| unreachable_provider("key set", error))?;
+        let set: JwkSet =
+            serde_json::from_value(body).map_err(|error| unreachable_provider("key set", error))?;
         let chosen: Vec<_> = match kid {
             Some(kid) => set.find(kid).into_iter().collect(),
             None => set.keys.iter().collect(),
@@ -274,5 +274,7 @@ async fn signing_keys(env: &Env, jwks_uri: &str, kid: Option<&str>) -> ApiResult
                 .collect());
         }
     }
-    Err(rejected("the ID token is signed with a key the provider does not publish"))
+    Err(rejected(
+        "the ID token is signed with a key the provider does not publish",
+    ))
 }

@@ -143,9 +143,14 @@ fn scopes_of(scopes: Option<&[String]>) -> ApiResult<String> {
     for scope in scopes.unwrap_or(&["profile".into()]) {
         let valid = !scope.is_empty()
             && scope.len() <= 100
-            && scope.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+            && scope
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
         if !valid {
-            return Err(ApiError::invalid_field("scopes", "must be OAuth scope names"));
+            return Err(ApiError::invalid_field(
+                "scopes",
+                "must be OAuth scope names",
+            ));
         }
         if !all.contains(scope) {
             all.push(scope.clone());
@@ -169,7 +174,10 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
     let issuer = issuer_of(&body, env.config.webhooks_allow_private)?;
     let client_id = body.client_id.trim();
     if client_id.is_empty() || client_id.len() > 500 {
-        return Err(ApiError::invalid_field("client_id", "must be 1 to 500 characters"));
+        return Err(ApiError::invalid_field(
+            "client_id",
+            "must be 1 to 500 characters",
+        ));
     }
     if body.client_secret.is_empty() || body.client_secret.len() > 2000 {
         return Err(ApiError::invalid_field(
@@ -233,7 +241,9 @@ pub async fn list(env: &Env, principal: &Principal) -> ApiResult<Response> {
     let rows = env
         .db
         .execute(sql!(
-            format!("SELECT {COLUMNS} FROM sso_providers WHERE tenant_id = ? ORDER BY created_at, id"),
+            format!(
+                "SELECT {COLUMNS} FROM sso_providers WHERE tenant_id = ? ORDER BY created_at, id"
+            ),
             &principal.tenant_id
         ))
         .await?;

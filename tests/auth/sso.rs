@@ -1,0 +1,522 @@
+//! Single sign-on against a real OpenID Connect provider on loopback (Authlib's
+//! authorization server, `sso/provider.py`): the code flow with PKCE, state and nonce;
+//! linking and auto-join; every way an ID token can be wrong; key rotation; a tenant that
+//! requires SSO. The browser's part is played by a client that follows no redirect, so each
+//! hop is seen.
+//!
+//! Needs `TOLLGATE_OIDC_PYTHON`, which `scripts/tools/oidc.sh` installs and exports.
+
+use std::{process::Stdio, time::Duration};
+
+use reqwest::{StatusCode, header, redirect::Policy};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+use tollgate::secrets::Keyring;
+use tollgate_tests::{PASSWORD, TestApp, TestUser, expect_error, expect_status, spawn_app_with};
+
+const PUBLIC_URL: &str = "http://tollgate.sso.test";
+const CLIENT_ID: &str = "tollgate-acme";
+const CLIENT_SECRET: &str = "provider-secret-0123456789";
+
+/// The provider process; it stops when dropped (its stdin closes, and it is killed).
+struct Provider {
+    _child: Child,
+    issuer: String,
+    http: reqwest::Client,
+}
+
+impl Provider {
+    async fn start() -> Provider {
+        let python = std::env::var("TOLLGATE_OIDC_PYTHON").unwrap_or_else(|_| {
+            panic!("TOLLGATE_OIDC_PYTHON is not set: run `source scripts/tools/oidc.sh` (scripts/test.sh does)")
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/auth/sso/provider.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(CLIENT_ID)
+            .arg(CLIENT_SECRET)
+            .arg(format!("{PUBLIC_URL}/api/v1/auth/sso/callback"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the provider starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the provider says where it listens within 30 s")
+            .unwrap()
+            .expect("a line");
+        let issuer = first
+            .strip_prefix("listening on ")
+            .expect("listening on …")
+            .to_owned();
+        Provider {
+            _child: child,
+            issuer,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn control(&self, path: &str, body: Value) {
+        let response = self
+            .http
+            .post(format!("{}/control/{path}", self.issuer))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// The person the next authorization is for.
+    async fn signs_in_as(&self, subject: &str, email: &str) {
+        self.control(
+            "person",
+            json!({ "sub": subject, "email": email, "email_verified": true, "name": "Ada Forge" }),
+        )
+        .await;
+    }
+
+    async fn next_token(&self, fault: &str) {
+        self.control("fault", json!({ "fault": fault })).await;
+    }
+
+    async fn key_set_fetches(&self) -> i64 {
+        let stats: Value = self
+            .http
+            .get(format!("{}/control/stats", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["jwks_fetches"].as_i64().unwrap()
+    }
+}
+
+async fn app() -> TestApp {
+    spawn_app_with(|config| {
+        config.public_url = PUBLIC_URL.into();
+        config.secrets = Keyring::parse("k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+    })
+    .await
+}
+
+/// Acme, with `provider` as its identity provider.
+async fn acme_with(app: &TestApp, provider: &Provider) -> TestUser {
+    let owner = app.register("acme").await;
+    let response = app
+        .post(
+            "sso/providers",
+            &owner.access_token,
+            &json!({
+                "name": "Forge ID",
+                "kind": "oidc",
+                "issuer": provider.issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            }),
+        )
+        .await;
+    expect_status(response, StatusCode::CREATED).await;
+    owner
+}
+
+/// The operator vouches that acme owns `domain`.
+async fn approve_domain(app: &TestApp, owner: &TestUser, domain: &str) {
+    let response = app
+        .post(
+            "sso/domains",
+            &owner.access_token,
+            &json!({ "domain": domain }),
+        )
+        .await;
+    expect_status(response, StatusCode::CREATED).await;
+    let operator = app.platform_admin("ops@tollgate.test").await;
+    let response = app
+        .post(
+            &format!(
+                "admin/tenants/{}/sso/domains/{domain}/approve",
+                owner.tenant_id
+            ),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    expect_status(response, StatusCode::OK).await;
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("{} has no Location", response.url()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A browser's trip: start at Tollgate, through the provider, back to the callback (at
+/// the test server, for the public URL's host); answers where the provider sent it back.
+async fn to_the_callback(app: &TestApp, slug: &str) -> String {
+    let browser = browser();
+    let start = browser
+        .get(app.url(&format!("auth/sso/{slug}/start?return_to=/console")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        start.status(),
+        StatusCode::FOUND,
+        "{:?}",
+        start.text().await
+    );
+    let at_provider = browser.get(location(&start)).send().await.unwrap();
+    assert_eq!(at_provider.status(), StatusCode::FOUND);
+    let back = location(&at_provider);
+    let query = back
+        .strip_prefix(&format!("{PUBLIC_URL}/api/v1/auth/sso/callback?"))
+        .unwrap_or_else(|| panic!("the provider sent the browser to {back}"));
+    app.url(&format!("auth/sso/callback?{query}"))
+}
+
+async fn sign_in(app: &TestApp, slug: &str) -> reqwest::Response {
+    let callback = to_the_callback(app, slug).await;
+    browser().get(callback).send().await.unwrap()
+}
+
+fn session_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|cookie| cookie.starts_with("tollgate_session="))
+        .map(|cookie| cookie.split(';').next().unwrap().to_owned())
+        .expect("a session cookie")
+}
+
+/// The API's `GET auth/me` for the browser carrying `cookie`.
+async fn me(app: &TestApp, cookie: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(app.url("auth/me"))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    expect_status(response, StatusCode::OK).await
+}
+
+async fn refused(app: &TestApp, status: StatusCode, code: &str) -> String {
+    let response = sign_in(app, "acme").await;
+    let body = expect_error(response, status, code).await;
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_existing_user_signs_in_with_the_provider_and_is_linked_not_duplicated() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+
+    let response = sign_in(&app, "acme").await;
+
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(location(&response), "/console");
+    let cookie = session_cookie(&response);
+    assert_eq!(
+        me(&app, &cookie).await["user"]["id"],
+        owner.user_id.as_str()
+    );
+    // Linked by the provider's subject: a later sign-in finds the same user by it.
+    provider.signs_in_as("p-ada", &owner.email).await;
+    let again = sign_in(&app, "acme").await;
+    assert_eq!(
+        me(&app, &session_cookie(&again)).await["user"]["id"],
+        owner.user_id.as_str()
+    );
+    let users = app
+        .query(
+            "SELECT COUNT(*) FROM users WHERE tenant_id = ?",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await;
+    assert_eq!(users[0][0], 1);
+    let actions = app
+        .query(
+            "SELECT action FROM audit_log WHERE tenant_id = ? ORDER BY seq",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await;
+    let actions: Vec<&str> = actions.iter().map(|row| row[0].as_str().unwrap()).collect();
+    assert!(actions.contains(&"sso.identity_linked"), "{actions:?}");
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|action| **action == "auth.login")
+            .count(),
+        2,
+        "one per SSO sign-in: {actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_verified_person_of_a_proven_domain_joins_with_the_default_role() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    approve_domain(&app, &owner, "forge.example").await;
+    let response = app
+        .put(
+            "sso/settings",
+            &owner.access_token,
+            &json!({ "required": false, "default_role": "viewer" }),
+        )
+        .await;
+    expect_status(response, StatusCode::OK).await;
+    provider
+        .signs_in_as("p-new", "newcomer@Forge.example")
+        .await;
+
+    let response = sign_in(&app, "acme").await;
+
+    assert_eq!(
+        response.status(),
+        StatusCode::FOUND,
+        "{:?}",
+        response.text().await
+    );
+    let me = me(&app, &session_cookie(&response)).await;
+    assert_eq!(me["user"]["email"], "newcomer@forge.example");
+    assert_eq!(me["user"]["name"], "Ada Forge");
+    assert_eq!(me["role"], "viewer");
+    assert_eq!(me["tenant"]["id"], owner.tenant_id.as_str());
+    assert_eq!(me["user"]["email_verified"], true);
+}
+
+#[tokio::test]
+async fn a_person_of_a_domain_not_allowed_is_refused_and_nothing_is_written() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    approve_domain(&app, &owner, "forge.example").await;
+    // A domain added but never proven lets nobody in either.
+    let response = app
+        .post(
+            "sso/domains",
+            &owner.access_token,
+            &json!({ "domain": "unproven.example" }),
+        )
+        .await;
+    expect_status(response, StatusCode::CREATED).await;
+
+    for email in ["mallory@elsewhere.example", "eve@unproven.example"] {
+        provider.signs_in_as(email, email).await;
+        let message = refused(&app, StatusCode::FORBIDDEN, "sso_domain_not_allowed").await;
+        assert!(message.contains("not one of the domains"), "{message}");
+    }
+    let users = app
+        .query(
+            "SELECT COUNT(*) FROM users WHERE tenant_id = ?",
+            vec![owner.tenant_id.clone().into()],
+        )
+        .await;
+    assert_eq!(users[0][0], 1);
+}
+
+#[tokio::test]
+async fn a_user_of_another_tenant_is_never_signed_in_or_joined_by_it() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    acme_with(&app, &provider).await;
+    let globex = app.register("globex").await;
+    provider.signs_in_as("p-globex", &globex.email).await;
+
+    refused(&app, StatusCode::FORBIDDEN, "sso_domain_not_allowed").await;
+
+    let links = app
+        .query("SELECT COUNT(*) FROM sso_identities", vec![])
+        .await;
+    assert_eq!(links[0][0], 0);
+}
+
+#[tokio::test]
+async fn every_wrong_id_token_is_refused_with_its_reason() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+
+    for (fault, reason) in [
+        ("audience", "for another client (aud)"),
+        ("expired", "has expired"),
+        ("signature", "signature does not verify"),
+        ("nonce", "nonce is not this sign-in's"),
+        ("unverified_email", "verified email"),
+    ] {
+        provider.next_token(fault).await;
+        let message = refused(&app, StatusCode::UNAUTHORIZED, "sso_rejected").await;
+        assert!(message.contains(reason), "{fault}: {message}");
+    }
+    // And then a good one goes through.
+    let response = sign_in(&app, "acme").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn a_state_is_used_once() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+    let callback = to_the_callback(&app, "acme").await;
+
+    let first = browser().get(&callback).send().await.unwrap();
+    let replayed = browser().get(&callback).send().await.unwrap();
+    let forged = browser()
+        .get(app.url("auth/sso/callback?code=x&state=never-issued"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(first.status(), StatusCode::FOUND);
+    expect_error(replayed, StatusCode::BAD_REQUEST, "invalid_state").await;
+    expect_error(forged, StatusCode::BAD_REQUEST, "invalid_state").await;
+}
+
+#[tokio::test]
+async fn a_state_expires() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+    let callback = to_the_callback(&app, "acme").await;
+
+    app.advance_clock(tollgate::auth::sso::flow::ATTEMPT_TTL_SECONDS + 1);
+    let late = browser().get(&callback).send().await.unwrap();
+
+    expect_error(late, StatusCode::BAD_REQUEST, "invalid_state").await;
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_once_and_accepted() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+    assert_eq!(sign_in(&app, "acme").await.status(), StatusCode::FOUND);
+    assert_eq!(provider.key_set_fetches().await, 1);
+    assert_eq!(sign_in(&app, "acme").await.status(), StatusCode::FOUND);
+    assert_eq!(provider.key_set_fetches().await, 1, "the key set is kept");
+
+    provider.control("rotate", json!({})).await;
+    let response = sign_in(&app, "acme").await;
+
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(provider.key_set_fetches().await, 2);
+}
+
+#[tokio::test]
+async fn a_tenant_that_requires_sso_refuses_its_members_passwords_but_not_its_owners() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    let member = app.add_user(&owner, "max", "member").await;
+    let response = app
+        .put(
+            "sso/settings",
+            &owner.access_token,
+            &json!({ "required": true }),
+        )
+        .await;
+    assert_eq!(
+        expect_status(response, StatusCode::OK).await["required"],
+        true
+    );
+
+    let member_login = app.login("acme", &member.email, PASSWORD).await;
+    let owner_login = app.login("acme", &owner.email, PASSWORD).await;
+
+    expect_error(member_login, StatusCode::FORBIDDEN, "sso_required").await;
+    expect_status(owner_login, StatusCode::OK).await;
+    provider.signs_in_as("p-max", &member.email).await;
+    let response = sign_in(&app, "acme").await;
+    assert_eq!(
+        me(&app, &session_cookie(&response)).await["user"]["id"],
+        member.user_id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn providers_are_for_owners_and_admins_and_keep_their_secret() {
+    let provider = Provider::start().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    let member = app.add_user(&owner, "max", "member").await;
+
+    let listed = expect_status(
+        app.get("sso/providers", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let by_member = app
+        .post(
+            "sso/providers",
+            &member.access_token,
+            &json!({ "name": "Mine", "kind": "google", "client_id": "x", "client_secret": "y" }),
+        )
+        .await;
+    let bad_kind = app
+        .post(
+            "sso/providers",
+            &owner.access_token,
+            &json!({ "name": "Saml", "kind": "saml", "client_id": "x", "client_secret": "y" }),
+        )
+        .await;
+    let entra = app
+        .post(
+            "sso/providers",
+            &owner.access_token,
+            &json!({ "name": "Entra", "kind": "microsoft", "microsoft_tenant": "organizations", "client_id": "x", "client_secret": "y" }),
+        )
+        .await;
+
+    assert_eq!(listed["data"][0]["name"], "Forge ID");
+    assert_eq!(
+        listed["data"][0]["scopes"],
+        json!(["openid", "email", "profile"])
+    );
+    assert!(!listed.to_string().contains(CLIENT_SECRET));
+    expect_error(by_member, StatusCode::FORBIDDEN, "forbidden").await;
+    expect_error(
+        bad_kind,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let entra = expect_status(entra, StatusCode::CREATED).await;
+    assert_eq!(
+        entra["issuer"],
+        "https://login.microsoftonline.com/organizations/v2.0"
+    );
+    // With two providers, a sign-in names one.
+    let unnamed = browser()
+        .get(app.url("auth/sso/acme/start"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(unnamed, StatusCode::BAD_REQUEST, "provider_required").await;
+}

@@ -10,7 +10,7 @@ use utoipa::{
 };
 
 use crate::{
-    auth::{api_keys, recovery, sessions},
+    auth::{api_keys, recovery, sessions, sso},
     billing::checkout,
     credits::{accounts, grants, reservations},
     jobs::{bots, http as jobs_http, queue, runners, workers},
@@ -162,6 +162,12 @@ impl Operation {
 
     fn no_content(mut self) -> Self {
         self.successes.push((204, "No Content", "", None));
+        self
+    }
+
+    /// 302 to `Location`, no body.
+    fn found(mut self, description: &'static str) -> Self {
+        self.successes.push((302, description, "", None));
         self
     }
 
@@ -920,6 +926,37 @@ fn response_schemas() -> Map<String, Json> {
         ]),
     );
     add(
+        "SsoProvider",
+        object(&[
+            ("id", string()),
+            ("name", string()),
+            ("kind", enumeration(&["oidc", "google", "microsoft"])),
+            ("issuer", string()),
+            ("client_id", string()),
+            ("scopes", json!({ "type": "array", "items": string() })),
+            ("start_url", string()),
+            ("created_at", time()),
+        ]),
+    );
+    add(
+        "SsoSettings",
+        object(&[
+            ("required", boolean()),
+            ("default_role", enumeration(&["admin", "member", "viewer"])),
+        ]),
+    );
+    add(
+        "SsoDomain",
+        object(&[
+            ("domain", string()),
+            ("verified", boolean()),
+            ("verified_at", optional_time()),
+            ("verified_by", optional_string()),
+            ("txt_name", string()),
+            ("txt_value", string()),
+        ]),
+    );
+    add(
         "WorkerWithActivity",
         extend(
             "Worker",
@@ -1390,6 +1427,20 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .body(schemas.of::<tenants::Register>())
             .created(reference("Registration"))
             .errors(&[409, 429]),
+        op("get", "/auth/sso/{tenant}/start", "sso", "Start signing in with the tenant's identity provider")
+            .describe("A browser navigation: 302 to the provider's authorization endpoint (the code flow with PKCE, state and nonce). `provider` names one when the tenant has several (400 `provider_required`); `return_to` is where the browser lands afterwards, checked like forward-auth's.")
+            .access(Anyone)
+            .query("provider", string(), "the provider's id")
+            .query("return_to", string(), "where to land after signing in")
+            .found("to the provider")
+            .errors(&[400, 404, 502]),
+        op("get", "/auth/sso/callback", "sso", "Where the provider sends the browser back")
+            .describe("Uses the sign-in's state once (400 `invalid_state` for a replayed, expired or unknown one), trades the code, checks the ID token (401 `sso_rejected` saying why), finds the person (linked, or the tenant's user with that verified email, or a newcomer of a proven domain; 403 `sso_domain_not_allowed` otherwise), and answers 302 with the session cookies, like a password sign-in.")
+            .access(Anyone)
+            .query("code", string(), "the authorization code")
+            .query("state", string(), "the sign-in's state")
+            .found("to `return_to`, or the console")
+            .errors(&[400, 401, 403, 409, 502]),
         op("post", "/auth/login", "auth", "Sign in")
             .describe("The tenant is named by `tenant` or by the Host (`acme.<base domain>` or a custom domain).")
             .access(Anyone)
@@ -1762,6 +1813,15 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .body(schemas.of::<admin::Login>())
             .ok(reference("AdminToken"))
             .errors(&[401, 429]),
+        op(
+            "post",
+            "/admin/tenants/{id}/sso/domains/{domain}/approve",
+            "platform admin",
+            "Vouch that the tenant owns an email domain it added"
+        )
+        .access(PlatformAdmin)
+        .ok(reference("SsoDomain"))
+        .errors(&[409]),
         op("get", "/admin/tenants", "platform admin", "Every tenant, newest first")
             .access(PlatformAdmin)
             .paged()
@@ -1788,6 +1848,33 @@ fn operations(schemas: &mut Schemas) -> Vec<Operation> {
             .query("action", string(), "an action (`llm_model.created`) or a category (`llm_model.*`)")
             .ok(page_of("PlatformAuditEntry")),
         // The LLM gateway's catalogue (its OpenAI-compatible calls live under `/v1`).
+        op("get", "/sso/providers", "sso", "The tenant's identity providers")
+            .describe("Owners and admins. The client secret is never returned.")
+            .ok(list_of("SsoProvider")),
+        op("post", "/sso/providers", "sso", "Add an identity provider")
+            .describe("Owners and admins. `kind` `oidc` with an `issuer`, or the presets `google` and `microsoft` (with `microsoft_tenant`: a directory, or `organizations`). The secret is sealed under the operator's master key; 503 `secrets_not_configured` without one.")
+            .body(schemas.of::<sso::providers::NewProvider>())
+            .created(reference("SsoProvider")),
+        op("delete", "/sso/providers/{id}", "sso", "Remove an identity provider and its links")
+            .no_content(),
+        op("get", "/sso/settings", "sso", "Whether members must use SSO, and newcomers' role")
+            .ok(reference("SsoSettings")),
+        op("put", "/sso/settings", "sso", "Require SSO of members (owners keep their password), set newcomers' role")
+            .body(schemas.of::<sso::providers::Settings>())
+            .ok(reference("SsoSettings")),
+        op("get", "/sso/domains", "sso", "The email domains whose people join on their first sign-in")
+            .ok(list_of("SsoDomain")),
+        op("post", "/sso/domains", "sso", "Add a domain, with the TXT record that proves it")
+            .describe("409 `domain_taken` when another tenant has proven it.")
+            .body(schemas.of::<sso::domains::NewDomain>())
+            .created(reference("SsoDomain"))
+            .errors(&[409]),
+        op("delete", "/sso/domains/{domain}", "sso", "Remove a domain: nobody new joins by it")
+            .no_content(),
+        op("post", "/sso/domains/{domain}/verify", "sso", "Look up the domain's TXT record")
+            .describe("Through the operator's DNS-over-HTTPS resolver. 409 `domain_not_verified` when the record is not there yet, `dns_verification_unavailable` when no resolver is configured, `domain_taken` when another tenant proved it first; 502 `dns_unavailable`.")
+            .ok(reference("SsoDomain"))
+            .errors(&[409, 502]),
         op("get", "/llm/provider-keys", "llm", "The tenant's provider keys, then the platform's it may deploy on")
             .describe("Owners and admins. The platform's keys show no base URL and no last four characters.")
             .paged()
@@ -1933,7 +2020,7 @@ pub fn document() -> Json {
         },
         "servers": [{ "url": "/api/v1" }],
         "tags": [
-            { "name": "auth" }, { "name": "api keys" }, { "name": "tenancy" },
+            { "name": "auth" }, { "name": "sso" }, { "name": "api keys" }, { "name": "tenancy" },
             { "name": "credits" }, { "name": "usage" }, { "name": "billing" },
             { "name": "webhooks" }, { "name": "audit" }, { "name": "reports" },
             { "name": "jobs" }, { "name": "runner" }, { "name": "llm" }, { "name": "platform admin" },

@@ -4,99 +4,21 @@
 //! requires SSO. The browser's part is played by a client that follows no redirect, so each
 //! hop is seen.
 //!
-//! Needs `TOLLGATE_OIDC_PYTHON`, which `scripts/tools/oidc.sh` installs and exports.
-
-use std::{process::Stdio, time::Duration};
+//! The provider is `tollgate_tests::oidc_provider`.
 
 use reqwest::{StatusCode, header, redirect::Policy};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
 use tollgate::secrets::Keyring;
-use tollgate_tests::{PASSWORD, TestApp, TestUser, expect_error, expect_status, spawn_app_with};
+use tollgate_tests::{
+    PASSWORD, TestApp, TestUser, expect_error, expect_status,
+    oidc_provider::{CLIENT_ID, CLIENT_SECRET, Provider},
+    spawn_app_with,
+};
 
 const PUBLIC_URL: &str = "http://tollgate.sso.test";
-const CLIENT_ID: &str = "tollgate-acme";
-const CLIENT_SECRET: &str = "provider-secret-0123456789";
 
-/// The provider process; it stops when dropped (its stdin closes, and it is killed).
-struct Provider {
-    _child: Child,
-    issuer: String,
-    http: reqwest::Client,
-}
-
-impl Provider {
-    async fn start() -> Provider {
-        let python = std::env::var("TOLLGATE_OIDC_PYTHON").unwrap_or_else(|_| {
-            panic!("TOLLGATE_OIDC_PYTHON is not set: run `source scripts/tools/oidc.sh` (scripts/test.sh does)")
-        });
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/auth/sso/provider.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(CLIENT_ID)
-            .arg(CLIENT_SECRET)
-            .arg(format!("{PUBLIC_URL}/api/v1/auth/sso/callback"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the provider starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the provider says where it listens within 30 s")
-            .unwrap()
-            .expect("a line");
-        let issuer = first
-            .strip_prefix("listening on ")
-            .expect("listening on …")
-            .to_owned();
-        Provider {
-            _child: child,
-            issuer,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn control(&self, path: &str, body: Value) {
-        let response = self
-            .http
-            .post(format!("{}/control/{path}", self.issuer))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-    }
-
-    /// The person the next authorization is for.
-    async fn signs_in_as(&self, subject: &str, email: &str) {
-        self.control(
-            "person",
-            json!({ "sub": subject, "email": email, "email_verified": true, "name": "Ada Forge" }),
-        )
-        .await;
-    }
-
-    async fn next_token(&self, fault: &str) {
-        self.control("fault", json!({ "fault": fault })).await;
-    }
-
-    async fn key_set_fetches(&self) -> i64 {
-        let stats: Value = self
-            .http
-            .get(format!("{}/control/stats", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["jwks_fetches"].as_i64().unwrap()
-    }
+async fn provider() -> Provider {
+    Provider::start(&format!("{PUBLIC_URL}/api/v1/auth/sso/callback")).await
 }
 
 async fn app() -> TestApp {
@@ -227,7 +149,7 @@ async fn refused(app: &TestApp, status: StatusCode, code: &str) -> String {
 
 #[tokio::test]
 async fn an_existing_user_signs_in_with_the_provider_and_is_linked_not_duplicated() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     provider.signs_in_as("p-ada", &owner.email).await;
@@ -275,7 +197,7 @@ async fn an_existing_user_signs_in_with_the_provider_and_is_linked_not_duplicate
 
 #[tokio::test]
 async fn a_verified_person_of_a_proven_domain_joins_with_the_default_role() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     approve_domain(&app, &owner, "forge.example").await;
@@ -309,7 +231,7 @@ async fn a_verified_person_of_a_proven_domain_joins_with_the_default_role() {
 
 #[tokio::test]
 async fn a_person_of_a_domain_not_allowed_is_refused_and_nothing_is_written() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     approve_domain(&app, &owner, "forge.example").await;
@@ -339,7 +261,7 @@ async fn a_person_of_a_domain_not_allowed_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_user_of_another_tenant_is_never_signed_in_or_joined_by_it() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     acme_with(&app, &provider).await;
     let globex = app.register("globex").await;
@@ -355,7 +277,7 @@ async fn a_user_of_another_tenant_is_never_signed_in_or_joined_by_it() {
 
 #[tokio::test]
 async fn every_wrong_id_token_is_refused_with_its_reason() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     provider.signs_in_as("p-ada", &owner.email).await;
@@ -378,7 +300,7 @@ async fn every_wrong_id_token_is_refused_with_its_reason() {
 
 #[tokio::test]
 async fn a_state_is_used_once() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     provider.signs_in_as("p-ada", &owner.email).await;
@@ -399,7 +321,7 @@ async fn a_state_is_used_once() {
 
 #[tokio::test]
 async fn a_state_expires() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     provider.signs_in_as("p-ada", &owner.email).await;
@@ -413,7 +335,7 @@ async fn a_state_expires() {
 
 #[tokio::test]
 async fn a_rotated_signing_key_is_fetched_once_and_accepted() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     provider.signs_in_as("p-ada", &owner.email).await;
@@ -431,7 +353,7 @@ async fn a_rotated_signing_key_is_fetched_once_and_accepted() {
 
 #[tokio::test]
 async fn a_tenant_that_requires_sso_refuses_its_members_passwords_but_not_its_owners() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     let member = app.add_user(&owner, "max", "member").await;
@@ -462,7 +384,7 @@ async fn a_tenant_that_requires_sso_refuses_its_members_passwords_but_not_its_ow
 
 #[tokio::test]
 async fn providers_are_for_owners_and_admins_and_keep_their_secret() {
-    let provider = Provider::start().await;
+    let provider = provider().await;
     let app = app().await;
     let owner = acme_with(&app, &provider).await;
     let member = app.add_user(&owner, "max", "member").await;

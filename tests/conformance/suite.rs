@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tollgate::sql;
 use tollgate_tests::{
     PASSWORD, create_platform_admin, file_env,
+    oidc_provider::{CLIENT_ID, CLIENT_SECRET, Provider},
     openai_double::{OpenAiDouble, PIECES_BEFORE_HOLD, STREAMED_PIECES},
     sdxl,
 };
@@ -129,6 +130,7 @@ pub async fn run(target: &Target) {
     refresh_rotates_the_pair(target, &acme).await;
     api_keys_pass_forward_auth_within_their_scopes(target, &acme).await;
     the_console_signs_a_browser_in_and_out(target, &acme).await;
+    single_sign_on_signs_a_browser_in(target, &acme).await;
     let globex = register_and_log_in(target, "globex").await;
     tenants_cannot_see_each_other(target, &acme, &globex).await;
     credits_reserve_for_jobs_and_cancel_releases(target, &acme).await;
@@ -323,6 +325,64 @@ async fn the_console_signs_a_browser_in_and_out(target: &Target, owner: &Owner) 
         "{}",
         target.name
     );
+}
+
+/// The code flow with PKCE against a real OpenID provider on loopback: the runtime keeps
+/// nothing between the redirects but the attempt row, and the callback opens a session the
+/// API accepts from the cookie.
+async fn single_sign_on_signs_a_browser_in(target: &Target, owner: &Owner) {
+    let provider = Provider::start("any").await;
+    let response = target
+        .post(
+            "sso/providers",
+            &owner.access_token,
+            json!({ "name": "Forge ID", "kind": "oidc", "issuer": provider.issuer,
+                    "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET }),
+        )
+        .await;
+    expect(target, response, StatusCode::CREATED).await;
+    provider.signs_in_as("p-owner", &owner.email).await;
+    let location =
+        |response: &Response| response.headers()["location"].to_str().unwrap().to_owned();
+    let start = target
+        .request(Method::GET, &format!("auth/sso/{}/start", owner.slug))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND, "{}", target.name);
+    let at_provider = target.client.get(location(&start)).send().await.unwrap();
+    let back = location(&at_provider);
+    let (_, callback) = back
+        .split_once("/api/v1/auth/sso/callback?")
+        .unwrap_or_else(|| panic!("{}: the provider sent the browser to {back}", target.name));
+    let signed_in = target
+        .request(Method::GET, &format!("auth/sso/callback?{callback}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::FOUND, "{}", target.name);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|cookie| cookie.starts_with("tollgate_session="))
+        .map(|cookie| cookie.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{}: no session cookie", target.name));
+    let me = target
+        .request(Method::GET, "auth/me")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let me = expect(target, me, StatusCode::OK).await;
+    assert_eq!(me["user"]["email"], owner.email, "{}: {me}", target.name);
+    let replayed = target
+        .request(Method::GET, &format!("auth/sso/callback?{callback}"))
+        .send()
+        .await
+        .unwrap();
+    expect(target, replayed, StatusCode::BAD_REQUEST).await;
 }
 
 async fn refresh_rotates_the_pair(target: &Target, owner: &Owner) {

@@ -5,6 +5,7 @@
 pub mod edge;
 pub mod hrana_server;
 pub mod loopback;
+pub mod oidc_provider;
 pub mod openai_double;
 
 use std::path::PathBuf;

@@ -9,7 +9,8 @@ misbehave the way a broken or hostile provider would (POST /control/fault: audie
 expired, signature, nonce, unverified_email) and rotate the signing key (POST
 /control/rotate). GET /control/stats counts the key-set fetches.
 
-Usage: python provider.py CLIENT_ID CLIENT_SECRET REDIRECT_URI
+Usage: python provider.py CLIENT_ID CLIENT_SECRET REDIRECT_URI (or "any": any Tollgate's
+callback, for a runtime whose public URL the test does not choose)
 Prints "listening on http://127.0.0.1:PORT" once it serves; stops when stdin closes.
 """
 
@@ -50,12 +51,14 @@ class Client(ClientMixin):
         return client_id
 
     def get_default_redirect_uri(self):
-        return redirect_uri
+        return None if redirect_uri == "any" else redirect_uri
 
     def get_allowed_scope(self, scope):
         return scope
 
     def check_redirect_uri(self, uri):
+        if redirect_uri == "any":
+            return uri.endswith("/api/v1/auth/sso/callback")
         return uri == redirect_uri
 
     def check_client_secret(self, secret):

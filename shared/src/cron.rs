@@ -9,6 +9,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response, ok},
     audit,
+    auth::sso,
     billing::{checkout, stripe_events},
     db::DbError,
     error::ApiResult,
@@ -26,6 +27,7 @@ use crate::{
 #[derive(Debug, Default, PartialEq, serde::Serialize)]
 pub struct CronReport {
     pub rate_limit_windows_purged: u64,
+    /// Refresh and one-time tokens, SSO sign-ins and kept provider documents past use.
     pub expired_tokens_purged: u64,
     pub usage_rows_purged: u64,
     pub tenants_downgraded: u64,
@@ -71,6 +73,8 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
             downgrade_events,
             downgrade,
             llm::policy::purge_expired_content(now),
+            sso::flow::purge_expired(now),
+            sso::oidc::purge_stale(now),
         ])
         .await?;
     // Sealing first: retention prunes sealed entries only.
@@ -89,7 +93,10 @@ pub async fn run(env: &Env) -> Result<CronReport, DbError> {
     let emails = mail::delivery::run(env).await?;
     Ok(CronReport {
         rate_limit_windows_purged: results[0].rows_affected,
-        expired_tokens_purged: results[1].rows_affected + results[2].rows_affected,
+        expired_tokens_purged: results[1].rows_affected
+            + results[2].rows_affected
+            + results[8].rows_affected
+            + results[9].rows_affected,
         usage_rows_purged: results[3].rows_affected + results[4].rows_affected,
         tenants_downgraded: results[6].rows_affected,
         topups_charged,

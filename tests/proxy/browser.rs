@@ -27,7 +27,11 @@ use tokio_tungstenite::{
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
 use tollgate::secrets::Keyring;
-use tollgate_tests::{PASSWORD, TestApp, expect_status, sdxl, spawn_app_with};
+use tollgate_tests::{
+    PASSWORD, TestApp, expect_status,
+    oidc_provider::{CLIENT_ID, CLIENT_SECRET, Provider},
+    sdxl, spawn_app_with,
+};
 
 use crate::{
     support::{RunningProxy, Upstreams, free_port},
@@ -280,4 +284,43 @@ async fn a_reseller_signs_up_and_brands_its_console_and_the_operator_manages_it(
         "screenshots": screenshots(),
     });
     run_visit(&python, "brand_and_operate.py", &visit, &proxy).await;
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_the_organisations_identity_provider_and_reaches_the_service() {
+    let python = required("TOLLGATE_BROWSER_PYTHON");
+    let chromium = required("TOLLGATE_CHROMIUM");
+    let port = free_port();
+    let provider = Provider::start(&format!(
+        "http://auth.tollgate.test:{port}/api/v1/auth/sso/callback"
+    ))
+    .await;
+    let app = app_behind_the_proxy(port).await;
+    let owner = app.register("acme").await;
+    let response = app
+        .post(
+            "sso/providers",
+            &owner.access_token,
+            &json!({ "name": "Forge ID", "kind": "oidc", "issuer": provider.issuer,
+                     "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET }),
+        )
+        .await;
+    created(response).await;
+    provider.signs_in_as("p-owner", &owner.email).await;
+    let (proxy, _) = traefik_in_front_of(&app, port).await;
+
+    let service = format!("http://comfy.tollgate.test:{port}/comfy/");
+    let visit = json!({
+        "chromium": chromium,
+        "sign_in": reqwest::Url::parse_with_params(
+            &format!("http://acme.tollgate.test:{port}/console/sign-in"),
+            [("return_to", &service)],
+        )
+        .unwrap()
+        .as_str(),
+        "service": service,
+        "provider_name": "Forge ID",
+        "screenshots": screenshots(),
+    });
+    run_visit(&python, "sso.py", &visit, &proxy).await;
 }

@@ -38,6 +38,7 @@ use crate::{
     ApiError, Env,
     api::{ApiRequest, Response},
     auth::browser,
+    auth::sso,
     error::ApiResult,
     tenancy::branding::Branding,
 };
@@ -61,14 +62,19 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
     let look = &look;
     let answer = match (request.method.clone(), path) {
         (Method::GET, "") => home(env, request, look).await,
-        (Method::GET, "/sign-in") => Ok(sign_in_page(
-            look,
-            StatusCode::OK,
-            &request.query_param("return_to").unwrap_or_default(),
-            request.query_param("tenant").as_deref().unwrap_or_default(),
-            "",
-            None,
-        )),
+        (Method::GET, "/sign-in") => {
+            let tenant = request.query_param("tenant");
+            let offered = sso::providers::offered(env, request, tenant.as_deref()).await;
+            Ok(sign_in_page(
+                look,
+                StatusCode::OK,
+                &request.query_param("return_to").unwrap_or_default(),
+                tenant.as_deref().unwrap_or_default(),
+                "",
+                None,
+                &offered.unwrap_or_default(),
+            ))
+        }
         (Method::POST, "/sign-in") => sign_in(env, request, look).await,
         (Method::POST, "/sign-out") => sign_out(env, request).await,
         (Method::GET, "/sign-up") => Ok(account::sign_up_page(look, StatusCode::OK, &[], None)),
@@ -205,6 +211,7 @@ async fn sign_in(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Resp
             tenant.unwrap_or_default(),
             email,
             Some(&refused.message),
+            &sso::providers::offered(env, request, tenant).await?,
         )),
         Err(error) => Err(error),
     }
@@ -256,6 +263,8 @@ fn static_script(script: Bytes) -> Response {
         .expect("static response parts are valid")
 }
 
+/// The sign-in form, and a button per identity provider of the tenant named (`providers`:
+/// name and start path), which brings the browser back to `return_to` too.
 fn sign_in_page(
     look: &Look,
     status: StatusCode,
@@ -263,6 +272,7 @@ fn sign_in_page(
     tenant: &str,
     email: &str,
     problem: Option<&str>,
+    providers: &[(String, String)],
 ) -> Response {
     // At a tenant's own domain the domain names the organisation.
     let organisation = Input::text("tenant", "Organisation", tenant, "organization").optional();
@@ -284,9 +294,37 @@ fn sign_in_page(
         &[("return_to", return_to)],
         "Sign in",
         problem,
-        "<p><a href=\"/console/forgot-password\">Forgot your password?</a> · \
-         <a href=\"/console/sign-up\">Create an organisation</a></p>",
+        &format!(
+            "{}<p><a href=\"/console/forgot-password\">Forgot your password?</a> · \
+             <a href=\"/console/sign-up\">Create an organisation</a></p>",
+            single_sign_on(providers, return_to)
+        ),
     )
+}
+
+fn single_sign_on(providers: &[(String, String)], return_to: &str) -> String {
+    if providers.is_empty() {
+        return String::new();
+    }
+    let back: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    let links: String = providers
+        .iter()
+        .map(|(name, start)| {
+            let href = if return_to.is_empty() {
+                start.clone()
+            } else {
+                format!("{start}&{back}")
+            };
+            format!(
+                "<p><a class=\"button\" href=\"{}\">Sign in with {}</a></p>",
+                escape(&href),
+                escape(name)
+            )
+        })
+        .collect();
+    format!("<h2>Or with your organisation's account</h2>\n{links}")
 }
 
 /// One field of a form.
@@ -410,6 +448,7 @@ select{{font:inherit;padding:.4rem;border:1px solid #888;border-radius:4px}}
 button{{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit;background:var(--accent);color:#fff;border:0;border-radius:4px}}
 .brand{{display:flex;align-items:center;gap:.6rem;font-weight:700;font-size:1.1rem;margin:0 0 1rem}} .logo{{max-height:2.5rem;max-width:10rem}}
 :focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
+a.button{{display:inline-block;padding:.6rem 1.2rem;background:var(--accent);color:#fff;border-radius:4px;text-decoration:none}}
 .alert{{background:#fee2e2;color:#7f1d1d;padding:.6rem;border-radius:4px}}
 </style></head>
 <body><main>{banner}<h1>{title}</h1>

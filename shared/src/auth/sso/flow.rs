@@ -129,6 +129,15 @@ pub async fn start(env: &Env, request: &ApiRequest, tenant_slug: &str) -> ApiRes
     ))
 }
 
+/// Cron: sign-ins a day past their expiry go (kept that long so a late replay is still
+/// told it was used).
+pub fn purge_expired(now: i64) -> crate::db::Statement {
+    sql!(
+        "DELETE FROM sso_attempts WHERE expires_at < ?",
+        now - 24 * 3600
+    )
+}
+
 fn invalid_state() -> ApiError {
     ApiError::bad_request(
         "invalid_state",

@@ -70,6 +70,14 @@ fn unreachable_provider(what: &str, detail: impl std::fmt::Display) -> ApiError 
     )
 }
 
+/// Cron: kept documents no sign-in would use any more go.
+pub fn purge_stale(now: i64) -> crate::db::Statement {
+    sql!(
+        "DELETE FROM oidc_documents WHERE fetched_at < ?",
+        now - DOCUMENT_TTL_SECONDS
+    )
+}
+
 /// `url`'s JSON through the outbound port; `fresh` skips the kept copy.
 async fn document(env: &Env, url: &str, fresh: bool) -> ApiResult<Json> {
     let now = env.now();

@@ -17,7 +17,7 @@ use crate::{
     error::ApiResult,
     ids::new_id,
     sql,
-    tenancy::parse_display_name,
+    tenancy::{parse_display_name, tenants::TenantSelector},
     webhooks::urls::parse_endpoint_url,
 };
 
@@ -379,18 +379,27 @@ pub async fn set_settings(
     Ok(ok(&settings_json(&row)?))
 }
 
-/// The providers a sign-in page offers for the tenant `slug`: `(name, start URL)`.
-pub async fn offered(env: &Env, tenant_id: &str, slug: &str) -> ApiResult<Vec<(String, String)>> {
+/// The providers a sign-in page offers: the tenant's that `tenant` (a slug) or the host
+/// names, as `(name, start path)`; none when neither names an active tenant.
+pub async fn offered(
+    env: &Env,
+    request: &ApiRequest,
+    tenant: Option<&str>,
+) -> ApiResult<Vec<(String, String)>> {
+    let Ok(selector) = TenantSelector::from_request(env, request, tenant) else {
+        return Ok(Vec::new());
+    };
     let rows = env
         .db
-        .execute(sql!(
-            "SELECT id, name FROM sso_providers WHERE tenant_id = ? ORDER BY created_at, id",
-            tenant_id
-        ))
+        .execute(selector.bind(sql!(
+            "SELECT p.id, p.name, t.slug FROM sso_providers p JOIN tenants t ON t.id = p.tenant_id
+             WHERE (t.slug = ? OR t.custom_domain = ?) AND t.status = 'active'
+             ORDER BY p.created_at, p.id"
+        )))
         .await?;
     rows.iter()
         .map(|row| {
-            let id: String = row.get("id")?;
+            let (id, slug): (String, String) = (row.get("id")?, row.get("slug")?);
             Ok((
                 row.get("name")?,
                 format!("/api/v1/auth/sso/{slug}/start?provider={id}"),

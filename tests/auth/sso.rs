@@ -6,11 +6,19 @@
 //!
 //! The provider is `tollgate_tests::oidc_provider`.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
 use reqwest::{StatusCode, header, redirect::Policy};
 use serde_json::{Value, json};
 use tollgate::secrets::Keyring;
 use tollgate_tests::{
     PASSWORD, TestApp, TestUser, expect_error, expect_status,
+    loopback::LoopbackServer,
     oidc_provider::{CLIENT_ID, CLIENT_SECRET, Provider},
     spawn_app_with,
 };
@@ -441,4 +449,139 @@ async fn providers_are_for_owners_and_admins_and_keep_their_secret() {
         .await
         .unwrap();
     expect_error(unnamed, StatusCode::BAD_REQUEST, "provider_required").await;
+}
+
+/// TXT records a resolver knows, by name.
+type Records = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A DNS-over-HTTPS resolver's JSON API (the format public resolvers answer with
+/// `accept: application/dns-json`), knowing the TXT records the test publishes: the one
+/// part of a domain's proof no local service can play, since it is the DNS of a real domain.
+async fn resolver() -> (LoopbackServer, Records) {
+    let records: Records = Arc::default();
+    let known = records.clone();
+    let server = LoopbackServer::start(move |parts, _| {
+        let query: HashMap<String, String> =
+            reqwest::Url::parse(&format!("http://resolver{}", parts.uri))
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+        let asks_txt = query.get("type").map(String::as_str) == Some("TXT");
+        let name = query.get("name").cloned().unwrap_or_default();
+        let answers: Vec<Value> = known
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(record, _)| asks_txt && *record == name)
+            .map(|(record, text)| {
+                json!({ "name": record, "type": 16, "TTL": 300, "data": format!("\"{text}\"") })
+            })
+            .collect();
+        let status = if answers.is_empty() { 3 } else { 0 };
+        http::Response::builder()
+            .header("content-type", "application/dns-json")
+            .body(Full::new(Bytes::from(
+                json!({ "Status": status, "Answer": answers }).to_string(),
+            )))
+            .unwrap()
+    })
+    .await;
+    (server, records)
+}
+
+#[tokio::test]
+async fn a_domain_is_proven_by_its_txt_record_and_is_then_the_tenants_alone() {
+    let provider = provider().await;
+    let (dns, records) = resolver().await;
+    let app = spawn_app_with(|config| {
+        config.public_url = PUBLIC_URL.into();
+        config.secrets = Keyring::parse("k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+        config.doh_url = Some(format!("{}/dns-query", dns.base_url()));
+    })
+    .await;
+    let owner = acme_with(&app, &provider).await;
+    let globex = app.register("globex").await;
+    let added = expect_status(
+        app.post(
+            "sso/domains",
+            &owner.access_token,
+            &json!({ "domain": "Forge.Example" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(added["domain"], "forge.example");
+    assert_eq!(added["txt_name"], "_tollgate-verification.forge.example");
+    assert_eq!(added["verified"], false);
+    let nothing = json!({});
+    let verify = || {
+        app.post(
+            "sso/domains/forge.example/verify",
+            &owner.access_token,
+            &nothing,
+        )
+    };
+
+    // Not yet published, or published with another tenant's proof: not proven.
+    expect_error(verify().await, StatusCode::CONFLICT, "domain_not_verified").await;
+    records.lock().unwrap().push((
+        "_tollgate-verification.forge.example".into(),
+        "tollgate-verification=someone-elses-proof".into(),
+    ));
+    expect_error(verify().await, StatusCode::CONFLICT, "domain_not_verified").await;
+    records.lock().unwrap().push((
+        added["txt_name"].as_str().unwrap().into(),
+        added["txt_value"].as_str().unwrap().into(),
+    ));
+    let proven = expect_status(verify().await, StatusCode::OK).await;
+
+    assert_eq!(proven["verified"], true);
+    assert_eq!(proven["verified_by"], "dns");
+    let taken = app
+        .post(
+            "sso/domains",
+            &globex.access_token,
+            &json!({ "domain": "forge.example" }),
+        )
+        .await;
+    expect_error(taken, StatusCode::CONFLICT, "domain_taken").await;
+    provider
+        .signs_in_as("p-new", "newcomer@forge.example")
+        .await;
+    let joined = sign_in(&app, "acme").await;
+    assert_eq!(me(&app, &session_cookie(&joined)).await["role"], "member");
+}
+
+#[tokio::test]
+async fn without_a_resolver_only_the_operator_can_vouch_for_a_domain() {
+    let provider = provider().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    let response = app
+        .post(
+            "sso/domains",
+            &owner.access_token,
+            &json!({ "domain": "forge.example" }),
+        )
+        .await;
+    expect_status(response, StatusCode::CREATED).await;
+
+    let verify = app
+        .post(
+            "sso/domains/forge.example/verify",
+            &owner.access_token,
+            &json!({}),
+        )
+        .await;
+
+    expect_error(verify, StatusCode::CONFLICT, "dns_verification_unavailable").await;
+    approve_domain(&app, &owner, "forge.example").await;
+    let listed = expect_status(
+        app.get("sso/domains", &owner.access_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["data"][0]["verified_by"], "operator");
 }

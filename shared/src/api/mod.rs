@@ -89,6 +89,20 @@ pub fn no_content() -> Response {
         .expect("static response parts are valid")
 }
 
+/// A redirect (`status` 302 or 303) to `location`, never cached, setting `cookies`.
+pub fn redirect(status: StatusCode, location: &str, cookies: &[String]) -> Response {
+    let mut response = http::Response::builder()
+        .status(status)
+        .header(http::header::LOCATION, location)
+        .header(http::header::CACHE_CONTROL, "no-store");
+    for cookie in cookies {
+        response = response.header(http::header::SET_COOKIE, cookie);
+    }
+    response
+        .body(Bytes::new())
+        .expect("a redirect's parts are valid")
+}
+
 /// Text made safe inside HTML text and attribute values (the console's pages, the API's
 /// reference page).
 pub fn escape_html(text: &str) -> String {

@@ -284,12 +284,11 @@ pub fn sign_in_redirect(config: &Config, request: &ApiRequest) -> Option<Respons
         return None;
     }
     let target = safe_return(config, &forwarded_url(request)?)?;
-    http::Response::builder()
-        .status(StatusCode::FOUND)
-        .header(header::LOCATION, sign_in_url(config, &target))
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(bytes::Bytes::new())
-        .ok()
+    Some(crate::api::redirect(
+        StatusCode::FOUND,
+        &sign_in_url(config, &target),
+        &[],
+    ))
 }
 
 /// The session a request's cookie names, when it is still good: for the console's pages.

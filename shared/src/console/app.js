@@ -657,7 +657,70 @@ async function settings() {
       said.replaceChildren(failure(error));
     }
   });
-  view.replaceChildren(el("h1", {}, "Organisation"), panel("Name, domain and brand", form, said));
+  view.replaceChildren(el("h1", {}, "Organisation"), panel("Name, domain and brand", form, said), ...await singleSignOn());
+}
+
+// Single sign-on: the identity providers, the email domains whose people join, and
+// whether members must use SSO.
+async function singleSignOn() {
+  const [providers, domains, sso] = await Promise.all([
+    api("GET", "sso/providers"), api("GET", "sso/domains"), api("GET", "sso/settings"),
+  ]).catch((error) => [error]);
+  if (!sso) return [panel("Single sign-on", failure(providers))];
+  const said = el("div", { "aria-live": "polite" });
+  const redo = (work) => async (event) => {
+    if (event) event.preventDefault();
+    try {
+      await work();
+      await settings();
+    } catch (error) {
+      said.replaceChildren(failure(error));
+    }
+  };
+  const add = el("form", { id: "new-provider" },
+    ...labelled("sso-name", "Button name", el("input", { id: "sso-name", name: "name", required: "", placeholder: "Google" })),
+    ...labelled("sso-kind", "Provider", el("select", { id: "sso-kind", name: "kind" },
+      el("option", { value: "oidc" }, "OpenID Connect"), el("option", { value: "google" }, "Google"),
+      el("option", { value: "microsoft" }, "Microsoft Entra ID"))),
+    ...labelled("sso-issuer", "Issuer URL (OpenID Connect)", el("input", { id: "sso-issuer", name: "issuer", type: "url" })),
+    ...labelled("sso-directory", "Directory (Microsoft: id, domain or organizations)", el("input", { id: "sso-directory", name: "directory" })),
+    ...labelled("sso-client", "Client id", el("input", { id: "sso-client", name: "client", required: "" })),
+    ...labelled("sso-secret", "Client secret (stored sealed)", el("input", { id: "sso-secret", name: "secret", type: "password", autocomplete: "off", required: "" })),
+    el("button", { type: "submit" }, "Add provider"));
+  add.addEventListener("submit", redo(() => api("POST", "sso/providers", {
+    name: add.name.value, kind: add.kind.value,
+    issuer: add.issuer.value || undefined, microsoft_tenant: add.directory.value || undefined,
+    client_id: add.client.value, client_secret: add.secret.value,
+  })));
+  const domain = el("form", { id: "new-domain" },
+    ...labelled("sso-domain", "Email domain whose people join", el("input", { id: "sso-domain", name: "domain", required: "", placeholder: "example.com" })),
+    el("button", { type: "submit" }, "Add domain"));
+  domain.addEventListener("submit", redo(() => api("POST", "sso/domains", { domain: domain.domain.value })));
+  const policy = el("form", { id: "sso-policy" },
+    el("label", { for: "sso-required" }, el("input", { id: "sso-required", name: "required", type: "checkbox", ...(sso.required ? { checked: "" } : {}) }), " Members must use single sign-on (owners keep their password)"),
+    ...labelled("sso-role", "Role of people who join", el("select", { id: "sso-role", name: "role" },
+      ...["member", "viewer", "admin"].map((name) => el("option", { value: name, ...(name === sso.default_role ? { selected: "" } : {}) }, name)))),
+    el("button", { type: "submit" }, "Save sign-in policy"));
+  policy.addEventListener("submit", redo(() => api("PUT", "sso/settings", { required: policy.required.checked, default_role: policy.role.value })));
+  return [
+    said,
+    panel("Single sign-on", providers.data.length === 0 ? el("p", {}, "No identity provider yet.") : table(
+      ["Provider", "Issuer", "Client", ""],
+      providers.data.map((provider) => el("tr", { "data-provider": provider.name },
+        el("td", {}, provider.name), el("td", {}, provider.issuer), el("td", {}, provider.client_id),
+        el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Remove ${provider.name}`,
+          onclick: redo(() => api("DELETE", `sso/providers/${provider.id}`)) }, "Remove"))))),
+    add),
+    panel("Domains", domains.data.length === 0 ? el("p", {}, "No domain yet.") : table(
+      ["Domain", "Proof (TXT record)", ""],
+      domains.data.map((entry) => el("tr", { "data-domain": entry.domain },
+        el("td", {}, entry.domain),
+        el("td", {}, entry.verified ? `proven (${entry.verified_by})` : el("code", {}, `${entry.txt_name} = ${entry.txt_value}`)),
+        el("td", {}, entry.verified ? "" : el("button", { type: "button", class: "secondary", "aria-label": `Verify ${entry.domain}`,
+          onclick: redo(() => api("POST", `sso/domains/${entry.domain}/verify`)) }, "Verify"))))),
+    domain),
+    panel("Sign-in policy", policy),
+  ];
 }
 
 const pages = { overview, jobs, llm, credits, keys, users, workers, webhooks, audit, billing, settings };

@@ -474,16 +474,7 @@ a.button{{display:inline-block;padding:.6rem 1.2rem;background:var(--accent);col
         .expect("static response parts are valid")
 }
 
-/// 303 to `location`, setting `cookies`.
+/// 303 to `location`, setting `cookies`: a form's answer.
 pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
-    let mut response = http::Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, location)
-        .header(header::CACHE_CONTROL, "no-store");
-    for cookie in cookies {
-        response = response.header(header::SET_COOKIE, cookie);
-    }
-    response
-        .body(Bytes::new())
-        .expect("a redirect's parts are valid")
+    crate::api::redirect(StatusCode::SEE_OTHER, location, cookies)
 }

@@ -62,15 +62,24 @@ with sync_playwright() as playwright:
         page.get_by_label("Brand name").fill("Pixel Forge Studio")
         page.get_by_label("Logo").fill(LOGO)
         page.get_by_label("Accent colour").fill("#ffeb3b")
-        page.get_by_role("button", name="Save").click()
+        page.get_by_role("button", name="Save", exact=True).click()
         expect(page.get_by_role("alert")).to_contain_text("contrast")
         page.get_by_label("Accent colour").fill("#0b5d1e")
-        page.get_by_role("button", name="Save").click()
+        page.get_by_role("button", name="Save", exact=True).click()
         expect(page.get_by_role("status")).to_contain_text("Saved")
         page.reload()
         expect(page.locator("#brand-name")).to_have_text("Pixel Forge Studio")
-        expect(page.get_by_role("button", name="Save")).to_have_css("background-color", ACCENT_RGB)
+        expect(page.get_by_role("button", name="Save", exact=True)).to_have_css("background-color", ACCENT_RGB)
         page.screenshot(path=shots / "21-organisation.png", full_page=True)
+
+        # Single sign-on: a domain to prove; this deployment reads no DNS, so it says whom to ask.
+        page.get_by_label("Email domain whose people join").fill("pixelforge.test")
+        page.get_by_role("button", name="Add domain").click()
+        proof = page.locator('tr[data-domain="pixelforge.test"]')
+        expect(proof).to_contain_text("_tollgate-verification.pixelforge.test = tollgate-verification=")
+        proof.get_by_role("button", name="Verify pixelforge.test").click()
+        expect(page.get_by_role("alert")).to_contain_text("ask the operator")
+        page.screenshot(path=shots / "21b-single-sign-on.png", full_page=True)
 
         # Billing: the plan, and payments refused clearly without Stripe.
         page.get_by_role("link", name="Billing").click()

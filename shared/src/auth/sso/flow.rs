@@ -13,7 +13,7 @@
 //!
 //! Stateless between the redirects on every runtime: all the flow keeps is the attempt row.
 
-use http::{StatusCode, header};
+use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     ApiError, Env,
-    api::{ApiRequest, Response},
+    api::{ApiRequest, Response, redirect},
     audit::{self, Action, Actor, Target},
     auth::{
         browser,
@@ -42,19 +42,6 @@ const NO_PASSWORD: &str = "!sso";
 
 /// How long a started sign-in may take at the provider.
 pub const ATTEMPT_TTL_SECONDS: i64 = 600;
-
-fn redirect(location: &str, cookies: &[String]) -> Response {
-    let mut response = http::Response::builder()
-        .status(StatusCode::FOUND)
-        .header(header::LOCATION, location)
-        .header(header::CACHE_CONTROL, "no-store");
-    for cookie in cookies {
-        response = response.header(header::SET_COOKIE, cookie);
-    }
-    response
-        .body(bytes::Bytes::new())
-        .expect("a redirect's parts are valid")
-}
 
 fn callback_url(env: &Env) -> String {
     format!("{}/api/v1/auth/sso/callback", env.config.public_url)
@@ -124,6 +111,7 @@ pub async fn start(env: &Env, request: &ApiRequest, tenant_slug: &str) -> ApiRes
         '?'
     };
     Ok(redirect(
+        StatusCode::FOUND,
         &format!("{}{separator}{query}", discovery.authorization_endpoint),
         &[],
     ))
@@ -216,6 +204,7 @@ pub async fn callback(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     audit::try_seal(env, &provider.tenant_id).await;
     let cookies = browser::cookies_for_access_token(env, &pair.access_token)?;
     Ok(redirect(
+        StatusCode::FOUND,
         return_to.as_deref().unwrap_or("/console"),
         &cookies,
     ))

@@ -21,7 +21,9 @@
 //!   moving a bot to another), `#webhooks` (endpoints, the secret shown once, a test
 //!   message, the delivery log and redelivery), `#audit` (the log with a filter, and its
 //!   tamper check), `#billing` (the plan, checkout, the Stripe portal and invoices) and
-//!   `#settings` (name, custom domain and brand).
+//!   `#settings` (name, custom domain and brand; single sign-on: providers, domains and the
+//!   sign-in policy). The sign-in page offers the identity providers of the tenant its
+//!   domain or `?tenant=` names.
 //! - `GET /console/admin` ([`operator`]): the platform operator's console.
 //!
 //! Every page wears a [`Look`]: a tenant's brand when reached at its subdomain or custom

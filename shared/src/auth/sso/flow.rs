@@ -325,7 +325,9 @@ async fn person(
             )
             .only_if_exists(&exists),
         ])
-        .await?;
+        .await
+        // Another sign-in of the same person created the user a moment ago.
+        .map_err(users::email_taken)?;
     if results[0].rows_affected == 0 {
         return Err(crate::tenancy::plans::limit_reached("max_users", "users"));
     }

@@ -72,8 +72,22 @@ async function usagePanel() {
   }
 }
 
+async function alertsPanel() {
+  try {
+    const alerts = (await api("GET", "credits/alerts")).data;
+    const open = alerts.filter((alert) => !alert.resolved_at);
+    return panel("Alerts", open.length === 0 ? el("p", { id: "alerts" }, "No open alerts.") : el("ul", { id: "alerts" },
+      open.map((alert) => el("li", { class: alert.threshold >= 100 ? "alert" : "" },
+        `${alert.account_id.startsWith("pool") ? "The organisation" : "You"}: ${alert.threshold}% of the credits used`,
+        alert.threshold >= 100 ? " (spending is blocked until credits are added)" : "",
+        ` since ${alert.created_at}.`))));
+  } catch (error) {
+    return panel("Alerts", failure(error));
+  }
+}
+
 async function overview() {
-  const panels = await Promise.all([balancePanel(), usagePanel()]);
+  const panels = await Promise.all([balancePanel(), usagePanel(), alertsPanel()]);
   view.replaceChildren(el("h1", {}, "Overview"), ...panels);
 }
 

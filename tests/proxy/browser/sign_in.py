@@ -77,6 +77,7 @@ with sync_playwright() as playwright:
     expect(page.locator("#balances")).to_contain_text(args["pool_credits"])
     expect(page.locator("#usage-summary")).to_contain_text("Jobs today 1, this month 1")
     expect(page.get_by_role("img", name=re.compile("^Jobs per day"))).to_be_visible()
+    expect(page.locator("#alerts")).to_have_text("No open alerts.")
     page.screenshot(path=shots / "4-overview.png", full_page=True)
 
     page.get_by_role("link", name="API keys").click()

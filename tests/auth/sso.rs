@@ -360,6 +360,22 @@ async fn a_rotated_signing_key_is_fetched_once_and_accepted() {
 }
 
 #[tokio::test]
+async fn an_es256_signed_id_token_is_accepted_and_a_forged_one_refused() {
+    let provider = provider().await;
+    let app = app().await;
+    let owner = acme_with(&app, &provider).await;
+    provider.control("rotate", json!({ "alg": "ES256" })).await;
+    provider.signs_in_as("p-ada", &owner.email).await;
+
+    let response = sign_in(&app, "acme").await;
+    provider.next_token("audience").await;
+    let message = refused(&app, StatusCode::UNAUTHORIZED, "sso_rejected").await;
+
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert!(message.contains("(aud)"), "{message}");
+}
+
+#[tokio::test]
 async fn a_tenant_that_requires_sso_refuses_its_members_passwords_but_not_its_owners() {
     let provider = provider().await;
     let app = app().await;

@@ -1,7 +1,7 @@
 """A real OpenID Connect provider on loopback, for Tollgate's SSO tests: Authlib's
 authorization server (the authorization code grant with its OpenID Connect extension and
-PKCE, S256 required) in Flask, signing RS256 ID tokens with keys it publishes at its JWKS
-URI, and discovery at /.well-known/openid-configuration.
+PKCE, S256 required) in Flask, signing ID tokens (RS256, or ES256 after an ES256 rotation)
+with keys it publishes at its JWKS URI, and discovery at /.well-known/openid-configuration.
 
 The provider does not ask who is signing in: the test names the person the next
 authorization is for (POST /control/person). The test can also make the next token
@@ -27,7 +27,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, jsonify, request
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey, RSAKey
 from werkzeug.serving import make_server
 
 client_id, client_secret, redirect_uri = sys.argv[1:4]
@@ -120,6 +120,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return authorization_code.person
 
 
+def algorithm(key):
+    return "ES256" if isinstance(key, ECKey) else "RS256"
+
+
 class IdToken(OpenIDCode):
     def exists_nonce(self, nonce, request):
         return any(code.nonce == nonce for code in state["codes"].values())
@@ -128,10 +132,10 @@ class IdToken(OpenIDCode):
         return state["keys"][0]
 
     def get_client_algorithm(self, client):
-        return "RS256"
+        return algorithm(state["keys"][0])
 
     def get_encode_header(self, client):
-        return {"alg": "RS256", "kid": state["keys"][0].kid}
+        return {"alg": algorithm(state["keys"][0]), "kid": state["keys"][0].kid}
 
     def get_client_claims(self, client):
         return {"iss": issuer, "aud": [client_id], "exp": int(time.time()) + 3600}
@@ -153,8 +157,8 @@ def misbehave(id_token):
     if fault is None:
         return id_token
     key = state["keys"][0]
-    claims = jwt.decode(id_token, key).claims
-    header = {"alg": "RS256", "kid": key.kid}
+    claims = jwt.decode(id_token, key, algorithms=[algorithm(key)]).claims
+    header = {"alg": algorithm(key), "kid": key.kid}
     if fault == "audience":
         claims["aud"] = ["someone-else"]
     elif fault == "expired":
@@ -167,7 +171,8 @@ def misbehave(id_token):
     elif fault == "signature":
         # The published key's id, another key's signature.
         key = RSAKey.generate_key(2048, parameters={"kid": key.kid})
-    return jwt.encode(header, claims, key)
+        header["alg"] = "RS256"
+    return jwt.encode(header, claims, key, algorithms=[header["alg"]])
 
 
 @app.get("/.well-known/openid-configuration")
@@ -179,7 +184,7 @@ def discovery():
         "jwks_uri": f"{issuer}/jwks",
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
     })
@@ -220,8 +225,13 @@ def fault():
 
 @app.post("/control/rotate")
 def rotate():
+    """A new signing key, RS256 or (with {"alg": "ES256"}) a P-256 key; the old stay published."""
     kid = f"key-{len(state['keys']) + 1}"
-    state["keys"].insert(0, RSAKey.generate_key(2048, parameters={"kid": kid}))
+    if (request.get_json(silent=True) or {}).get("alg") == "ES256":
+        key = ECKey.generate_key("P-256", parameters={"kid": kid})
+    else:
+        key = RSAKey.generate_key(2048, parameters={"kid": kid})
+    state["keys"].insert(0, key)
     return jsonify({"kid": kid})
 
 

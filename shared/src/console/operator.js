@@ -99,7 +99,14 @@ function tenantActions(tenant, reload, place, notice) {
       idempotency_key: grantKey,
     });
   }, () => `Granted ${Number(grant.amount.value).toLocaleString("en")} credits to ${tenant.slug}.`));
-  return panel(`Manage ${tenant.slug}`, status, plan, grant, said);
+  // The operator vouches that the tenant owns an email domain it added for single sign-on.
+  const domain = el("form", { class: "domain" },
+    ...labelled(`domain-${tenant.id}`, "Approve an SSO email domain", el("input", { id: `domain-${tenant.id}`, name: "domain", required: "", placeholder: "example.com" })),
+    el("button", { type: "submit" }, "Approve domain"));
+  domain.addEventListener("submit", act(async () => {
+    await api("POST", `admin/tenants/${tenant.id}/sso/domains/${encodeURIComponent(domain.domain.value.trim().toLowerCase())}/approve`);
+  }, () => `${domain.domain.value.trim().toLowerCase()} is proven for ${tenant.slug}.`));
+  return panel(`Manage ${tenant.slug}`, status, plan, grant, domain, said);
 }
 
 async function tenants() {

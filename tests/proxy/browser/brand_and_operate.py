@@ -6,7 +6,8 @@ refused clearly on a deployment without Stripe), adds a provider key and a model
 own on the LLM page, sees its workers' queue and runners, and signs out. At its own
 subdomain the sign-in page then wears the brand and asks for no organisation; it signs in
 there. The operator signs in to /console/admin, finds the reseller, grants it credits,
-moves it to another plan, suspends and reinstates it, and reads the plans and the email
+moves it to another plan, suspends and reinstates it, approves the email domain it added
+for single sign-on, and reads the plans and the email
 outbox (the reseller's verification mail, waiting: no provider here). Every wait is bounded
 by Playwright's timeout. Screenshots of each page go to the directory given.
 
@@ -158,6 +159,9 @@ with sync_playwright() as playwright:
         operator.screenshot(path=shots / "26-operator-tenants.png", full_page=True)
         operator.get_by_role("button", name="Reactivate pixel").click()
         expect(row.locator(".status")).to_have_text("active")
+        operator.get_by_label("Approve an SSO email domain").fill("pixelforge.test")
+        operator.get_by_role("button", name="Approve domain").click()
+        expect(operator.get_by_role("status")).to_have_text("pixelforge.test is proven for pixel.")
 
         operator.get_by_role("link", name="Plans").click()
         expect(operator.locator('tr[data-plan="PRO"]')).to_be_visible()
@@ -167,9 +171,11 @@ with sync_playwright() as playwright:
         expect(operator.locator('#emails tr[data-template="verify_email"]').first).to_contain_text(args["email"])
         operator.screenshot(path=shots / "28-operator-outbox.png", full_page=True)
 
-        # The reseller's ledger shows the operator's grant.
+        # The reseller's ledger shows the operator's grant, and its domain is proven.
         page.goto(args["tenant_console"] + "#credits")
         expect(page.locator('#ledger tr[data-kind="grant"]').first).to_contain_text("launch gift")
+        page.goto(args["tenant_console"] + "#settings")
+        expect(page.locator('tr[data-domain="pixelforge.test"]')).to_contain_text("proven (operator)")
     except Exception:
         opened_pages = [opened for context in browser.contexts for opened in context.pages]
         for number, opened in enumerate(opened_pages):

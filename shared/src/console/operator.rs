@@ -1,6 +1,7 @@
 //! The platform operator's console, `/console/admin`: tenants (search, suspend and
 //! reinstate, plan and overrides, credit grants, approving an email domain for single
-//! sign-on), plans (their limits and Stripe prices) and the email outbox. Each panel is one call of the admin API.
+//! sign-on), plans (their limits and Stripe prices) and the email outbox. Each panel is one
+//! call of the admin API.
 //!
 //! The operator signs in with the admin API's own login, whose access token is stateless
 //! and short-lived (`access_token_ttl`) and has no refresh: the script keeps it in the

@@ -32,6 +32,18 @@ struct MasterKey {
     key: [u8; KEY_BYTES],
 }
 
+/// 503 `secrets_not_configured`: `what` (a tenant's provider keys, SSO client secrets)
+/// cannot be stored without a master key.
+pub fn not_configured(what: &str) -> crate::ApiError {
+    crate::ApiError::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "secrets_not_configured",
+        format!(
+            "{what} cannot be stored: the operator has not configured a master key (TOLLGATE_SECRETS_KEYS)"
+        ),
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretsError {
     /// No master key is configured: nothing can be sealed.

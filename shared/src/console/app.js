@@ -134,9 +134,7 @@ async function keyTable() {
         el("td", {}, key.scopes.join(" ")), el("td", {}, key.last_used_at || "never"),
         el("td", { class: "state" }, state), el("td", {}, revoke));
     });
-    return scrolling(el("table", {},
-      el("thead", {}, el("tr", {}, ...["Name", "Key", "Scopes", "Last used", "State", ""].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, rows)), { id: "keys-table" });
+    return el("div", { id: "keys-table" }, table(["Name", "Key", "Scopes", "Last used", "State", ""], rows));
   } catch (error) {
     return failure(error);
   }
@@ -182,10 +180,8 @@ async function users() {
 async function peopleTable() {
   try {
     const page = await api("GET", "users");
-    return panel("Members", scrolling(el("table", {},
-      el("thead", {}, el("tr", {}, ...["Name", "Email", "Role", "Last sign-in"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, page.data.map((user) => el("tr", {},
-        el("td", {}, user.name), el("td", {}, user.email), el("td", {}, user.role), el("td", {}, user.last_login_at || "never")))))));
+    return panel("Members", table(["Name", "Email", "Role", "Last sign-in"], page.data.map((user) => el("tr", {},
+        el("td", {}, user.name), el("td", {}, user.email), el("td", {}, user.role), el("td", {}, user.last_login_at || "never")))));
   } catch (error) {
     return panel("Members", failure(error));
   }
@@ -194,10 +190,8 @@ async function peopleTable() {
 async function invitationTable() {
   try {
     const page = await api("GET", "invitations");
-    return panel("Invitations", scrolling(el("table", { id: "invitations" },
-      el("thead", {}, el("tr", {}, ...["Email", "Role", "Expires"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, page.data.map((invitation) => el("tr", { "data-email": invitation.email },
-        el("td", {}, invitation.email), el("td", {}, invitation.role), el("td", {}, invitation.expires_at)))))));
+    return panel("Invitations", table(["Email", "Role", "Expires"], page.data.map((invitation) => el("tr", { "data-email": invitation.email },
+        el("td", {}, invitation.email), el("td", {}, invitation.role), el("td", {}, invitation.expires_at))), { id: "invitations" }));
   } catch (error) {
     return panel("Invitations", failure(error));
   }
@@ -263,37 +257,31 @@ async function workers() {
     }
   });
   view.replaceChildren(el("h1", {}, "Workers"),
-    panel("Worker pools", scrolling(el("table", {},
-      el("thead", {}, el("tr", {}, ...["Name", "Kind", "GPU", "Concurrency", "Runners online", "Queued / running", "This month"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, workerRows))), poolForm),
+    panel("Worker pools", table(["Name", "Kind", "GPU", "Concurrency", "Runners online", "Queued / running", "This month"], workerRows), poolForm),
     panel("Runner tokens", tokenForm, issued),
-    panel("Bots", scrolling(el("table", {},
-      el("thead", {}, el("tr", {}, ...["Bot", "Runs on", "Move to"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, botRows)))));
+    panel("Bots", table(["Bot", "Runs on", "Move to"], botRows)));
 }
 
 // Jobs refresh every two seconds while one is queued or running: their progress, live.
 let jobsTimer = null;
 
 async function jobs() {
-  const table = el("div", { id: "jobs" });
-  view.replaceChildren(el("h1", {}, "Jobs"), panel("Recent jobs", table));
+  const list = el("div", { id: "jobs" });
+  view.replaceChildren(el("h1", {}, "Jobs"), panel("Recent jobs", list));
   const refresh = async () => {
     try {
       const page = await api("GET", "jobs?limit=20");
-      table.replaceChildren(scrolling(el("table", {},
-        el("thead", {}, el("tr", {}, ...["Job", "Status", "Progress", "Cost", "Outputs"].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((job) => el("tr", { "data-job": job.id },
+      list.replaceChildren(table(["Job", "Status", "Progress", "Cost", "Outputs"], page.data.map((job) => el("tr", { "data-job": job.id },
           el("td", {}, el("code", {}, job.id.slice(-8))), el("td", { class: "status" }, job.status),
           el("td", {}, el("progress", { max: "100", value: job.progress, "aria-label": `Progress of ${job.id.slice(-8)}` }), ` ${job.progress}%`),
           el("td", {}, job.estimated_cost),
           el("td", {}, job.outputs.map((output) => output.url
             ? el("a", { href: output.url }, output.filename || "output")
-            : output.filename || ""))))))));
+            : output.filename || ""))))));
       const live = page.data.some((job) => job.status === "queued" || job.status === "running");
       if (live && location.hash === "#jobs") jobsTimer = setTimeout(refresh, 2000);
     } catch (error) {
-      table.replaceChildren(failure(error));
+      list.replaceChildren(failure(error));
     }
   };
   await refresh();
@@ -305,12 +293,10 @@ async function credits() {
   const load = async () => {
     try {
       const page = await api("GET", `credits/ledger?account=${account}&limit=50`);
-      ledger.replaceChildren(scrolling(el("table", { id: "ledger" },
-        el("thead", {}, el("tr", {}, ...["When", "Movement", "Credits", "Reason"].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((entry) => el("tr", { "data-kind": entry.kind },
+      ledger.replaceChildren(table(["When", "Movement", "Credits", "Reason"], page.data.map((entry) => el("tr", { "data-kind": entry.kind },
           el("td", {}, entry.created_at), el("td", {}, entry.kind),
           el("td", { class: "amount" }, entry.amount > 0 ? `+${entry.amount}` : entry.amount),
-          el("td", {}, entry.reason || entry.model || "")))))));
+          el("td", {}, entry.reason || entry.model || ""))), { id: "ledger" }));
     } catch (error) {
       ledger.replaceChildren(failure(error));
     }
@@ -374,13 +360,11 @@ async function audit() {
     const query = action ? `&action=${encodeURIComponent(action)}` : "";
     try {
       const page = await api("GET", `audit-logs?limit=50${query}`);
-      entries.replaceChildren(scrolling(el("table", { id: "audit" },
-        el("thead", {}, el("tr", {}, ...["When", "Action", "Actor", "Target", "Address"].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((entry) => el("tr", { "data-action": entry.action },
+      entries.replaceChildren(table(["When", "Action", "Actor", "Target", "Address"], page.data.map((entry) => el("tr", { "data-action": entry.action },
           el("td", {}, entry.created_at), el("td", {}, entry.action),
           el("td", {}, `${entry.actor.type}${entry.actor.id ? " " + entry.actor.id.slice(-8) : ""}`),
           el("td", {}, entry.target ? `${entry.target.type} ${String(entry.target.id || "").slice(-8)}` : ""),
-          el("td", {}, entry.ip || "")))))));
+          el("td", {}, entry.ip || ""))), { id: "audit" }));
     } catch (error) {
       entries.replaceChildren(failure(error));
     }
@@ -414,16 +398,14 @@ async function webhooks() {
   const showDeliveries = async (endpoint) => {
     try {
       const page = await api("GET", `webhooks/endpoints/${endpoint.id}/deliveries?limit=20`);
-      deliveries.replaceChildren(el("h3", {}, `Deliveries to ${endpoint.url}`), scrolling(el("table", {},
-        el("thead", {}, el("tr", {}, ...["Event", "Status", "Attempts", "Last answer", ""].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((delivery) => el("tr", { "data-event": delivery.event_type },
+      deliveries.replaceChildren(el("h3", {}, `Deliveries to ${endpoint.url}`), table(["Event", "Status", "Attempts", "Last answer", ""], page.data.map((delivery) => el("tr", { "data-event": delivery.event_type },
           el("td", {}, delivery.event_type), el("td", { class: "status" }, delivery.status),
           el("td", {}, delivery.attempt_count),
           el("td", {}, delivery.last_status_code || delivery.last_error || ""),
           el("td", {}, el("button", { type: "button", class: "secondary", onclick: async () => {
             await api("POST", `webhooks/deliveries/${delivery.id}/redeliver`);
             await showDeliveries(endpoint);
-          } }, "Redeliver"))))))));
+          } }, "Redeliver"))))));
     } catch (error) {
       deliveries.replaceChildren(failure(error));
     }
@@ -431,9 +413,7 @@ async function webhooks() {
   const load = async () => {
     try {
       const page = await api("GET", "webhooks/endpoints");
-      endpoints.replaceChildren(scrolling(el("table", { id: "endpoints" },
-        el("thead", {}, el("tr", {}, ...["URL", "Events", "State", ""].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((endpoint) => el("tr", { "data-url": endpoint.url },
+      endpoints.replaceChildren(table(["URL", "Events", "State", ""], page.data.map((endpoint) => el("tr", { "data-url": endpoint.url },
           el("td", {}, endpoint.url), el("td", {}, endpoint.event_types.join(" ")),
           el("td", {}, endpoint.enabled ? "enabled" : `disabled${endpoint.disabled_reason ? ": " + endpoint.disabled_reason : ""}`),
           el("td", {},
@@ -445,7 +425,7 @@ async function webhooks() {
               }
               await showDeliveries(endpoint);
             } }, "Send a test"), " ",
-            el("button", { type: "button", class: "secondary", onclick: () => showDeliveries(endpoint) }, "Deliveries"))))))));
+            el("button", { type: "button", class: "secondary", onclick: () => showDeliveries(endpoint) }, "Deliveries")))), { id: "endpoints" }));
     } catch (error) {
       endpoints.replaceChildren(failure(error));
     }
@@ -472,18 +452,14 @@ async function webhooks() {
 
 async function llm() {
   const [models, calls] = await Promise.all([
-    api("GET", "/v1/models").then((list) => panel("Models you can call", scrolling(el("table", { id: "models" },
-      el("thead", {}, el("tr", {}, ...["Model", "Served by"].map((name) => el("th", { scope: "col" }, name)))),
-      el("tbody", {}, list.data.map((model) => el("tr", { "data-model": model.id },
-        el("td", {}, el("code", {}, model.id)), el("td", {}, model.owned_by))))))),
+    api("GET", "/v1/models").then((list) => panel("Models you can call", table(["Model", "Served by"], list.data.map((model) => el("tr", { "data-model": model.id },
+        el("td", {}, el("code", {}, model.id)), el("td", {}, model.owned_by))), { id: "models" })),
       (error) => panel("Models you can call", failure(error))),
     api("GET", "llm/interactions?limit=20").then((page) => panel(isAdmin ? "Recent calls" : "Your recent calls",
-      page.data.length === 0 ? el("p", { id: "calls" }, "No calls yet.") : scrolling(el("table", { id: "calls" },
-        el("thead", {}, el("tr", {}, ...["When", "Model", "Tokens in / out", "Credits", "Status", "Latency"].map((name) => el("th", { scope: "col" }, name)))),
-        el("tbody", {}, page.data.map((call) => el("tr", {},
+      page.data.length === 0 ? el("p", { id: "calls" }, "No calls yet.") : table(["When", "Model", "Tokens in / out", "Credits", "Status", "Latency"], page.data.map((call) => el("tr", {},
           el("td", {}, call.created_at), el("td", {}, call.model),
           el("td", {}, `${call.prompt_tokens} / ${call.completion_tokens}`), el("td", {}, call.cost),
-          el("td", {}, call.status), el("td", {}, `${call.latency_ms} ms`))))))),
+          el("td", {}, call.status), el("td", {}, `${call.latency_ms} ms`))), { id: "calls" })),
       (error) => panel("Recent calls", failure(error))),
   ]);
   view.replaceChildren(el("h1", {}, "LLM gateway"),

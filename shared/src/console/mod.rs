@@ -56,14 +56,16 @@ pub async fn route(env: &Env, request: &ApiRequest, path: &str) -> Response {
             _ => {}
         }
     }
-    // The pages before sign-in wear the brand of the tenant whose domain they are reached at.
-    let look = match Branding::for_host(env, request).await {
-        Ok(brand) => Look(brand),
-        Err(_) => Look::default(),
+    let console = request.method == Method::GET && path.is_empty();
+    // The pages before sign-in wear the brand of the tenant whose domain they are reached
+    // at; the signed-in console wears the caller's own (`home`).
+    let look = match console {
+        true => Ok(None),
+        false => Branding::for_host(env, request).await,
     };
-    let look = &look;
+    let look = &Look(look.unwrap_or_default());
     let answer = match (request.method.clone(), path) {
-        (Method::GET, "") => home(env, request, look).await,
+        (Method::GET, "") => home(env, request).await,
         (Method::GET, "/sign-in") => {
             let tenant = request.query_param("tenant");
             let offered = sso::providers::offered(env, request, tenant.as_deref()).await;
@@ -225,7 +227,7 @@ async fn sign_out(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     Ok(see_other(browser::SIGN_IN_PATH, &cookies))
 }
 
-async fn home(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Response> {
+async fn home(env: &Env, request: &ApiRequest) -> ApiResult<Response> {
     let Some(principal) = browser::session_principal(env, request).await? else {
         return Ok(see_other(browser::SIGN_IN_PATH, &[]));
     };
@@ -247,12 +249,8 @@ async fn home(env: &Env, request: &ApiRequest, look: &Look) -> ApiResult<Respons
         csrf = escape(&csrf),
     );
     // Signed in, the console wears the brand of the caller's own tenant, wherever reached.
-    let own = Branding::of_tenant(env, &principal.tenant_id).await?;
-    let look = match &look.0 {
-        Some(brand) if *brand == own => look,
-        _ => &Look(Some(own)),
-    };
-    Ok(page(look, StatusCode::OK, "Console", &body))
+    let look = Look(Some(Branding::of_tenant(env, &principal.tenant_id).await?));
+    Ok(page(&look, StatusCode::OK, "Console", &body))
 }
 
 /// One of the console's scripts, the same for everyone.

@@ -4,7 +4,6 @@
 //! sealed at rest under the configured master key, bound to its row, and never returned:
 //! the API shows its last four characters.
 
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -18,7 +17,7 @@ use crate::{
     db::Row,
     error::ApiResult,
     ids::new_id,
-    secrets::Keyring,
+    secrets::{self, Keyring},
     sql,
     webhooks::urls::parse_endpoint_url,
 };
@@ -109,14 +108,6 @@ fn last_four(api_key: &str) -> String {
     api_key[api_key.len() - 4..].to_owned()
 }
 
-fn secrets_not_configured() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "secrets_not_configured",
-        "provider keys cannot be stored: the operator has not configured a master key (TOLLGATE_SECRETS_KEYS)",
-    )
-}
-
 async fn create(env: &Env, request: &ApiRequest, editor: &Editor) -> ApiResult<Response> {
     let body: NewProviderKey = request.json()?;
     let name = parse_name(&body.name)?;
@@ -131,14 +122,14 @@ async fn create(env: &Env, request: &ApiRequest, editor: &Editor) -> ApiResult<R
     })?;
     let api_key = parse_api_key(&body.api_key)?;
     if env.config.secrets.is_empty() {
-        return Err(secrets_not_configured());
+        return Err(secrets::not_configured("provider keys"));
     }
     let id = new_id();
     let sealed = env
         .config
         .secrets
         .seal(&sealing_context(&id), api_key.as_bytes())
-        .map_err(|_| secrets_not_configured())?;
+        .map_err(|_| secrets::not_configured("provider keys"))?;
     let now = env.now();
     let results = env
         .db

@@ -16,7 +16,7 @@ use crate::{
     db::Row,
     error::ApiResult,
     ids::new_id,
-    sql,
+    secrets, sql,
     tenancy::{parse_display_name, tenants::TenantSelector},
     webhooks::urls::parse_endpoint_url,
 };
@@ -162,13 +162,9 @@ fn scopes_of(scopes: Option<&[String]>) -> ApiResult<String> {
     Ok(all.join(" "))
 }
 
-fn require_manager(principal: &Principal) -> ApiResult<()> {
-    principal.require(Permission::TenantUpdate)
-}
-
 /// `POST /api/v1/sso/providers`
 pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> ApiResult<Response> {
-    require_manager(principal)?;
+    principal.require(Permission::TenantUpdate)?;
     let body: NewProvider = request.json()?;
     let name = parse_display_name("name", &body.name)?;
     let issuer = issuer_of(&body, env.config.webhooks_allow_private)?;
@@ -191,13 +187,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
         .config
         .secrets
         .seal(&sealing_context(&id), body.client_secret.as_bytes())
-        .map_err(|_| {
-            ApiError::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "secrets_not_configured",
-                "provider secrets cannot be stored: the operator has not configured a master key (TOLLGATE_SECRETS_KEYS)",
-            )
-        })?;
+        .map_err(|_| secrets::not_configured("identity provider secrets"))?;
     let now = env.now();
     let tenant = principal.tenant_id.as_str();
     let results = env
@@ -237,7 +227,7 @@ pub async fn create(env: &Env, request: &ApiRequest, principal: &Principal) -> A
 
 /// `GET /api/v1/sso/providers`
 pub async fn list(env: &Env, principal: &Principal) -> ApiResult<Response> {
-    require_manager(principal)?;
+    principal.require(Permission::TenantUpdate)?;
     let rows = env
         .db
         .execute(sql!(
@@ -256,7 +246,7 @@ pub async fn list(env: &Env, principal: &Principal) -> ApiResult<Response> {
 
 /// `DELETE /api/v1/sso/providers/{id}`: its links to users go with it.
 pub async fn delete(env: &Env, principal: &Principal, id: &str) -> ApiResult<Response> {
-    require_manager(principal)?;
+    principal.require(Permission::TenantUpdate)?;
     let tenant = principal.tenant_id.as_str();
     let now = env.now();
     let owned = sql!(
@@ -310,6 +300,8 @@ pub(crate) struct Settings {
     default_role: Option<String>,
 }
 
+const SETTINGS: &str = "SELECT sso_required, sso_default_role FROM tenants WHERE id = ?";
+
 fn settings_json(row: &Row<'_>) -> ApiResult<Json> {
     Ok(json!({
         "required": row.get::<i64>("sso_required")? == 1,
@@ -319,14 +311,8 @@ fn settings_json(row: &Row<'_>) -> ApiResult<Json> {
 
 /// `GET /api/v1/sso/settings`
 pub async fn settings(env: &Env, principal: &Principal) -> ApiResult<Response> {
-    require_manager(principal)?;
-    let rows = env
-        .db
-        .execute(sql!(
-            "SELECT sso_required, sso_default_role FROM tenants WHERE id = ?",
-            &principal.tenant_id
-        ))
-        .await?;
+    principal.require(Permission::TenantUpdate)?;
+    let rows = env.db.execute(sql!(SETTINGS, &principal.tenant_id)).await?;
     let row = rows.first().ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(ok(&settings_json(&row)?))
 }
@@ -337,7 +323,7 @@ pub async fn set_settings(
     request: &ApiRequest,
     principal: &Principal,
 ) -> ApiResult<Response> {
-    require_manager(principal)?;
+    principal.require(Permission::TenantUpdate)?;
     let body: Settings = request.json()?;
     let role = body.default_role.as_deref().unwrap_or("member");
     if !["admin", "member", "viewer"].contains(&role) {
@@ -367,7 +353,7 @@ pub async fn set_settings(
                 now,
             ),
             sql!(
-                "SELECT sso_required, sso_default_role FROM tenants WHERE id = ?",
+                SETTINGS,
                 tenant
             ),
         ])

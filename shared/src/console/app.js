@@ -715,7 +715,7 @@ async function singleSignOn() {
 
 const pages = { overview, jobs, llm, credits, keys, users, workers, webhooks, audit, billing, settings };
 
-async function show() {
+async function showPage() {
   clearTimeout(jobsTimer);
   const name = location.hash.slice(1) || "overview";
   const page = pages[name] || overview;
@@ -731,5 +731,13 @@ async function show() {
 if (!isAdmin) {
   for (const link of document.querySelectorAll("nav a[data-admin]")) link.remove();
 }
+// One page at a time: a page still loading when another is asked for finishes first, so the
+// page left on screen is the last one asked for, not the slowest.
+let showing = Promise.resolve();
+function show() {
+  showing = showing.then(showPage, showPage);
+  return showing;
+}
+
 window.addEventListener("hashchange", show);
 show();

@@ -199,7 +199,7 @@ async function emails() {
 
 const pages = { tenants, plans, emails };
 
-async function show() {
+async function showPage() {
   if (!sessionStorage.getItem(TOKEN)) return signIn();
   nav.hidden = false;
   if (!nav.querySelector("button")) nav.append(" ", signOutButton());
@@ -213,6 +213,14 @@ async function show() {
     if (error.status !== 401) view.append(failure(error));
   });
   view.setAttribute("aria-busy", "false");
+}
+
+// One page at a time: a page still loading when another is asked for finishes first, so the
+// page left on screen is the last one asked for, not the slowest.
+let showing = Promise.resolve();
+function show() {
+  showing = showing.then(showPage, showPage);
+  return showing;
 }
 
 window.addEventListener("hashchange", show);

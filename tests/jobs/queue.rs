@@ -535,6 +535,90 @@ async fn racing_runners_claim_every_job_exactly_once() {
     assert_eq!(running[0][0], JOBS as i64);
 }
 
+/// The running jobs the claim reads from counters (tenant and worker) against a count of
+/// the jobs themselves: the tenants and workers whose counter says otherwise.
+async fn running_counts_astray(app: &tollgate_tests::TestApp) -> Vec<Value> {
+    app.query(
+        "SELECT 'tenant', t.id FROM tenants t
+         WHERE COALESCE((SELECT running FROM tenant_running_jobs WHERE tenant_id = t.id), 0)
+            <> (SELECT COUNT(*) FROM jobs WHERE tenant_id = t.id AND status = 'running')
+         UNION ALL
+         SELECT 'worker', w.id FROM workers w
+         WHERE COALESCE((SELECT running FROM worker_running_jobs WHERE worker_id = w.id), 0)
+            <> (SELECT COUNT(*) FROM jobs WHERE worker_id = w.id AND status = 'running')",
+        vec![],
+    )
+    .await
+    .into_iter()
+    .map(Value::from)
+    .collect()
+}
+
+#[tokio::test]
+async fn racing_runners_never_run_more_than_the_plan_allows_and_the_counts_stay_true() {
+    const RUNNERS: usize = 8;
+    let app = spawn_app().await;
+    let owner = tenant(
+        &app,
+        "acme",
+        "PRO",
+        json!({ "max_concurrent_jobs": 3 }),
+        100_000,
+    )
+    .await;
+    let worker = default_worker(&app, &owner).await;
+    let mut runners = Vec::new();
+    for index in 0..RUNNERS {
+        runners.push(Runner::on(&app, &owner, &worker, &format!("gpu-{index}")).await);
+    }
+    for _ in 0..12 {
+        queued(&app, &owner, json!({ "workflow": sdxl(512, 20) })).await;
+    }
+    let race = async |runners: &[Runner]| -> Vec<(usize, Value)> {
+        let round =
+            futures::future::join_all(runners.iter().map(|runner| runner.claim(&app, 24576))).await;
+        round
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, job)| job.map(|job| (index, job)))
+            .collect()
+    };
+    let running = race(&runners).await;
+    assert_eq!(
+        running.len(),
+        3,
+        "eight runners at once, three jobs: the plan's cap"
+    );
+    assert_eq!(running_counts_astray(&app).await, Vec::<Value>::new());
+
+    // One finishes, one fails (and is queued again); the third's runner goes silent.
+    let (finished, failed) = (&running[0], &running[1]);
+    expect_status(
+        runners[finished.0]
+            .finish(&app, &finished.1, "succeeded", 3)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_status(
+        runners[failed.0]
+            .fail(&app, &failed.1, "CUDA out of memory")
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(running_counts_astray(&app).await, Vec::<Value>::new());
+    let refilled = race(&runners).await;
+    assert_eq!(refilled.len(), 2, "two slots freed, two claims");
+    app.advance_clock(3_600);
+    let reaped = app.run_cron().await.jobs_reaped;
+    assert_eq!(reaped.requeued + reaped.failed, 3, "every lease ran out");
+    assert_eq!(running_counts_astray(&app).await, Vec::<Value>::new());
+    let again = race(&runners).await;
+    assert_eq!(again.len(), 3, "the reaped slots are free again");
+    assert_eq!(running_counts_astray(&app).await, Vec::<Value>::new());
+}
+
 #[tokio::test]
 async fn work_done_past_the_gpu_seconds_quota_is_still_settled() {
     let app = spawn_app().await;

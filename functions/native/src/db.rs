@@ -276,10 +276,19 @@ async fn read(
             .collect::<Result<Vec<_>, _>>()?;
         values.push(row_values);
     }
+    // The statement's own changes, as Hrana reports them: `changes()` leaves out what
+    // triggers changed (the running-job counters move with every claim), but keeps the
+    // count of the last INSERT, UPDATE or DELETE through a query, so it is read only when
+    // this statement changed something.
+    let rows_affected = if connection.total_changes() == before {
+        0
+    } else {
+        connection.changes()
+    };
     Ok(Rows {
         columns,
         rows: values,
-        rows_affected: connection.total_changes() - before,
+        rows_affected,
     })
 }
 
@@ -589,6 +598,32 @@ mod tests {
                 .map(|row| row.get::<String>("name").unwrap())
                 .collect::<Vec<_>>(),
             ["a", "b"]
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_affected_leaves_out_what_triggers_changed() {
+        let db = memory().await;
+        db.batch(vec![
+            sql!("CREATE TABLE tally (n INTEGER NOT NULL)"),
+            sql!("INSERT INTO tally (n) VALUES (0)"),
+            sql!("CREATE TRIGGER counted AFTER INSERT ON t BEGIN UPDATE tally SET n = n + 1; END"),
+        ])
+        .await
+        .unwrap();
+        let inserted = db
+            .execute(sql!("INSERT INTO t (name) VALUES ('a')"))
+            .await
+            .unwrap();
+        assert_eq!(
+            inserted.rows_affected, 1,
+            "the trigger's UPDATE is not counted"
+        );
+        let tally = db.execute(sql!("SELECT n FROM tally")).await.unwrap();
+        assert_eq!(tally.first().unwrap().get::<i64>("n").unwrap(), 1);
+        assert_eq!(
+            tally.rows_affected, 0,
+            "a read after a write changed nothing"
         );
     }
 

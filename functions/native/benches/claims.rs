@@ -2,9 +2,11 @@
 //! several runners' requests on several server workers) race the one claim statement
 //! (`UPDATE jobs ... WHERE id = (SELECT ... ORDER BY effective priority) RETURNING ...`)
 //! over a queue until it is empty. Prints claims/s and the latency spread of a claim, and
-//! checks that no job was claimed twice. Then the same with 100,000 jobs queued across
-//! 1,000 tenants on one shared worker, of which 4 claimers take 2,000: a claim's cost must
-//! not grow with the queue.
+//! checks that no job was claimed twice. Then runners as runners claim: over HTTP, each on
+//! its own kept-alive connection, against the native server (two workers, one per core of
+//! the machine the figures were taken on). Last, 100,000 jobs queued across 1,000 tenants on
+//! one shared worker, of which 4 claimers take 2,000: a claim's cost must not grow with the
+//! queue.
 //!
 //! `cargo bench -p tollgate-server --bench claims`
 
@@ -13,21 +15,27 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde_json::{Value, json};
 use tollgate::{
     Env,
     db::Statement,
     jobs::{queue, runners::Runner},
 };
-use tollgate_server::{db::LibsqlDb, server};
+use tollgate_server::{
+    db::LibsqlDb,
+    server::{self, ConnectionLimits, ServerClock, ServerSettings},
+};
 
 mod support;
 
-use support::{create_tenant, env, percentile, runtime};
+use support::{PASSWORD, config, create_tenant, env, percentile, runtime};
 
-const JOBS: usize = 2_000;
+const JOBS: usize = 10_000;
 /// The deep queue: this many jobs, across this many tenants.
 const DEEP_JOBS: usize = 100_000;
 const DEEP_TENANTS: usize = 1_000;
+/// How many runners claim over HTTP, one run each.
+const HTTP_RUNNERS: [usize; 4] = [1, 2, 4, 8];
 
 /// An ENTERPRISE tenant without a concurrency cap (so the queue, not the plan, is
 /// measured); its default worker.
@@ -114,6 +122,136 @@ async fn more_tenants(env: &Env, like: &str, count: usize) -> Vec<String> {
     ids
 }
 
+/// The native server on `db`, and as many runner tokens on `worker` (each runner's first
+/// heartbeat sent) as `runners`, made through the API as a tenant's owner makes them.
+fn serve_runners(
+    db: &LibsqlDb,
+    worker: &str,
+    runners: usize,
+) -> (server::RunningServer, String, Vec<String>) {
+    let running = server::start(
+        ServerSettings {
+            address: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            cron_interval: Duration::from_secs(3600),
+            config: config(),
+            clock: ServerClock::System,
+            connections: ConnectionLimits::default(),
+        },
+        db.clone(),
+    )
+    .unwrap();
+    let api = format!("http://{}/api/v1", running.local_addr);
+    let tokens = runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let post = async |path: &str, bearer: &str, body: Value| -> Value {
+            let response = client
+                .post(format!("{api}/{path}"))
+                .bearer_auth(bearer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            response.json().await.unwrap()
+        };
+        let session = post(
+            "auth/login",
+            "",
+            json!({ "email": "owner@bench.bench", "password": PASSWORD, "tenant": "bench" }),
+        )
+        .await;
+        let owner = session["access_token"].as_str().unwrap().to_owned();
+        let mut tokens = Vec::new();
+        for index in 0..runners {
+            let issued = post(
+                &format!("workers/{worker}/runner-tokens"),
+                &owner,
+                json!({ "name": format!("gpu-{index}") }),
+            )
+            .await;
+            let token = issued["token"].as_str().unwrap().to_owned();
+            post(
+                "runner/heartbeat",
+                &token,
+                json!({ "host": format!("gpu-{index}"), "gpu": "H100", "vram_mb": 81920, "version": "bench" }),
+            )
+            .await;
+            tokens.push(token);
+        }
+        tokens
+    });
+    (running, api, tokens)
+}
+
+/// The first `runners` of `tokens` claim over HTTP until the queue is empty, from one client
+/// thread (as a load generator on the same machine); prints the figures.
+fn run_over_http(api: &str, tokens: &[String], runners: usize, queued: usize) {
+    let started = Instant::now();
+    let results: Vec<(Vec<String>, Vec<Duration>)> = runtime().block_on(async {
+        let claimers = tokens[..runners].iter().map(async |token| {
+            // A client each: a connection each, kept alive, as separate runners have.
+            let client = reqwest::Client::new();
+            let (mut ids, mut latencies) = (Vec::new(), Vec::new());
+            loop {
+                let claim = Instant::now();
+                let response = client
+                    .post(format!("{api}/runner/claim"))
+                    .bearer_auth(token)
+                    .json(&json!({ "free_vram_mb": 80_000 }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body = response.bytes().await.unwrap();
+                latencies.push(claim.elapsed());
+                match status.as_u16() {
+                    200 => {
+                        let job: Value = serde_json::from_slice(&body).unwrap();
+                        ids.push(job["job_id"].as_str().unwrap().to_owned());
+                    }
+                    204 => break,
+                    other => panic!(
+                        "a claim answered {other}: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                }
+            }
+            (ids, latencies)
+        });
+        futures_util::future::join_all(claimers).await
+    });
+    let elapsed = started.elapsed();
+    report(
+        &format!("job claims over HTTP, {runners} runner(s), {queued} queued"),
+        results,
+        queued,
+        elapsed,
+    );
+}
+
+/// Checks that `expected` jobs were claimed, none twice, and prints claims/s and latencies.
+fn report(
+    what: &str,
+    results: Vec<(Vec<String>, Vec<Duration>)>,
+    expected: usize,
+    elapsed: Duration,
+) {
+    let ids: Vec<&String> = results.iter().flat_map(|(ids, _)| ids).collect();
+    let unique: HashSet<&String> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), expected, "as many jobs claimed as asked");
+    assert_eq!(unique.len(), expected, "no job claimed twice");
+    let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(_, l)| l).collect();
+    latencies.sort_unstable();
+    println!(
+        "{what}: {:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
+        expected as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap(),
+    );
+}
+
 /// `threads` claimers take `claims` jobs in all (or drain the queue); prints the figures.
 fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize) {
     let started = Instant::now();
@@ -147,19 +285,11 @@ fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize
             .map(|claimer| claimer.join().unwrap())
             .collect()
     });
-    let elapsed = started.elapsed();
-    let ids: Vec<&String> = results.iter().flat_map(|(ids, _)| ids).collect();
-    let unique: HashSet<&String> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), claims, "as many jobs claimed as asked");
-    assert_eq!(unique.len(), claims, "no job claimed twice");
-    let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(_, l)| l).collect();
-    latencies.sort_unstable();
-    println!(
-        "job claims, {threads} claimer(s), {claims} of {queued} queued: {:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
-        claims as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap(),
+    report(
+        &format!("job claims, {threads} claimer(s), {claims} of {queued} queued"),
+        results,
+        claims,
+        started.elapsed(),
     );
 }
 
@@ -177,6 +307,12 @@ fn main() {
         runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
         run(&db, &worker, threads, JOBS, JOBS);
     }
+    let (server, api, tokens) = serve_runners(&db, &worker, *HTTP_RUNNERS.last().unwrap());
+    for runners in HTTP_RUNNERS {
+        runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
+        run_over_http(&api, &tokens, runners, JOBS);
+    }
+    server.shutdown();
     let mut tenants = runtime.block_on(more_tenants(&env, &tenant, DEEP_TENANTS - 1));
     tenants.push(tenant);
     runtime.block_on(fill(&env, &tenants, &owner, &worker, DEEP_JOBS));

@@ -286,9 +286,10 @@ pub async fn enqueue(env: &Env, job: &NewJob) -> ApiResult<(bool, Json)> {
 /// the `jobs_claim` index best first, and the first that fits ends the search. A claim costs
 /// the same with a hundred jobs queued or a hundred thousand. The running jobs of each
 /// candidate's tenant and of the worker are read from counters the database keeps as jobs
-/// start and stop (migration 0017), so it costs the same with ten jobs running or twenty
-/// thousand. The index is named (`INDEXED BY`): without statistics SQLite would rather filter through
-/// `jobs_queue` (worker, status, due time) and sort every due job.
+/// start and stop (migration `0017_lighter_claims.sql`), so it also costs the same with ten
+/// jobs running or twenty thousand. The index is named (`INDEXED BY`) so that no index
+/// added later can make SQLite, which has no statistics here, filter the worker's due jobs
+/// through it and sort them all.
 pub fn claim_statement(
     worker_id: &str,
     token_id: &str,

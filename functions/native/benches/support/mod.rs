@@ -16,16 +16,23 @@ use tollgate::{
 };
 use tollgate_server::db::LibsqlDb;
 
-pub fn env(db: &LibsqlDb) -> Env {
-    let config = Config::from_lookup(|name| {
+/// The owner's password of [`create_tenant`]'s tenants.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The defaults with a JWT secret: what the server needs to start.
+pub fn config() -> Config {
+    Config::from_lookup(|name| {
         (name == "TOLLGATE_JWT_SECRET").then(|| "bench-secret-bench-secret-bench-secret-01".into())
     })
-    .expect("the bench configuration is valid");
+    .expect("the bench configuration is valid")
+}
+
+pub fn env(db: &LibsqlDb) -> Env {
     Env::new(
         Box::new(db.clone()),
         Box::new(SystemClock),
         Box::new(NoOutbound),
-        config,
+        config(),
     )
 }
 
@@ -49,7 +56,7 @@ pub async fn create_tenant(env: &Env, slug: &str, plan: &'static str) -> Created
         plan,
         owner_email: Email::parse("email", &format!("owner@{slug}.bench")).unwrap(),
         owner_name: "Owner".into(),
-        owner_password: Password::parse("password", "correct horse battery staple".into()).unwrap(),
+        owner_password: Password::parse("password", PASSWORD.into()).unwrap(),
     };
     tenants::create(env, &tenant).await.unwrap()
 }

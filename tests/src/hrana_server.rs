@@ -625,7 +625,14 @@ async fn execute(stream: &Stream, stmt: &Stmt) -> Result<StmtResult, HranaError>
             result_rows.push(Row { values });
         }
     }
-    let affected_row_count = connection.total_changes() - before;
+    // As sqld reports it: the statement's own changes (`sqlite3_changes`), which leave out
+    // what triggers changed, and 0 for a statement that changed nothing (`changes` keeps
+    // the last INSERT, UPDATE or DELETE's count through a query).
+    let affected_row_count = if connection.total_changes() == before {
+        0
+    } else {
+        connection.changes()
+    };
     Ok(StmtResult {
         cols,
         rows: result_rows,

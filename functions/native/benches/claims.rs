@@ -4,7 +4,8 @@
 //! over a queue until it is empty. Prints claims/s and the latency spread of a claim, and
 //! checks that no job was claimed twice. Then runners as runners claim: over HTTP, each on
 //! its own kept-alive connection, against the native server (two workers, one per core of
-//! the machine the figures were taken on). Last, 100,000 jobs queued across 1,000 tenants on
+//! the machine the figures were taken on). Three rounds of both, interleaved, then the median
+//! claims/s of each count. Last, 100,000 jobs queued across 1,000 tenants on
 //! one shared worker, of which 4 claimers take 2,000: a claim's cost must not grow with the
 //! queue.
 //!
@@ -34,8 +35,13 @@ const JOBS: usize = 10_000;
 /// The deep queue: this many jobs, across this many tenants.
 const DEEP_JOBS: usize = 100_000;
 const DEEP_TENANTS: usize = 1_000;
-/// How many runners claim over HTTP, one run each.
+/// How many claimers race the claim statement, one run each a round.
+const CLAIMERS: [usize; 3] = [1, 2, 4];
+/// How many runners claim over HTTP, one run each a round.
 const HTTP_RUNNERS: [usize; 4] = [1, 2, 4, 8];
+/// Rounds of those runs: single runs on two shared cores vary by ±5 %, more than one
+/// claimer more or less changes.
+const ROUNDS: usize = 3;
 
 /// An ENTERPRISE tenant without a concurrency cap (so the queue, not the plan, is
 /// measured); its default worker.
@@ -186,7 +192,7 @@ fn serve_runners(
 
 /// The first `runners` of `tokens` claim over HTTP until the queue is empty, from one client
 /// thread (as a load generator on the same machine); prints the figures.
-fn run_over_http(api: &str, tokens: &[String], runners: usize, queued: usize) {
+fn run_over_http(api: &str, tokens: &[String], runners: usize, queued: usize) -> f64 {
     let started = Instant::now();
     let results: Vec<(Vec<String>, Vec<Duration>)> = runtime().block_on(async {
         let claimers = tokens[..runners].iter().map(async |token| {
@@ -227,33 +233,52 @@ fn run_over_http(api: &str, tokens: &[String], runners: usize, queued: usize) {
         results,
         queued,
         elapsed,
+    )
+}
+
+/// Prints the median claims/s of each count's runs.
+fn print_medians(what: &str, counts: &[usize], runs: Vec<Vec<f64>>) {
+    let medians: Vec<String> = counts
+        .iter()
+        .zip(runs)
+        .map(|(count, mut rates)| {
+            rates.sort_by(f64::total_cmp);
+            format!("{count}: {:.0}", rates[rates.len() / 2])
+        })
+        .collect();
+    println!(
+        "median claims/s of {ROUNDS} rounds, {what}: {}",
+        medians.join(", ")
     );
 }
 
-/// Checks that `expected` jobs were claimed, none twice, and prints claims/s and latencies.
+/// Checks that `expected` jobs were claimed, none twice, and prints claims/s and latencies;
+/// answers the claims/s.
 fn report(
     what: &str,
     results: Vec<(Vec<String>, Vec<Duration>)>,
     expected: usize,
     elapsed: Duration,
-) {
+) -> f64 {
     let ids: Vec<&String> = results.iter().flat_map(|(ids, _)| ids).collect();
     let unique: HashSet<&String> = ids.iter().copied().collect();
     assert_eq!(ids.len(), expected, "as many jobs claimed as asked");
     assert_eq!(unique.len(), expected, "no job claimed twice");
     let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(_, l)| l).collect();
     latencies.sort_unstable();
+    let rate = expected as f64 / elapsed.as_secs_f64();
     println!(
-        "{what}: {:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
-        expected as f64 / elapsed.as_secs_f64(),
+        "{what}: {rate:.0} claims/s, p50 {:?}, p99 {:?}, max {:?}",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.last().unwrap(),
     );
+    rate
 }
 
-/// `threads` claimers take `claims` jobs in all (or drain the queue); prints the figures.
-fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize) {
+/// `threads` claimers take `claims` jobs in all (or drain the queue); prints the figures and
+/// answers the claims/s.
+fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize) -> f64 {
     let started = Instant::now();
     let results: Vec<(Vec<String>, Vec<Duration>)> = std::thread::scope(|scope| {
         let claimers: Vec<_> = (0..threads)
@@ -290,7 +315,7 @@ fn run(db: &LibsqlDb, worker: &str, threads: usize, queued: usize, claims: usize
         results,
         claims,
         started.elapsed(),
-    );
+    )
 }
 
 fn main() {
@@ -303,16 +328,23 @@ fn main() {
     let env = env(&db);
     let (tenant, owner, worker) = runtime.block_on(setup(&env));
     let one = [tenant.clone()];
-    for threads in [1, 2, 4] {
-        runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
-        run(&db, &worker, threads, JOBS, JOBS);
-    }
+    // Rounds interleaved, so that the machine's slower moments fall on every count alike.
+    let mut direct = vec![Vec::new(); CLAIMERS.len()];
+    let mut over_http = vec![Vec::new(); HTTP_RUNNERS.len()];
     let (server, api, tokens) = serve_runners(&db, &worker, *HTTP_RUNNERS.last().unwrap());
-    for runners in HTTP_RUNNERS {
-        runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
-        run_over_http(&api, &tokens, runners, JOBS);
+    for _ in 0..ROUNDS {
+        for (index, threads) in CLAIMERS.into_iter().enumerate() {
+            runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
+            direct[index].push(run(&db, &worker, threads, JOBS, JOBS));
+        }
+        for (index, runners) in HTTP_RUNNERS.into_iter().enumerate() {
+            runtime.block_on(fill(&env, &one, &owner, &worker, JOBS));
+            over_http[index].push(run_over_http(&api, &tokens, runners, JOBS));
+        }
     }
     server.shutdown();
+    print_medians("claimer(s) on the database", &CLAIMERS, direct);
+    print_medians("runner(s) over HTTP", &HTTP_RUNNERS, over_http);
     let mut tenants = runtime.block_on(more_tenants(&env, &tenant, DEEP_TENANTS - 1));
     tenants.push(tenant);
     runtime.block_on(fill(&env, &tenants, &owner, &worker, DEEP_JOBS));

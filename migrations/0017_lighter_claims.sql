@@ -24,7 +24,8 @@ INSERT INTO worker_running_jobs (worker_id, running)
     SELECT worker_id, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY worker_id;
 
 -- A job starts running (a claim) or stops (finished, failed, cancelled, re-queued by the
--- reaper). Jobs never move between tenants or workers.
+-- reaper). Jobs are inserted queued, never move between tenants or workers, and are not
+-- deleted while running: these two changes are all that moves the counts.
 CREATE TRIGGER jobs_running_start
 AFTER UPDATE OF status ON jobs
 WHEN NEW.status = 'running' AND OLD.status <> 'running'
@@ -38,26 +39,6 @@ END;
 CREATE TRIGGER jobs_running_stop
 AFTER UPDATE OF status ON jobs
 WHEN OLD.status = 'running' AND NEW.status <> 'running'
-BEGIN
-    UPDATE tenant_running_jobs SET running = running - 1 WHERE tenant_id = OLD.tenant_id;
-    UPDATE worker_running_jobs SET running = running - 1 WHERE worker_id = OLD.worker_id;
-END;
-
--- Jobs are queued, not inserted running, and never deleted today; these keep the counts
--- true should either ever happen (a restore, a purge).
-CREATE TRIGGER jobs_running_inserted
-AFTER INSERT ON jobs
-WHEN NEW.status = 'running'
-BEGIN
-    INSERT INTO tenant_running_jobs (tenant_id, running) VALUES (NEW.tenant_id, 1)
-        ON CONFLICT (tenant_id) DO UPDATE SET running = running + 1;
-    INSERT INTO worker_running_jobs (worker_id, running) VALUES (NEW.worker_id, 1)
-        ON CONFLICT (worker_id) DO UPDATE SET running = running + 1;
-END;
-
-CREATE TRIGGER jobs_running_deleted
-AFTER DELETE ON jobs
-WHEN OLD.status = 'running'
 BEGIN
     UPDATE tenant_running_jobs SET running = running - 1 WHERE tenant_id = OLD.tenant_id;
     UPDATE worker_running_jobs SET running = running - 1 WHERE worker_id = OLD.worker_id;

@@ -16,16 +16,13 @@ console URL), tenant_console (the same at the reseller's subdomain, which is slu
 "pixel"), email, password, operator_email, operator_password, screenshots.
 """
 
-import json
-import pathlib
 import re
-import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-args = json.loads(sys.argv[1])
-shots = pathlib.Path(args["screenshots"])
-shots.mkdir(parents=True, exist_ok=True)
+from phone import open_page, visit_arguments
+
+args, shots = visit_arguments()
 LOGO = (
     "data:image/svg+xml;base64,"
     "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSI0MCIgaGVpZ2h0PSI0MCI+"
@@ -34,16 +31,7 @@ LOGO = (
 ACCENT_RGB = "rgb(11, 93, 30)"
 
 with sync_playwright() as playwright:
-    browser = playwright.chromium.launch(
-        executable_path=args["chromium"],
-        args=["--host-resolver-rules=MAP *.tollgate.test 127.0.0.1", "--no-sandbox"],
-    )
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    # The page's own errors, should a step fail.
-    page.on("pageerror", lambda error: print("page error:", error))
-    page.on("console", lambda message: print("console:", message.text))
-    page.set_default_timeout(10_000)
-    expect.set_options(timeout=10_000)
+    browser, page = open_page(playwright, args["chromium"])
     try:
 
         # Sign up at the platform's console.

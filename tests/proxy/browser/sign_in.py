@@ -16,16 +16,14 @@ webhook_url (a receiver that answers 200), screenshots.
 """
 
 import json
-import pathlib
 import re
-import sys
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-args = json.loads(sys.argv[1])
-shots = pathlib.Path(args["screenshots"])
-shots.mkdir(parents=True, exist_ok=True)
+from phone import open_page, visit_arguments
+
+args, shots = visit_arguments()
 sign_in_url = re.compile(r"^http://auth\.tollgate\.test:\d+/console/sign-in\?return_to=")
 
 
@@ -45,13 +43,7 @@ def runner(path, body):
         return json.loads(response.read() or b"null")
 
 with sync_playwright() as playwright:
-    browser = playwright.chromium.launch(
-        executable_path=args["chromium"],
-        args=["--host-resolver-rules=MAP *.tollgate.test 127.0.0.1", "--no-sandbox"],
-    )
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.set_default_timeout(10_000)
-    expect.set_options(timeout=10_000)
+    browser, page = open_page(playwright, args["chromium"])
 
     page.goto(args["service"])
     expect(page).to_have_url(sign_in_url)

@@ -11,24 +11,15 @@ Usage: python sso.py '<json>' with keys chromium, sign_in (the console's sign-in
 tenant's subdomain, with return_to), service, provider_name, screenshots.
 """
 
-import json
-import pathlib
-import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-args = json.loads(sys.argv[1])
-shots = pathlib.Path(args["screenshots"])
-shots.mkdir(parents=True, exist_ok=True)
+from phone import open_page, visit_arguments
+
+args, shots = visit_arguments()
 
 with sync_playwright() as playwright:
-    browser = playwright.chromium.launch(
-        executable_path=args["chromium"],
-        args=["--host-resolver-rules=MAP *.tollgate.test 127.0.0.1", "--no-sandbox"],
-    )
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.set_default_timeout(10_000)
-    expect.set_options(timeout=10_000)
+    browser, page = open_page(playwright, args["chromium"])
     try:
         page.goto(args["sign_in"])
         button = page.get_by_role("link", name=f"Sign in with {args['provider_name']}")
